@@ -1,0 +1,43 @@
+# sales-stream: every target creates/uses the local virtualenv .venv (Python 3.11).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lab lint format up down status bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(STAMP)
+
+## run: the whole pipeline on the embedded services; leaves out/, executed notebooks, figures
+run: $(STAMP)
+	$(BIN)/python -m sales_stream run
+
+## test: the test suite (real embedded Kafka, MongoDB and Hyper; executes the notebooks)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## lab: JupyterLab on the notebooks
+lab: $(STAMP)
+	$(BIN)/jupyter lab
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+up down status: $(STAMP)
+	$(BIN)/python -m sales_stream $@
+
+bench: $(STAMP)
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .sales_stream out

@@ -1,0 +1,69 @@
+"""Shared fixtures: embedded services started once per session, unique names per test."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from sales_stream import infra
+from sales_stream.clients import ensure_topic, mongo_client
+from sales_stream.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Embedded-mode settings isolated from any developer ``.env``."""
+    return Settings(_env_file=None, mode="embedded", state_dir=tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture(scope="session")
+def endpoints(settings: Settings) -> Iterator[infra.Endpoints]:
+    """The real embedded Kafka broker and MongoDB server, shared by the session."""
+    endpoints = infra.up(settings)
+    yield endpoints
+    infra.down(settings)
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A short name unique to this test, usable as topic, database and group id."""
+    base = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:30]
+    return f"{base}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def topic(endpoints: infra.Endpoints, unique_name: str) -> str:
+    """A fresh 3-partition topic."""
+    name = f"t_{unique_name}"
+    ensure_topic(endpoints.kafka_bootstrap, name, partitions=3)
+    return name
+
+
+@pytest.fixture
+def group_id(unique_name: str) -> str:
+    """A fresh consumer group id."""
+    return f"g_{unique_name}"
+
+
+@pytest.fixture(scope="session")
+def mongo(endpoints: infra.Endpoints) -> Iterator[MongoClient]:
+    """A client of the embedded MongoDB server."""
+    client = mongo_client(endpoints.mongo_uri.get_secret_value())
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def db(mongo: MongoClient, unique_name: str) -> Iterator[Database]:
+    """A fresh database, dropped after the test."""
+    name = f"d_{unique_name}"[:60]
+    yield mongo[name]
+    mongo.drop_database(name)
