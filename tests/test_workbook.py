@@ -1,0 +1,277 @@
+"""Generated Tableau workbooks: schema validity (official 2026.2 XSD) and structure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import pytest
+
+from sales_stream.events import FIELDS
+from sales_stream.export.workbook import (
+    DASHBOARD,
+    MAP_SHEET,
+    TIME_SHEET,
+    TOP_SHEET,
+    write_extract_workbook,
+    write_live_workbook,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHEETS = [TIME_SHEET, MAP_SHEET, TOP_SHEET]
+SHARED_FIELDS = {"[none:ts:qk]", "[none:region:nk]", "[none:product:nk]"}
+
+
+@pytest.fixture(scope="module")
+def validator() -> Path:
+    env = os.environ.get("SALES_STREAM_SHARED_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared", Path("/work/shared")]
+    shared = next((c for c in candidates if c.is_dir()), None)
+    if shared is None:
+        pytest.skip(f"no shared folder with the Tableau schema: tried {candidates}")
+    script = shared / "tableau" / "validate_twb.py"
+    if not script.is_file():
+        pytest.skip(f"{script} not found: the TWB schema validator is not available")
+    return script
+
+
+def validate(validator: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(validator), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def verdicts(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith(("VALID", "INVALID"))]
+
+
+def write_both(folder: Path, **options: bool) -> tuple[Path, Path]:
+    extract = write_extract_workbook(
+        folder / "sales.twb", extract_path=folder / "data" / "sales.hyper", top_n=7, **options
+    )
+    live = write_live_workbook(
+        folder / "sales_live.twb",
+        host="db.example.org",
+        port=6543,
+        database="ventes_db",
+        user="tableau",
+        top_n=7,
+        **options,
+    )
+    return extract, live
+
+
+@pytest.fixture
+def books(tmp_path: Path) -> tuple[Path, Path]:
+    return write_both(tmp_path)
+
+
+def root_of(path: Path) -> ET.Element:
+    return ET.parse(path).getroot()
+
+
+def datasource_name(root: ET.Element) -> str:
+    return root.find("datasources/datasource").get("name")
+
+
+def inner_connection(root: ET.Element) -> ET.Element:
+    return root.find(
+        "datasources/datasource/connection/named-connections/named-connection/connection"
+    )
+
+
+def test_both_workbooks_are_valid_in_lenient_mode(validator: Path, books: tuple[Path, Path]):
+    result = validate(validator, "--lenient", *books)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert verdicts(result.stdout) == ["VALID (after ignoring 1 known-gap error(s))"] * 2
+
+
+def test_strict_mode_only_misses_explain_data(validator: Path, books: tuple[Path, Path]):
+    result = validate(validator, *books)
+    assert result.returncode == 1
+    assert verdicts(result.stdout) == ["INVALID: 1 schema error(s)"] * 2
+    errors = [line for line in result.stdout.splitlines() if line.startswith("  line ")]
+    assert len(errors) == 2
+    assert all("explain-data" in line for line in errors)
+
+
+def test_explain_data_option_passes_strict_mode(validator: Path, tmp_path: Path):
+    result = validate(validator, *write_both(tmp_path, explain_data=True))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert verdicts(result.stdout) == ["VALID"] * 2
+
+
+def test_worksheets_and_dashboard(books: tuple[Path, Path]):
+    for book in books:
+        root = root_of(book)
+        assert [w.get("name") for w in root.findall("worksheets/worksheet")] == SHEETS
+        dashboards = root.findall("dashboards/dashboard")
+        assert [d.get("name") for d in dashboards] == [DASHBOARD]
+        zones = list(dashboards[0].iter("zone"))
+        assert sorted(z.get("name") for z in zones if z.get("name") and not z.get("type-v2")) == (
+            sorted(SHEETS)
+        )
+        filter_zones = [z for z in zones if z.get("type-v2") == "filter"]
+        ds = datasource_name(root)
+        assert {z.get("param") for z in filter_zones} == {f"[{ds}].{f}" for f in SHARED_FIELDS}
+        assert {z.get("name") for z in filter_zones} <= set(SHEETS)
+        windows = root.findall("windows/window")
+        assert windows[0].get("class") == "dashboard"
+        assert windows[0].get("maximized") == "true"
+        assert [w.get("name") for w in windows[1:]] == SHEETS
+
+
+def test_period_region_product_filters_apply_to_every_worksheet(books: tuple[Path, Path]):
+    for book in books:
+        root = root_of(book)
+        ds = datasource_name(root)
+        shared = {f"[{ds}].{name}" for name in SHARED_FIELDS}
+        views = root.findall("shared-views/shared-view")
+        assert [v.get("name") for v in views] == [ds]
+        assert {f.get("column") for f in views[0].findall("filter")} == shared
+        for worksheet in root.findall("worksheets/worksheet"):
+            view = worksheet.find("table/view")
+            assert shared <= {c.text for c in view.findall("slices/column")}, worksheet.get("name")
+            instances = {i.get("name") for i in view.iter("column-instance")}
+            assert instances >= SHARED_FIELDS
+
+
+def test_sheet_contents(books: tuple[Path, Path]):
+    root = root_of(books[0])
+    ds = datasource_name(root)
+    sheets = {w.get("name"): w.find("table") for w in root.findall("worksheets/worksheet")}
+    shelves = {name: (t.findtext("rows"), t.findtext("cols")) for name, t in sheets.items()}
+    marks = {name: t.find("panes/pane/mark").get("class") for name, t in sheets.items()}
+    assert shelves[TIME_SHEET] == (f"[{ds}].[sum:amount:qk]", f"[{ds}].[thr:ts:qk]")
+    assert shelves[MAP_SHEET] == (f"[{ds}].[avg:lat:qk]", f"[{ds}].[avg:lon:qk]")
+    assert shelves[TOP_SHEET] == (f"[{ds}].[none:product:nk]", f"[{ds}].[sum:amount:qk]")
+    assert marks == {TIME_SHEET: "Line", MAP_SHEET: "Circle", TOP_SHEET: "Bar"}
+    roles = {c.get("name"): c.get("semantic-role") for c in root.iter("column")}
+    assert roles["[lat]"] == "[Geographical].[Latitude]"
+    assert roles["[lon]"] == "[Geographical].[Longitude]"
+    top_filter = sheets[TOP_SHEET].find("view/filter")
+    assert top_filter.get("column").startswith(f"[{ds}].[usr:Calculation_")
+    assert (top_filter.findtext("min"), top_filter.findtext("max")) == ("1", "7")
+    amount = root.find("datasources/datasource/column[@name='[amount]']")
+    assert amount.get("caption") == "Montant"
+    assert "€" in amount.get("default-format")
+
+
+def test_columns_follow_the_event_contract(books: tuple[Path, Path]):
+    for book in books:
+        root = root_of(book)
+        columns = [r.findtext("remote-name") for r in root.iter("metadata-record")]
+        assert len(columns) == len(set(columns))
+        # the sales table = the event fields without schema_version, plus date and hour of ts
+        assert set(columns) == (set(FIELDS) - {"schema_version"}) | {"date", "hour"}
+
+
+def test_extract_connection_uses_a_relative_path(books: tuple[Path, Path]):
+    root = root_of(books[0])
+    connection = inner_connection(root)
+    assert connection.get("class") == "hyper"
+    assert connection.get("dbname") == "data/sales.hyper"
+    relation = root.find("datasources/datasource/connection/relation")
+    assert relation.get("table") == "[Extract].[Extract]"
+
+
+def test_extract_in_a_sibling_folder(tmp_path: Path):
+    book = write_extract_workbook(
+        tmp_path / "books" / "sales.twb", extract_path=tmp_path / "extracts" / "sales.hyper"
+    )
+    dbname = inner_connection(root_of(book)).get("dbname")
+    assert dbname == "../extracts/sales.hyper"
+    assert not PurePosixPath(dbname).is_absolute()
+    assert not PureWindowsPath(dbname).drive
+    assert [p.name for p in book.parent.iterdir()] == ["sales.twb"]  # no temporary file left
+
+
+def test_live_connection_has_no_password(books: tuple[Path, Path]):
+    root = root_of(books[1])
+    connection = inner_connection(root)
+    assert connection.get("class") == "postgres"
+    assert connection.get("server") == "db.example.org"
+    assert connection.get("port") == "6543"
+    assert connection.get("dbname") == "ventes_db"
+    assert connection.get("username") == "tableau"
+    assert connection.get("sslmode") == ""
+    assert all("password" not in element.attrib for element in root.iter())
+    relation = root.find("datasources/datasource/connection/relation")
+    assert relation.get("table") == "[public].[ventes]"
+
+
+def test_live_connection_can_require_ssl(tmp_path: Path):
+    book = write_live_workbook(
+        tmp_path / "sales_live.twb",
+        host="db.example.org",
+        port=5432,
+        database="ventes_db",
+        user="tableau",
+        require_ssl=True,
+    )
+    assert inner_connection(root_of(book)).get("sslmode") == "require"
+
+
+def test_output_is_deterministic(tmp_path: Path):
+    first = write_both(tmp_path / "a")
+    second = write_both(tmp_path / "b")
+    for one, two in zip(first, second, strict=True):
+        assert one.read_bytes() == two.read_bytes()
+    again = write_both(tmp_path / "a")
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in second]
+
+
+def test_the_two_workbooks_differ_only_by_their_data_source(books: tuple[Path, Path]):
+    def sheets_without_source(book: Path) -> str:
+        root = root_of(book)
+        ds = root.find("datasources/datasource")
+        text = "".join(
+            ET.tostring(root.find(part), encoding="unicode")
+            for part in ("worksheets", "dashboards", "windows")
+        )
+        return text.replace(ds.get("name"), "DS").replace(ds.get("caption"), "CAPTION")
+
+    assert sheets_without_source(books[0]) == sheets_without_source(books[1])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"top_n": 0}, "top_n must be at least 1"),
+        ({"extract_path": Path("sales.csv")}, "must be a .hyper file"),
+        ({"path": Path("sales.xml")}, "must be a .twb file"),
+    ],
+)
+def test_extract_workbook_rejects_bad_arguments(tmp_path: Path, kwargs: dict, message: str):
+    arguments = {"path": tmp_path / "sales.twb", "extract_path": tmp_path / "sales.hyper"}
+    arguments.update(kwargs)
+    path = arguments.pop("path")
+    with pytest.raises(ValueError, match=message):
+        write_extract_workbook(path, **arguments)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"port": 0}, "port must be in 1..65535"),
+        ({"port": 70000}, "port must be in 1..65535"),
+        ({"host": ""}, "host must be non-empty"),
+        ({"user": " tableau"}, "user must be non-empty"),
+        ({"database": ""}, "database must be non-empty"),
+    ],
+)
+def test_live_workbook_rejects_bad_arguments(tmp_path: Path, kwargs: dict, message: str):
+    arguments = {"host": "localhost", "port": 5432, "database": "ventes_db", "user": "tableau"}
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        write_live_workbook(tmp_path / "sales_live.twb", **arguments)
+    assert list(tmp_path.iterdir()) == []
