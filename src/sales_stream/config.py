@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     mongo_user: str | None = None
     mongo_password: SecretStr | None = None
     compose_file: Path = Path("docker-compose.yml")
+    lake: str = "lake"
 
     @model_validator(mode="after")
     def _sql_password_beyond_loopback(self) -> Settings:

@@ -10,10 +10,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sales_stream.cli import infra_cmds
+from sales_stream.cli import (
+    consume_cmd,
+    export_cmd,
+    infra_cmds,
+    lake_cmd,
+    produce_cmd,
+    run_cmd,
+    sql_cmd,
+)
 from sales_stream.errors import SalesStreamError
 
-COMMAND_MODULES = (infra_cmds,)
+COMMAND_MODULES = (run_cmd, infra_cmds, produce_cmd, consume_cmd, export_cmd, lake_cmd, sql_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import threading
 
@@ -37,14 +36,14 @@ def _up(args: argparse.Namespace) -> int:
     if not endpoints.started_here:
         print("already running (reused); stop with: python -m sales_stream down")
         return 0
-    print("up; press Ctrl-C to stop")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        while not stop.wait(1.0):
-            if infra.status(settings) is None:
-                print("the servers were stopped (python -m sales_stream down)")
-                break
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print("up; press Ctrl-C to stop", flush=True)
+    while not stop.wait(1.0):
+        if infra.status(settings) is None:
+            print("the servers were stopped (python -m sales_stream down)")
+            break
     stopped = infra.down(settings)
     print(f"stopped: {', '.join(stopped) or 'nothing left running'}")
     return 0

@@ -1,0 +1,143 @@
+"""``lake``: consume the topic into the Parquet data lake; ``lake compact``; ``lake tree``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from datetime import date
+
+from kafka.errors import KafkaError
+
+from sales_stream import infra
+from sales_stream.config import load_settings
+from sales_stream.errors import InfraError, SalesStreamError
+from sales_stream.lake import compact, lake_stats, partition_tree
+from sales_stream.sinks.parquet import LakeStats, LakeThread
+
+#: Seconds between two progress lines while the sink runs.
+PROGRESS_EVERY_S = 10.0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``lake`` command."""
+    lake = subparsers.add_parser(
+        "lake",
+        help="store the topic as partitioned Parquet (run), merge small files (compact), "
+        "or show the lake (tree)",
+    )
+    lake.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "compact", "tree"),
+        default="run",
+        help="run (default): consume into the lake; compact: merge the files of closed "
+        "partitions; tree: show the lake",
+    )
+    lake.add_argument("--path", help="lake directory or URL (default: SALES_STREAM_LAKE, 'lake')")
+    lake.add_argument(
+        "--until-idle", type=_positive_float, metavar="S", help="run: stop after S idle seconds"
+    )
+    lake.add_argument("--max-events", type=_positive_int, metavar="N", help="run: stop after N")
+    lake.add_argument(
+        "--flush-events", type=_positive_int, default=10_000, metavar="N", help="run: flush size"
+    )
+    lake.add_argument(
+        "--flush-seconds", type=_positive_float, default=30.0, metavar="S", help="run: flush age"
+    )
+    lake.add_argument("--group", default="sales-lake", help="run: consumer group")
+    lake.add_argument(
+        "--before",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="compact: partitions dated before this day (default: today UTC)",
+    )
+    lake.add_argument("--max-lines", type=_positive_int, default=40, help="tree: longest output")
+    lake.set_defaults(func=_lake)
+
+
+def _lake(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    path = args.path or settings.lake
+    if args.action == "compact":
+        return _compact(path, args.before)
+    if args.action == "tree":
+        print(partition_tree(path, max_lines=args.max_lines))
+        print(_totals(path))
+        return 0
+    endpoints = infra.status(settings)
+    if endpoints is None:
+        raise InfraError("not running; start the infrastructure with: python -m sales_stream up")
+    return _run(args, endpoints.kafka_bootstrap, settings.topic, path)
+
+
+def _totals(path: str) -> str:
+    stats = lake_stats(path)
+    return (
+        f"{stats['rows']} rows in {stats['files']} files, {stats['partitions']} partitions, "
+        f"{stats['bytes']} bytes; {stats['dead_letters']} dead letters"
+    )
+
+
+def _compact(path: str, before: date | None) -> int:
+    try:
+        results = compact(path, before=before)
+    except ValueError as exc:
+        raise SalesStreamError(str(exc)) from None
+    changed = [r for r in results if r.files_after < r.files_before]
+    for r in changed:
+        print(f"{r.date} {r.region}: {r.files_before} -> {r.files_after} files, {r.rows} rows")
+    merged = sum(r.files_before - r.files_after for r in changed)
+    print(f"compacted {len(changed)} of {len(results)} closed partitions ({merged} files fewer)")
+    return 0
+
+
+def _describe(stats: LakeStats) -> str:
+    return (
+        f"{stats.events} events, {stats.dead_letters} dead letters, {stats.skipped} already "
+        f"in the lake, {stats.files} files, {stats.flushes} flushes ({stats.rate:,.0f} events/s)"
+    )
+
+
+def _run(args: argparse.Namespace, bootstrap: str, topic: str, path: str) -> int:
+    thread = LakeThread(
+        bootstrap,
+        topic,
+        path,
+        group_id=args.group,
+        flush_events=args.flush_events,
+        flush_seconds=args.flush_seconds,
+        until_idle=args.until_idle,
+        max_events=args.max_events,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"lake: {topic} -> {path} (group {args.group}); Ctrl-C to stop", flush=True)
+    thread.start()
+    next_report = time.monotonic() + PROGRESS_EVERY_S
+    while thread.is_alive() and not stop.wait(0.2):
+        if time.monotonic() >= next_report:
+            print(f"lake: {_describe(thread.stats)}", flush=True)
+            next_report += PROGRESS_EVERY_S
+    try:
+        stats = thread.stop()
+    except KafkaError as exc:
+        raise InfraError(f"Kafka at {bootstrap}: {exc}") from None
+    print(f"lake: done, {_describe(stats)}", flush=True)
+    return 0

@@ -1,0 +1,1 @@
+"""Sinks: where consumed sale events are stored (MongoDB, the Parquet data lake)."""

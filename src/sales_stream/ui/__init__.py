@@ -1,0 +1,1 @@
+"""Notebook widgets (ipywidgets) that drive and display the pipeline."""

@@ -1,0 +1,150 @@
+"""Live status panel of the Mongo consumer (ipywidgets), and its static French summary."""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+import time
+
+import ipywidgets as widgets
+
+from sales_stream.consumer import ConsumerStats, ConsumerThread
+
+_FIXED_STATUS = {
+    "created": "pas démarré",
+    "joining group": "connexion au groupe de consommateurs",
+    "running": "en cours",
+    "idle": "à jour, en attente de nouveaux messages",
+    "stopping": "arrêt en cours",
+    "stopped": "arrêté",
+}
+_WAITING = re.compile(r"waiting for MongoDB since (\d+) s")
+_RETRYING = re.compile(r"retrying the batch since (\d+) s \((.*)\)")
+
+
+def _n(value: int) -> str:
+    return f"{value:,}".replace(",", "\u202f")
+
+
+def status_fr(status: str) -> str:
+    """The consumer status in French."""
+    if status in _FIXED_STATUS:
+        return _FIXED_STATUS[status]
+    if match := _WAITING.fullmatch(status):
+        return f"en attente de MongoDB depuis {match[1]} s"
+    if match := _RETRYING.fullmatch(status):
+        return f"nouvel essai du lot depuis {match[1]} s ({match[2]})"
+    return status.replace("failed:", "échec :", 1)
+
+
+def _last_commit(stats: ConsumerStats) -> str:
+    if stats.last_commit is None:
+        return "aucun"
+    return stats.last_commit.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def summary_text(stats: ConsumerStats) -> str:
+    """A static French summary of the consumer's stats, for notebook outputs."""
+    lines = [
+        f"Consommateur : {status_fr(stats.status)}.",
+        f"{_n(stats.consumed)} messages traités en {_n(stats.batches)} lots : "
+        f"{_n(stats.stored)} ventes enregistrées, {_n(stats.duplicates)} doublons ignorés, "
+        f"{_n(stats.dead_lettered)} lettres mortes.",
+        f"Retard : {_n(stats.total_lag)} messages ; dernier commit : {_last_commit(stats)}.",
+    ]
+    if stats.last_error:
+        lines.append(f"Dernière erreur : {stats.last_error}")
+    return "\n".join(lines)
+
+
+class ConsumerPanel(widgets.VBox):
+    """Status line, counters, lag per partition, last commit, start and stop buttons.
+
+    Refreshes itself every ``refresh_s`` seconds from a background thread until closed.
+    """
+
+    def __init__(self, thread: ConsumerThread, *, refresh_s: float = 1.0) -> None:
+        if refresh_s <= 0:
+            raise ValueError(f"refresh_s must be > 0, got {refresh_s}")
+        self.status = widgets.HTML()
+        self.counters = widgets.HTML()
+        self.start_button = widgets.Button(description="Démarrer", icon="play")
+        self.stop_button = widgets.Button(description="Arrêter", icon="stop")
+        super().__init__(
+            [
+                self.status,
+                self.counters,
+                widgets.HBox([self.start_button, self.stop_button]),
+            ]
+        )
+        self._thread = thread
+        self._refresh_s = refresh_s
+        self._previous: tuple[float, int] | None = None
+        self._closed = threading.Event()
+        self.start_button.on_click(self._on_start)
+        self.stop_button.on_click(self._on_stop)
+        self.refresh()
+        threading.Thread(target=self._loop, name="consumer-panel", daemon=True).start()
+
+    def refresh(self) -> ConsumerStats:
+        """Redraw from the consumer's current stats and return them."""
+        stats = self._thread.stats
+        now = time.monotonic()
+        rate = 0.0
+        if self._previous is not None and now > self._previous[0]:
+            rate = max(0.0, (stats.consumed - self._previous[1]) / (now - self._previous[0]))
+        self._previous = (now, stats.consumed)
+        colour = "#b00" if stats.mongo_down_since or stats.status.startswith("failed") else "#060"
+        self.status.value = (
+            f"<b>Consommateur</b> : <span style='color:{colour}'>"
+            f"{html.escape(status_fr(stats.status))}</span> — {rate:,.0f} messages/s"
+        ).replace(",", "\u202f")
+        lag = ", ".join(f"p{p} : {_n(v)}" for p, v in sorted(stats.lag.items())) or "—"
+        rows = [
+            ("messages traités", _n(stats.consumed)),
+            ("ventes enregistrées", _n(stats.stored)),
+            ("doublons ignorés", _n(stats.duplicates)),
+            ("lettres mortes", _n(stats.dead_lettered)),
+            ("lots", _n(stats.batches)),
+            ("retard par partition", lag),
+            ("dernier commit", _last_commit(stats)),
+        ]
+        if stats.last_error:
+            rows.append(("dernière erreur", html.escape(stats.last_error)))
+        self.counters.value = (
+            "<table>"
+            + "".join(
+                f"<tr><td>{name}</td><td style='text-align:right'><b>{value}</b></td></tr>"
+                for name, value in rows
+            )
+            + "</table>"
+        )
+        running = self._thread.running
+        self.start_button.disabled = running
+        self.stop_button.disabled = not running
+        return stats
+
+    def close(self) -> None:
+        """Stop refreshing and close the widgets."""
+        self._closed.set()
+        super().close()
+
+    def _loop(self) -> None:
+        while not self._closed.wait(self._refresh_s):
+            self.refresh()
+
+    def _on_start(self, _button: widgets.Button) -> None:
+        if not self._thread.running:
+            self._thread.start()
+        self.refresh()
+
+    def _on_stop(self, _button: widgets.Button) -> None:
+        self.stop_button.disabled = True
+        # The graceful stop can take seconds: keep the kernel responsive.
+        threading.Thread(target=self._thread.stop, name="consumer-stop", daemon=True).start()
+
+
+def consumer_panel(thread: ConsumerThread, *, refresh_s: float = 1.0) -> widgets.Widget:
+    """The live panel of ``thread``; display it as the last expression of a cell."""
+    return ConsumerPanel(thread, refresh_s=refresh_s)

@@ -1,0 +1,175 @@
+"""Notebook panel of a `HyperRefresher`, and a static French summary of its stats.
+
+`export_panel` returns an `ExportPanel`: start / stop / refresh-now buttons and live counters
+(rows in the extract, last refresh, duration, errors), redrawn by a daemon thread every
+``refresh_s`` seconds; ``panel.close()`` stops that thread. Widgets do not render on GitHub:
+print `summary_text` after a run to leave a readable trace in the notebook.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import ipywidgets as widgets
+
+from sales_stream.export.refresher import HyperRefresher, RefresherStats
+
+log = logging.getLogger(__name__)
+
+_NARROW_NBSP = "\u202f"
+_STATE_LABELS = {"idle": "prêt", "running": "en cours", "stopped": "arrêté"}
+_STATE_COLOURS = {"idle": "#6c757d", "running": "#198754", "stopped": "#495057"}
+_ERROR_COLOUR = "#dc3545"
+
+
+def _fr_int(value: int) -> str:
+    return f"{value:,}".replace(",", _NARROW_NBSP)
+
+
+def _fr_seconds(value: float) -> str:
+    return f"{value:.2f}".replace(".", ",") + " s"
+
+
+def _fr_time(value: datetime | None) -> str:
+    return "jamais" if value is None else f"{value:%d/%m/%Y à %H:%M:%S} UTC"
+
+
+def summary_text(stats: RefresherStats) -> str:
+    """Return a French multi-line summary of refresher stats, for static notebook outputs.
+
+    Args:
+        stats: A snapshot from `HyperRefresher.stats`.
+
+    Returns:
+        Three lines (four while failing): state and file, rows, last refresh and counters.
+    """
+    lines = [
+        f"Export Hyper {_STATE_LABELS[stats.state]} : {stats.path} "
+        f"(rafraîchi toutes les {_fr_seconds(stats.interval_s)}).",
+        f"Lignes dans l'extrait : {_fr_int(stats.rows)} "
+        f"(+{_fr_int(stats.last_added)} au dernier rafraîchissement).",
+    ]
+    if stats.last_refresh is None:
+        lines.append(f"Aucun rafraîchissement réussi · échecs : {_fr_int(stats.errors)}.")
+    else:
+        lines.append(
+            f"Dernier rafraîchissement : {_fr_time(stats.last_refresh)} "
+            f"en {_fr_seconds(stats.last_duration_s or 0.0)} · "
+            f"réussis : {_fr_int(stats.refreshes)} · échecs : {_fr_int(stats.errors)}."
+        )
+    if stats.last_error:
+        lines.append(f"Dernière erreur (nouvel essai au prochain cycle) : {stats.last_error}")
+    return "\n".join(lines)
+
+
+def _stats_html(stats: RefresherStats) -> str:
+    failing = stats.last_error is not None
+    colour = _ERROR_COLOUR if failing else _STATE_COLOURS[stats.state]
+    label = _STATE_LABELS[stats.state] + (" — en échec" if failing else "")
+    cells = [
+        ("Lignes", _fr_int(stats.rows)),
+        ("Ajoutées (dernier)", _fr_int(stats.last_added)),
+        ("Dernier rafraîchissement", _fr_time(stats.last_refresh)),
+        ("Durée", "—" if stats.last_duration_s is None else _fr_seconds(stats.last_duration_s)),
+        ("Réussis", _fr_int(stats.refreshes)),
+        ("Échecs", _fr_int(stats.errors)),
+    ]
+    row = "".join(
+        f"<td style='padding:0 12px'><small>{name}</small><br><b>{value}</b></td>"
+        for name, value in cells
+    )
+    parts = [
+        f"<span style='background:{colour};color:white;padding:2px 8px;border-radius:4px'>"
+        f"{label}</span> <code>{html.escape(stats.path)}</code>",
+        f"<table><tr>{row}</tr></table>",
+    ]
+    if stats.last_error:
+        parts.append(
+            f"<div style='color:{_ERROR_COLOUR}'>⚠ {html.escape(stats.last_error)} "
+            "(nouvel essai au prochain cycle)</div>"
+        )
+    return "".join(parts)
+
+
+class ExportPanel(widgets.VBox):
+    """The refresher's panel; see `export_panel`.
+
+    Attributes:
+        start_button: Starts the refresher thread.
+        stop_button: Stops it after the refresh in progress.
+        now_button: Asks for a refresh without waiting for the interval.
+        counters: State badge, counters and the last error.
+    """
+
+    def __init__(self, refresher: HyperRefresher, *, refresh_s: float = 1.0) -> None:
+        if refresh_s <= 0:
+            raise ValueError(f"refresh_s must be > 0, got {refresh_s}")
+        self.refresher = refresher
+        self._refresh_s = refresh_s
+        self._closed = threading.Event()
+        self.start_button = widgets.Button(
+            description="Démarrer", icon="play", button_style="success"
+        )
+        self.stop_button = widgets.Button(description="Arrêter", icon="stop", button_style="danger")
+        self.now_button = widgets.Button(description="Rafraîchir maintenant", icon="refresh")
+        self.counters = widgets.HTML()
+        self.start_button.on_click(lambda _b: self._act(refresher.start))
+        self.stop_button.on_click(lambda _b: self._act(refresher.stop))
+        self.now_button.on_click(lambda _b: self._act(refresher.refresh_now))
+        super().__init__(
+            [widgets.HBox([self.start_button, self.stop_button, self.now_button]), self.counters]
+        )
+        self.refresh()
+        self._redrawer = threading.Thread(target=self._loop, name="export-panel", daemon=True)
+        self._redrawer.start()
+
+    def refresh(self) -> RefresherStats:
+        """Redraw the counters and button states; return the stats shown."""
+        stats = self.refresher.stats
+        self.counters.value = _stats_html(stats)
+        running = stats.state == "running"
+        self.start_button.disabled = running
+        self.stop_button.disabled = not running
+        self.now_button.disabled = not running
+        return stats
+
+    def close(self) -> None:
+        """Stop redrawing and close the widgets (the refresher keeps running)."""
+        self._closed.set()
+        if self._redrawer is not threading.current_thread():
+            self._redrawer.join(self._refresh_s + 1.0)
+        for child in (self.start_button, self.stop_button, self.now_button, self.counters):
+            child.close()
+        self.children[0].close()
+        super().close()
+
+    def _act(self, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except TimeoutError as exc:
+            log.warning("export panel: %s", exc)
+        self.refresh()
+
+    def _loop(self) -> None:
+        while not self._closed.wait(self._refresh_s):
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("redrawing the export panel failed")
+
+
+def export_panel(refresher: HyperRefresher, *, refresh_s: float = 1.0) -> ExportPanel:
+    """Return a live panel of ``refresher`` (display it as the cell's last value).
+
+    Args:
+        refresher: The refresher to show and control (idle, running or stopped).
+        refresh_s: Seconds between two redraws (background thread).
+
+    Raises:
+        ValueError: If ``refresh_s`` is not positive.
+    """
+    return ExportPanel(refresher, refresh_s=refresh_s)

@@ -1,0 +1,315 @@
+"""Notebook controls of a `ProducerThread`, and a static French summary of its stats.
+
+`producer_panel` returns a `ProducerPanel`: start / pause / stop buttons, a log-scale rate
+slider (1–5 000 ev/s), a malformed-ratio slider, live counters, a text sparkline of the
+measured rate and the latest events. A daemon thread refreshes it every ``refresh_s``
+seconds, so the kernel stays free; ``panel.close()`` stops that thread. Widgets do not
+render on GitHub: print `summary_text` after a run to leave a readable trace in the
+notebook.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+
+from sales_stream.events import SaleEvent
+from sales_stream.producer import ProducerStats, ProducerThread
+
+log = logging.getLogger(__name__)
+
+RATE_MIN = 1.0
+RATE_MAX = 5_000.0
+SPARK_POINTS = 40
+EVENT_ROWS = 8
+_SPARK_BARS = "▁▂▃▄▅▆▇█"
+_NARROW_NBSP = "\u202f"
+_STATE_LABELS = {
+    "idle": "prêt",
+    "running": "en cours",
+    "paused": "en pause",
+    "stopped": "arrêté",
+    "failed": "en échec",
+}
+_STATE_COLOURS = {
+    "idle": "#6c757d",
+    "running": "#198754",
+    "paused": "#fd7e14",
+    "stopped": "#495057",
+    "failed": "#dc3545",
+}
+
+
+def _fr_int(value: int) -> str:
+    return f"{value:,}".replace(",", _NARROW_NBSP)
+
+
+def _fr_float(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}".replace(",", _NARROW_NBSP).replace(".", ",")
+
+
+def _fr_rate(value: float) -> str:
+    if math.isinf(value):
+        return "maximum"
+    return f"{_fr_float(value, 0 if value.is_integer() else 1)} év./s"
+
+
+def summary_text(stats: ProducerStats) -> str:
+    """Return a French multi-line summary of producer stats, for static notebook outputs.
+
+    Args:
+        stats: A snapshot from `ProducerThread.stats` or `sales_stream.producer.backfill`.
+
+    Returns:
+        Three lines (four with an error): state and start time, counters, rates.
+    """
+    started = (
+        f"démarré le {stats.started_at:%d/%m/%Y à %H:%M:%S} UTC"
+        if stats.started_at is not None
+        else "pas encore démarré"
+    )
+    lines = [
+        f"Producteur {_STATE_LABELS[stats.state]} ({started}).",
+        f"Envoyés : {_fr_int(stats.sent)} (valides : {_fr_int(stats.valid_sent)}, "
+        f"malformés : {_fr_int(stats.bad_sent)}) · acquittés : {_fr_int(stats.acked)} · "
+        f"en échec : {_fr_int(stats.failed)} · en attente : {_fr_int(stats.in_flight)}.",
+        f"Débit moyen : {_fr_rate(stats.average_rate)} sur {_fr_float(stats.elapsed_s)} s "
+        f"(cible : {_fr_rate(stats.target_rate)}"
+        + (f", actuel : {_fr_rate(stats.current_rate)})." if stats.state == "running" else ")."),
+    ]
+    if stats.last_error:
+        lines.append(f"Dernière erreur : {stats.last_error}")
+    return "\n".join(lines)
+
+
+def sparkline(values: list[float]) -> str:
+    """Return a text sparkline of ``values`` (one block character each, 0 at the bottom)."""
+    top = max(values, default=0.0)
+    if top <= 0:
+        return _SPARK_BARS[0] * len(values)
+    last = len(_SPARK_BARS) - 1
+    return "".join(_SPARK_BARS[min(last, round(v / top * last))] for v in values)
+
+
+def _counters_html(stats: ProducerStats, note: str | None) -> str:
+    colour = _STATE_COLOURS[stats.state]
+    cells = [
+        ("Envoyés", _fr_int(stats.sent)),
+        ("Valides", _fr_int(stats.valid_sent)),
+        ("Malformés", _fr_int(stats.bad_sent)),
+        ("Acquittés", _fr_int(stats.acked)),
+        ("En échec", _fr_int(stats.failed)),
+        ("En attente", _fr_int(stats.in_flight)),
+    ]
+    row = "".join(
+        f"<td style='padding:0 12px'><small>{label}</small><br><b>{value}</b></td>"
+        for label, value in cells
+    )
+    parts = [
+        f"<span style='background:{colour};color:white;padding:2px 8px;border-radius:4px'>"
+        f"{_STATE_LABELS[stats.state]}</span>",
+        f"<table><tr>{row}</tr></table>",
+    ]
+    for message in (stats.last_error, note):
+        if message:
+            parts.append(f"<div style='color:#dc3545'>⚠ {html.escape(message)}</div>")
+    return "".join(parts)
+
+
+def _events_html(events: list[SaleEvent]) -> str:
+    if not events:
+        return "<i>Aucun événement envoyé pour l'instant.</i>"
+    header = (
+        "Heure (UTC)",
+        "Produit",
+        "Catégorie",
+        "Région",
+        "Ville",
+        "Qté",
+        "Prix unit.",
+        "Montant",
+        "Canal",
+    )
+    head = "".join(f"<th style='text-align:left;padding:0 6px'>{h}</th>" for h in header)
+    rows = []
+    for e in events:
+        cells = (
+            f"{e.ts:%H:%M:%S}",
+            e.product,
+            e.category,
+            e.region,
+            e.city,
+            str(e.quantity),
+            f"{_fr_float(e.unit_price, 2)} €",
+            f"{_fr_float(e.amount, 2)} €",
+            e.channel,
+        )
+        rows.append(
+            "<tr>"
+            + "".join(f"<td style='padding:0 6px'>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+class ProducerPanel(widgets.VBox):
+    """The producer's control panel; see `producer_panel`.
+
+    Attributes:
+        start_button: Starts the thread (or resumes it when paused).
+        pause_button: Pauses, or resumes a paused thread.
+        stop_button: Stops the thread (returns within 2 s).
+        rate_slider: Target rate, log scale from `RATE_MIN` to `RATE_MAX` ev/s.
+        bad_slider: Ratio of malformed messages, 0–100 %.
+        counters: State badge, counters and the last error.
+        rate_line: Sparkline of the measured rate and target vs measured rate.
+        events: Table of the latest valid events, newest first.
+    """
+
+    def __init__(self, thread: ProducerThread, *, refresh_s: float = 0.5) -> None:
+        if refresh_s <= 0:
+            raise ValueError(f"refresh_s must be > 0, got {refresh_s}")
+        self.thread = thread
+        self._refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._rates: deque[float] = deque(maxlen=SPARK_POINTS)
+        self._note: str | None = None
+        self.start_button = widgets.Button(
+            description="Démarrer", icon="play", button_style="success"
+        )
+        self.pause_button = widgets.Button(description="Pause", icon="pause")
+        self.stop_button = widgets.Button(description="Arrêter", icon="stop", button_style="danger")
+        self.rate_slider = widgets.FloatLogSlider(
+            value=min(max(thread.rate, RATE_MIN), RATE_MAX),
+            base=10,
+            min=math.log10(RATE_MIN),
+            max=math.log10(RATE_MAX),
+            step=0.01,
+            description="Débit (év./s)",
+            readout_format=".0f",
+            continuous_update=False,
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="420px"),
+        )
+        self.bad_slider = widgets.FloatSlider(
+            value=thread.bad_ratio,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description="Malformés",
+            readout_format=".0%",
+            continuous_update=False,
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="420px"),
+        )
+        self.counters = widgets.HTML()
+        self.rate_line = widgets.HTML()
+        self.events = widgets.HTML()
+        self.start_button.on_click(self._on_start)
+        self.pause_button.on_click(self._on_pause)
+        self.stop_button.on_click(self._on_stop)
+        self.rate_slider.observe(self._on_rate, names="value")
+        self.bad_slider.observe(self._on_bad_ratio, names="value")
+        super().__init__(
+            [
+                widgets.HBox([self.start_button, self.pause_button, self.stop_button]),
+                widgets.HBox([self.rate_slider, self.bad_slider]),
+                self.counters,
+                self.rate_line,
+                self.events,
+            ]
+        )
+        self.refresh()
+        self._refresher = threading.Thread(
+            target=self._refresh_loop, name="producer-panel", daemon=True
+        )
+        self._refresher.start()
+
+    def refresh(self) -> ProducerStats:
+        """Redraw counters, rate line, events table and button states; return the stats."""
+        with self._lock:
+            stats = self.thread.stats
+            self._rates.append(stats.current_rate)
+            self.counters.value = _counters_html(stats, self._note)
+            self.rate_line.value = (
+                f"<code style='font-size:1.3em'>{sparkline(list(self._rates))}</code> "
+                f"mesuré : <b>{_fr_rate(stats.current_rate)}</b> · "
+                f"cible : {_fr_rate(stats.target_rate)}"
+            )
+            self.events.value = _events_html(self.thread.recent(EVENT_ROWS))
+            active = stats.state in ("running", "paused")
+            self.start_button.disabled = stats.state == "running"
+            self.pause_button.disabled = not active
+            self.stop_button.disabled = not active
+            paused = stats.state == "paused"
+            self.pause_button.description = "Reprendre" if paused else "Pause"
+            self.pause_button.icon = "play" if paused else "pause"
+            return stats
+
+    def close(self) -> None:
+        """Stop refreshing and close the widgets (the producer thread keeps its state)."""
+        self._closed.set()
+        if self._refresher is not threading.current_thread():
+            self._refresher.join(self._refresh_s + 1.0)
+        for row in self.children:
+            for child in getattr(row, "children", ()):
+                child.close()
+            row.close()
+        super().close()
+
+    @property
+    def refreshing(self) -> bool:
+        """Whether the background refresher is running."""
+        return self._refresher.is_alive()
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.wait(self._refresh_s):
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("refreshing the producer panel failed")
+
+    def _act(self, action: Callable[[], object]) -> None:
+        self._note = None
+        try:
+            action()
+        except RuntimeError as exc:  # restart while the last run is still settling
+            self._note = str(exc)
+        self.refresh()
+
+    def _on_start(self, _button: widgets.Button) -> None:
+        self._act(self.thread.start)
+
+    def _on_pause(self, _button: widgets.Button) -> None:
+        thread = self.thread
+        self._act(thread.resume if thread.stats.state == "paused" else thread.pause)
+
+    def _on_stop(self, _button: widgets.Button) -> None:
+        self._act(self.thread.stop)
+
+    def _on_rate(self, change: dict[str, Any]) -> None:
+        self.thread.rate = float(change["new"])
+
+    def _on_bad_ratio(self, change: dict[str, Any]) -> None:
+        self.thread.bad_ratio = float(change["new"])
+
+
+def producer_panel(thread: ProducerThread, *, refresh_s: float = 0.5) -> ProducerPanel:
+    """Return a live control panel of ``thread`` (display it as the cell's last value).
+
+    Args:
+        thread: The producer to control; it may be idle, running or paused.
+        refresh_s: Seconds between two refreshes of the counters (background thread).
+
+    Raises:
+        ValueError: If ``refresh_s`` is not positive.
+    """
+    return ProducerPanel(thread, refresh_s=refresh_s)

@@ -1,0 +1,315 @@
+"""The Kafka → MongoDB consumer on the real embedded services."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from kafka import KafkaProducer
+from pymongo.database import Database
+
+from sales_stream import infra
+from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
+from sales_stream.consumer import (
+    MISSING_KEY,
+    Backoff,
+    Batch,
+    ConsumerStats,
+    ConsumerThread,
+    MongoConsumer,
+)
+from sales_stream.events import SaleEvent, encode, event_from_document
+from sales_stream.generator import SaleGenerator
+from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
+from sales_stream.ui.consumer_panel import consumer_panel, status_fr, summary_text
+
+Message = tuple[bytes | None, bytes | None]  # (key, value)
+
+
+def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> list[tuple[int, int]]:
+    """Send messages and return the (partition, offset) of each."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=4 << 20)
+    try:
+        futures = [producer.send(topic, key=key, value=value) for key, value in messages]
+        producer.flush()
+        return [(m.partition, m.offset) for m in (f.get(timeout=30) for f in futures)]
+    finally:
+        producer.close()
+
+
+def valid_messages(events: Sequence[SaleEvent]) -> list[Message]:
+    return [(e.region.encode(), encode(e)) for e in events]
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def make_consumer(endpoints: infra.Endpoints, topic: str, db: Database, group: str, **kw):
+    return MongoConsumer(
+        endpoints.kafka_bootstrap,
+        topic,
+        endpoints.mongo_uri.get_secret_value(),
+        db=db.name,
+        group_id=group,
+        **kw,
+    )
+
+
+def test_round_trip_stores_every_event_and_commits(
+    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+) -> None:
+    events = SaleGenerator(11).events(3000)
+    produce(endpoints.kafka_bootstrap, topic, valid_messages(events))
+
+    stats = make_consumer(endpoints, topic, db, group_id, max_batch=1000).run(max_events=3000)
+
+    assert (stats.consumed, stats.stored, stats.duplicates) == (3000, 3000, 0)
+    assert stats.dead_lettered == 0
+    assert stats.batches >= 3
+    assert stats.status == "stopped"
+    assert stats.last_commit is not None
+    assert stats.last_commit.tzinfo is not None
+    assert stats.total_lag == 0
+    docs = {doc["_id"]: doc for doc in db[SALES].find()}
+    assert {doc_id: event_from_document(doc) for doc_id, doc in docs.items()} == {
+        e.event_id: e for e in events
+    }
+    assert all(doc["ingested_at"].tzinfo is not None for doc in docs.values())
+    # Offsets were committed: the same group finds nothing left to read.
+    again = make_consumer(endpoints, topic, db, group_id).run(until_idle=0.5)
+    assert again.consumed == 0
+
+
+def test_resent_events_are_counted_as_duplicates(
+    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+) -> None:
+    events = SaleGenerator(12).events(1500)
+    messages = valid_messages(events)
+    produce(endpoints.kafka_bootstrap, topic, messages + messages[:500])
+
+    stats = make_consumer(endpoints, topic, db, group_id).run(max_events=2000)
+
+    assert (stats.consumed, stats.stored, stats.duplicates) == (2000, 1500, 500)
+    assert db[SALES].count_documents({}) == 1500
+    assert db[DEAD_LETTERS].count_documents({}) == 0
+
+
+def test_malformed_messages_become_dead_letters_with_their_reason(
+    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+) -> None:
+    rng = random.Random(5)
+    generator = SaleGenerator(13)
+    valid = generator.events(5000)
+    bases = generator.events(1000)
+    variants: list[BadEventKind | None] = [*BadEventKind, None]  # None: valid value, no key
+    bad: list[tuple[Message, str]] = []
+    for i, base in enumerate(bases):
+        kind = variants[i % len(variants)]
+        if kind is None:
+            bad.append(((None, encode(base)), MISSING_KEY))
+            continue
+        value, _ = make_bad_payload(rng, base=base, kind=kind)
+        # Some bad values come without a key too (Kafka refuses a null key and value).
+        key = None if i % 7 == 0 and value is not None else base.region.encode()
+        bad.append(((key, value), str(EXPECTED_REASON[kind])))
+    tagged: list[tuple[Message, str | None]] = [(m, None) for m in valid_messages(valid)] + bad
+    rng.shuffle(tagged)
+    positions = produce(endpoints.kafka_bootstrap, topic, [m for m, _ in tagged])
+    expected_reason = {
+        pos: reason for pos, (_, reason) in zip(positions, tagged, strict=True) if reason
+    }
+
+    thread = ConsumerThread(
+        endpoints.kafka_bootstrap,
+        topic,
+        endpoints.mongo_uri.get_secret_value(),
+        db=db.name,
+        group_id=group_id,
+    )
+    thread.start()
+    try:
+        wait_for(lambda: thread.stats.consumed >= 6000, timeout=60, what="6,000 messages")
+        stats = thread.stats
+        assert (stats.stored, stats.dead_lettered, stats.duplicates) == (5000, 1000, 0)
+        assert set(db[SALES].distinct("_id")) == {e.event_id for e in valid}
+        letters = list(db[DEAD_LETTERS].find())
+        assert len(letters) == 1000
+        got_reason = {(d["partition"], d["offset"]): d["reason"] for d in letters}
+        assert got_reason == expected_reason
+        assert {d["reason"] for d in letters} == {str(r) for r in EXPECTED_REASON.values()} | {
+            MISSING_KEY
+        }
+        assert all(
+            d["detail"] and d["_id"] == f"{topic}:{d['partition']}:{d['offset']}" for d in letters
+        )
+        huge = [d for d in letters if d["reason"] == "oversize"]
+        assert huge
+        assert all(d["raw_size"] > len(d["raw"]) for d in huge)
+        # The loop is still alive: new valid events keep flowing.
+        more = generator.events(20)
+        produce(endpoints.kafka_bootstrap, topic, valid_messages(more))
+        wait_for(lambda: thread.stats.consumed >= 6020, timeout=30, what="20 more messages")
+        assert thread.running
+    finally:
+        final = thread.stop()
+    assert final.status == "stopped"
+    assert final.stored == 5020
+    assert db[SALES].count_documents({}) == 5020
+
+
+def test_thread_and_panel_start_stop_commit_and_wait_idle(
+    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+) -> None:
+    events = SaleGenerator(14).events(800)
+    produce(endpoints.kafka_bootstrap, topic, valid_messages(events))
+    thread = ConsumerThread(
+        endpoints.kafka_bootstrap,
+        topic,
+        endpoints.mongo_uri.get_secret_value(),
+        db=db.name,
+        group_id=group_id,
+    )
+    panel = consumer_panel(thread, refresh_s=0.1)
+    try:
+        assert "pas démarré" in panel.status.value
+        panel.start_button.click()
+        assert thread.running
+        with pytest.raises(RuntimeError, match="already running"):
+            thread.start()
+        idle = thread.wait_idle(idle_s=0.3, timeout=60)
+        assert idle.status == "idle"
+        assert idle.consumed == 800
+        assert idle.lag
+        assert idle.total_lag == 0
+        panel.refresh()
+        assert "à jour" in panel.status.value
+        assert "<b>800</b>" in panel.counters.value
+        assert panel.start_button.disabled
+        panel.stop_button.click()  # graceful stop, in the background
+        wait_for(lambda: not thread.running, timeout=30, what="the stop")
+        assert thread.stats.status == "stopped"
+        with pytest.raises(RuntimeError, match="not running"):
+            thread.wait_idle(idle_s=0.1, timeout=1)
+        # Restartable; the stop committed everything, so nothing is read again.
+        produce(endpoints.kafka_bootstrap, topic, valid_messages(events[:10]))
+        thread.start()
+        again = thread.wait_idle(idle_s=0.3, timeout=60)
+    finally:
+        thread.stop()
+        panel.close()
+    assert (again.consumed, again.stored, again.duplicates) == (810, 800, 10)
+
+
+def test_summary_text_in_french() -> None:
+    stats = ConsumerStats(
+        status="waiting for MongoDB since 8 s",
+        consumed=6020,
+        stored=5020,
+        duplicates=0,
+        dead_lettered=1000,
+        batches=4,
+        lag={0: 3, 1: 0, 2: 4},
+        last_commit=datetime(2024, 6, 1, 12, 30, 5, tzinfo=UTC),
+        mongo_down_since=datetime(2024, 6, 1, 12, 30, 0, tzinfo=UTC),
+        last_error="AutoReconnect: connection refused",
+    )
+    assert summary_text(stats) == (
+        "Consommateur : en attente de MongoDB depuis 8 s.\n"
+        "6\u202f020 messages traités en 4 lots : 5\u202f020 ventes enregistrées, "
+        "0 doublons ignorés, 1\u202f000 lettres mortes.\n"
+        "Retard : 7 messages ; dernier commit : 2024-06-01 12:30:05 UTC.\n"
+        "Dernière erreur : AutoReconnect: connection refused"
+    )
+    assert status_fr("retrying the batch since 3 s (ValueError)") == (
+        "nouvel essai du lot depuis 3 s (ValueError)"
+    )
+    assert status_fr("failed: NoBrokersAvailable") == "échec : NoBrokersAvailable"
+
+
+def test_failing_hook_is_retried_without_rewriting(
+    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+) -> None:
+    events = SaleGenerator(15).events(300)
+    produce(endpoints.kafka_bootstrap, topic, valid_messages(events))
+    calls: list[int] = []
+    statuses: list[ConsumerStats] = []
+    consumer: MongoConsumer
+
+    def flaky(batch: Batch) -> None:
+        calls.append(batch.size)
+        assert len(batch.events) == len(batch.positions)
+        if len(calls) <= 2:
+            statuses.append(consumer.stats)
+            raise ValueError("rollup store unavailable")
+
+    consumer = make_consumer(endpoints, topic, db, group_id, after_write=[flaky])
+    stats = consumer.run(max_events=300)
+
+    assert (stats.stored, stats.duplicates) == (300, 0)  # the write was not repeated
+    assert len(calls) >= 3
+    assert sum(calls[2:]) == 300
+    assert statuses[1].status.startswith("retrying the batch since")
+    assert "ValueError" in statuses[1].status
+    assert stats.last_error == "ValueError: rollup store unavailable"
+    assert stats.mongo_down_since is None
+
+
+def test_two_members_share_the_topic_without_loss(
+    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+) -> None:
+    events = SaleGenerator(16).events(4000)
+    messages = valid_messages(events)
+    uri = endpoints.mongo_uri.get_secret_value()
+    threads = [
+        ConsumerThread(
+            endpoints.kafka_bootstrap, topic, uri, db=db.name, group_id=group_id, max_batch=500
+        )
+        for _ in range(2)
+    ]
+    threads[0].start()
+    try:
+        produce(endpoints.kafka_bootstrap, topic, messages[:2000])
+        wait_for(lambda: threads[0].stats.consumed > 0, timeout=60, what="the first member")
+        threads[1].start()  # rebalance while data flows
+        produce(endpoints.kafka_bootstrap, topic, messages[2000:])
+        wait_for(
+            lambda: sum(t.stats.stored for t in threads) >= 4000, timeout=90, what="4,000 stored"
+        )
+    finally:
+        final = [t.stop() for t in threads]
+    assert sum(s.stored for s in final) == 4000
+    assert sum(s.consumed for s in final) == 4000 + sum(s.duplicates for s in final)
+    assert set(db[SALES].distinct("_id")) == {e.event_id for e in events}
+
+
+def test_backoff_is_exponential_bounded_and_jittered() -> None:
+    backoff = Backoff(initial=0.2, cap=5.0, rng=random.Random(1))
+    delays = [backoff.next_delay() for _ in range(10)]
+    bases = [min(5.0, 0.2 * 2**i) for i in range(10)]
+    assert all(b / 2 <= d <= b for d, b in zip(delays, bases, strict=True))
+    assert len(set(delays)) == 10
+    backoff.reset()
+    assert 0.1 <= backoff.next_delay() <= 0.2
+    with pytest.raises(ValueError, match="need 0 < initial <= cap"):
+        Backoff(initial=1.0, cap=0.5)
+
+
+def test_consumer_rejects_bad_arguments(endpoints: infra.Endpoints) -> None:
+    uri = endpoints.mongo_uri.get_secret_value()
+    with pytest.raises(ValueError, match="max_batch must be >= 1"):
+        MongoConsumer(endpoints.kafka_bootstrap, "t", uri, max_batch=0)
+    consumer = MongoConsumer(endpoints.kafka_bootstrap, "t", uri)
+    with pytest.raises(ValueError, match="until_idle must be >= 0"):
+        consumer.run(until_idle=-1)
+    with pytest.raises(ValueError, match="max_events must be >= 1"):
+        consumer.run(max_events=0)
+    assert consumer.stats.status == "created"
+    assert consumer.stats.last_commit is None

@@ -1,0 +1,103 @@
+"""The main job end to end: live pipeline, then every notebook executed headless.
+
+One run (a few minutes) on its own fresh embedded instance; the notebooks are copies, so the
+committed ones keep the outputs of the real ``make run``.
+"""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sales_stream import notebooks, pipeline
+from sales_stream.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+LIVE_EVENTS = 150
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[pipeline.Summary, Path, Path]:
+    work = tmp_path_factory.mktemp("run")
+    for name in notebooks.NOTEBOOKS:
+        shutil.copy(REPO / name, work / name)
+    settings = Settings(_env_file=None, state_dir=work / "state")
+    config = pipeline.RunConfig(
+        out_dir=work / "out",
+        notebook_dir=work,
+        backfill_days=1,
+        events_per_day=800,
+        live_seconds=4.0,
+        rate=100.0,
+        bad_ratio=0.05,
+        notebook_live_events=LIVE_EVENTS,
+    )
+    lines: list[str] = []
+    summary = pipeline.run(settings, config, progress=lines.append)
+    assert any(line.startswith("[notebook] 05_data_lake.ipynb") for line in lines), lines
+    return summary, work, work / "out"
+
+
+def test_counts_agree(run) -> None:
+    summary, _, _ = run
+    assert summary.agrees
+    assert summary.kafka_messages > 400 + LIVE_EVENTS
+    assert summary.dead_lettered > 0
+    assert summary.extract_rows == summary.stored == summary.lake_rows
+
+
+def test_artefacts(run) -> None:
+    _, _, out = run
+    for name in ("sales.hyper", "sales.twb", "sales_live.twb", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert pngs == ["ca_dans_le_temps.png", "top_produits.png", "ventes_par_region.png"]
+
+
+def test_setup_notebook(run) -> None:
+    _, work, _ = run
+    results = notebooks.results(work / "01_setup.ipynb")
+    assert results["kafka_ok"]
+    assert results["mongo_ok"]
+    assert results["partitions"] == 3
+    assert {"sales", "ventes", "ventes_par_heure", "ventes_par_jour"} <= set(
+        results["sql_relations"]
+    )
+
+
+def test_producer_and_consumer_notebooks_agree(run) -> None:
+    _, work, _ = run
+    produced = notebooks.results(work / "02_producer.ipynb")
+    consumed = notebooks.results(work / "03_consumer.ipynb")
+    assert produced["live_acked"] == LIVE_EVENTS
+    assert produced["live_failed"] == 0
+    assert consumed["consumed"] == produced["live_acked"]
+    assert consumed["dead_lettered"] == produced["live_bad"]
+    assert consumed["stored"] == produced["live_acked"] - produced["live_bad"]
+    assert consumed["duplicates"] == 0
+
+
+def test_tableau_notebook(run) -> None:
+    summary, work, _ = run
+    results = notebooks.results(work / "04_export_tableau.ipynb")
+    assert results["extract_rows"] == results["mongo_sales"] == summary.stored
+    assert results["sql_matches_mongo"] is True
+    nb = nbformat.read(work / "04_export_tableau.ipynb", as_version=4)
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 3
+
+
+def test_lake_notebook(run) -> None:
+    summary, work, _ = run
+    results = notebooks.results(work / "05_data_lake.ipynb")
+    assert results["lake_rows"] == summary.stored
+    assert results["revenue_matches_mongo"]
+
+
+def test_no_secret_or_error_in_outputs(run) -> None:
+    _, work, _ = run
+    for name in notebooks.NOTEBOOKS:
+        text = (work / name).read_text()
+        assert '"output_type": "error"' not in text, name
+        assert "Traceback" not in text, name
