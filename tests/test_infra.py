@@ -20,6 +20,21 @@ def _server_pids(state_dir) -> list[int]:
     return [status.kafka.pid, status.database.pid] if status else []
 
 
+def _cli_up(tmp_path) -> tuple[subprocess.Popen, dict[str, str], str]:
+    """Start ``python -m sales_stream up`` and return once it says it is up."""
+    env = {**os.environ, "SALES_STREAM_STATE_DIR": str(tmp_path / "state")}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "sales_stream", "up"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines = []
+    for line in up.stdout:
+        lines.append(line)
+        if line.startswith("up;"):
+            break
+    return up, env, "".join(lines)
+
+
 def test_produce_consume_round_trip(endpoints: infra.Endpoints, topic: str, group_id: str) -> None:
     producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)
     for i in range(300):
@@ -54,17 +69,7 @@ def test_second_up_reuses_running_servers(settings: Settings, endpoints: infra.E
 
 
 def test_cli_up_status_down_leaves_no_process(tmp_path) -> None:
-    env = {**os.environ, "SALES_STREAM_STATE_DIR": str(tmp_path / "state")}
-    up = subprocess.Popen(
-        [sys.executable, "-m", "sales_stream", "up"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lines = []
-    for line in up.stdout:
-        lines.append(line)
-        if line.startswith("up;"):
-            break
-    output = "".join(lines)
+    up, env, output = _cli_up(tmp_path)
     assert "kafka: 127.0.0.1:" in output
     assert "postgresql: postgresql://tableau@127.0.0.1:" in output
     pids = _server_pids(tmp_path / "state")
@@ -93,14 +98,7 @@ def test_context_manager_stops_what_it_started(tmp_path) -> None:
 
 
 def test_sigint_on_cli_up_stops_servers(tmp_path) -> None:
-    env = {**os.environ, "SALES_STREAM_STATE_DIR": str(tmp_path / "state")}
-    up = subprocess.Popen(
-        [sys.executable, "-m", "sales_stream", "up"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    for line in up.stdout:
-        if line.startswith("up;"):
-            break
+    up, _, _ = _cli_up(tmp_path)
     pids = _server_pids(tmp_path / "state")
     up.send_signal(signal.SIGINT)
     assert up.wait(timeout=30) == 0
@@ -108,14 +106,7 @@ def test_sigint_on_cli_up_stops_servers(tmp_path) -> None:
 
 
 def test_killed_parent_leaves_no_orphans(tmp_path) -> None:
-    env = {**os.environ, "SALES_STREAM_STATE_DIR": str(tmp_path / "state")}
-    up = subprocess.Popen(
-        [sys.executable, "-m", "sales_stream", "up"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    for line in up.stdout:
-        if line.startswith("up;"):
-            break
+    up, _, _ = _cli_up(tmp_path)
     pids = _server_pids(tmp_path / "state")
     up.kill()
     up.wait(timeout=10)

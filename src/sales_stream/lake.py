@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 
 from sales_stream.deadletters import DeadLetter
 from sales_stream.events import FIELDS, SaleEvent
-from sales_stream.reference import REGION_BY_NAME
+from sales_stream.frames import region_frame
 
 SALES_DIR = "sales"
 DEAD_LETTERS_DIR = "_dead_letters"
@@ -507,19 +507,12 @@ def revenue_by_region_lake(
     grouped = table.group_by("region").aggregate(
         [("amount", "sum"), ("amount", "count"), ("quantity", "sum")]
     )
-    names = grouped["region"].to_pylist()
-    places = [REGION_BY_NAME.get(name) for name in names]
-    frame = pd.DataFrame(
-        {
-            "region": pd.Series(names, dtype=object),
-            "revenue": pd.Series(grouped["amount_sum"].to_pylist(), dtype="float64").round(2),
-            "sales": pd.Series(grouped["amount_count"].to_pylist(), dtype="int64"),
-            "quantity": pd.Series(grouped["quantity_sum"].to_pylist(), dtype="int64"),
-            "lat": pd.Series([p.lat if p else None for p in places], dtype="float64"),
-            "lon": pd.Series([p.lon if p else None for p in places], dtype="float64"),
-        }
+    return region_frame(
+        grouped["region"].to_pylist(),
+        revenue=grouped["amount_sum"].to_pylist(),
+        sales=grouped["amount_count"].to_pylist(),
+        quantity=grouped["quantity_sum"].to_pylist(),
     )
-    return frame.sort_values(["revenue", "region"], ascending=[False, True], ignore_index=True)
 
 
 def read_dead_letters(lake_url: str | Path) -> pd.DataFrame:

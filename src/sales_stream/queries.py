@@ -25,7 +25,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from sales_stream.events import FIELDS, TS_MIN
-from sales_stream.reference import REGION_BY_NAME
+from sales_stream.frames import region_frame
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 
 Unit = Literal["minute", "hour", "day"]
@@ -163,17 +163,11 @@ def revenue_by_region(db: Database, *, filters: Filters | None = None) -> pd.Dat
             {"$sort": {"revenue": -1, "_id": 1}},
         ],
     )
-    regions = [r["_id"] for r in rows]
-    places = [REGION_BY_NAME.get(name) for name in regions]
-    return pd.DataFrame(
-        {
-            "region": pd.Series(regions, dtype=object),
-            "revenue": pd.Series([r["revenue"] for r in rows], dtype="float64").round(2),
-            "sales": pd.Series([r["sales"] for r in rows], dtype="int64"),
-            "quantity": pd.Series([r["quantity"] for r in rows], dtype="int64"),
-            "lat": pd.Series([p.lat if p else None for p in places], dtype="float64"),
-            "lon": pd.Series([p.lon if p else None for p in places], dtype="float64"),
-        }
+    return region_frame(
+        [r["_id"] for r in rows],
+        revenue=[r["revenue"] for r in rows],
+        sales=[r["sales"] for r in rows],
+        quantity=[r["quantity"] for r in rows],
     )
 
 

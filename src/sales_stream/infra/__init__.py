@@ -67,15 +67,7 @@ def up(settings: Settings | None = None, *, mode: Mode | str | None = None) -> E
     """
     settings = _resolve(settings, mode)
     if settings.mode is Mode.EMBEDDED:
-        services = embedded.start(settings)
-        return Endpoints(
-            mode=Mode.EMBEDDED,
-            kafka_bootstrap=services.kafka.bootstrap,
-            mongo_uri=SecretStr(services.database.mongo_uri),
-            sql_uri=_sql_uri(settings, services.database.sql_port),
-            state_dir=settings.state_dir.resolve(),
-            started_here=services.started_here,
-        )
+        return _embedded_endpoints(settings, embedded.start(settings))
     if settings.mode is Mode.DOCKER:
         bootstrap, uri = docker.start(settings)
         return Endpoints(Mode.DOCKER, bootstrap, SecretStr(uri), started_here=True)
@@ -88,15 +80,7 @@ def status(settings: Settings | None = None) -> Endpoints | None:
     settings = _resolve(settings, None)
     if settings.mode is Mode.EMBEDDED:
         services = embedded.status(settings.state_dir)
-        if services is None:
-            return None
-        return Endpoints(
-            mode=Mode.EMBEDDED,
-            kafka_bootstrap=services.kafka.bootstrap,
-            mongo_uri=SecretStr(services.database.mongo_uri),
-            sql_uri=_sql_uri(settings, services.database.sql_port),
-            state_dir=settings.state_dir.resolve(),
-        )
+        return None if services is None else _embedded_endpoints(settings, services)
     if settings.mode is Mode.DOCKER:
         return up(settings) if docker.running(settings) else None
     return up(settings)
@@ -120,5 +104,16 @@ def _resolve(settings: Settings | None, mode: Mode | str | None) -> Settings:
     return settings
 
 
-def _sql_uri(settings: Settings, port: int) -> str:
-    return f"postgresql://{settings.sql_user}@{settings.sql_host}:{port}/{settings.db}"
+def _embedded_endpoints(settings: Settings, services: embedded.EmbeddedServices) -> Endpoints:
+    sql_uri = (
+        f"postgresql://{settings.sql_user}@{settings.sql_host}:"
+        f"{services.database.sql_port}/{settings.db}"
+    )
+    return Endpoints(
+        mode=Mode.EMBEDDED,
+        kafka_bootstrap=services.kafka.bootstrap,
+        mongo_uri=SecretStr(services.database.mongo_uri),
+        sql_uri=sql_uri,
+        state_dir=settings.state_dir.resolve(),
+        started_here=services.started_here,
+    )

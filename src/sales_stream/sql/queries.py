@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from sales_stream.frames import region_frame
 from sales_stream.queries import UNITS, Filters, Unit
-from sales_stream.reference import REGION_BY_NAME
 from sales_stream.rollups import DAILY, HOURLY
 from sales_stream.sinks.mongo import SALES
 
@@ -94,16 +94,11 @@ def revenue_by_region(conn: psycopg.Connection, *, filters: Filters | None = Non
         "GROUP BY region ORDER BY revenue DESC, region",
         params,
     ).fetchall()
-    places = [REGION_BY_NAME.get(r[0]) for r in rows]
-    return pd.DataFrame(
-        {
-            "region": pd.Series([r[0] for r in rows], dtype=object),
-            "revenue": _revenue([r[1] for r in rows]),
-            "sales": pd.Series([r[2] for r in rows], dtype="int64"),
-            "quantity": pd.Series([r[3] for r in rows], dtype="int64"),
-            "lat": pd.Series([p.lat if p else None for p in places], dtype="float64"),
-            "lon": pd.Series([p.lon if p else None for p in places], dtype="float64"),
-        }
+    return region_frame(
+        [r[0] for r in rows],
+        revenue=[r[1] for r in rows],
+        sales=[r[2] for r in rows],
+        quantity=[r[3] for r in rows],
     )
 
 

@@ -10,6 +10,7 @@ import time
 import ipywidgets as widgets
 
 from sales_stream.consumer import ConsumerStats, ConsumerThread
+from sales_stream.ui.format import fr_int
 
 _FIXED_STATUS = {
     "created": "pas démarré",
@@ -21,10 +22,6 @@ _FIXED_STATUS = {
 }
 _WAITING = re.compile(r"waiting for MongoDB since (\d+) s")
 _RETRYING = re.compile(r"retrying the batch since (\d+) s \((.*)\)")
-
-
-def _n(value: int) -> str:
-    return f"{value:,}".replace(",", "\u202f")
 
 
 def status_fr(status: str) -> str:
@@ -48,10 +45,10 @@ def summary_text(stats: ConsumerStats) -> str:
     """A static French summary of the consumer's stats, for notebook outputs."""
     lines = [
         f"Consommateur : {status_fr(stats.status)}.",
-        f"{_n(stats.consumed)} messages traités en {_n(stats.batches)} lots : "
-        f"{_n(stats.stored)} ventes enregistrées, {_n(stats.duplicates)} doublons ignorés, "
-        f"{_n(stats.dead_lettered)} lettres mortes.",
-        f"Retard : {_n(stats.total_lag)} messages ; dernier commit : {_last_commit(stats)}.",
+        f"{fr_int(stats.consumed)} messages traités en {fr_int(stats.batches)} lots : "
+        f"{fr_int(stats.stored)} ventes enregistrées, {fr_int(stats.duplicates)} doublons ignorés, "
+        f"{fr_int(stats.dead_lettered)} lettres mortes.",
+        f"Retard : {fr_int(stats.total_lag)} messages ; dernier commit : {_last_commit(stats)}.",
     ]
     if stats.last_error:
         lines.append(f"Dernière erreur : {stats.last_error}")
@@ -100,13 +97,13 @@ class ConsumerPanel(widgets.VBox):
             f"<b>Consommateur</b> : <span style='color:{colour}'>"
             f"{html.escape(status_fr(stats.status))}</span> — {rate:,.0f} messages/s"
         ).replace(",", "\u202f")
-        lag = ", ".join(f"p{p} : {_n(v)}" for p, v in sorted(stats.lag.items())) or "—"
+        lag = ", ".join(f"p{p} : {fr_int(v)}" for p, v in sorted(stats.lag.items())) or "—"
         rows = [
-            ("messages traités", _n(stats.consumed)),
-            ("ventes enregistrées", _n(stats.stored)),
-            ("doublons ignorés", _n(stats.duplicates)),
-            ("lettres mortes", _n(stats.dead_lettered)),
-            ("lots", _n(stats.batches)),
+            ("messages traités", fr_int(stats.consumed)),
+            ("ventes enregistrées", fr_int(stats.stored)),
+            ("doublons ignorés", fr_int(stats.duplicates)),
+            ("lettres mortes", fr_int(stats.dead_lettered)),
+            ("lots", fr_int(stats.batches)),
             ("retard par partition", lag),
             ("dernier commit", _last_commit(stats)),
         ]

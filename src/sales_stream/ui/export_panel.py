@@ -12,30 +12,17 @@ import html
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 
 import ipywidgets as widgets
 
 from sales_stream.export.refresher import HyperRefresher, RefresherStats
+from sales_stream.ui.format import badge, counters, fr_int, fr_seconds, fr_time, warning
 
 log = logging.getLogger(__name__)
 
-_NARROW_NBSP = "\u202f"
 _STATE_LABELS = {"idle": "prêt", "running": "en cours", "stopped": "arrêté"}
 _STATE_COLOURS = {"idle": "#6c757d", "running": "#198754", "stopped": "#495057"}
 _ERROR_COLOUR = "#dc3545"
-
-
-def _fr_int(value: int) -> str:
-    return f"{value:,}".replace(",", _NARROW_NBSP)
-
-
-def _fr_seconds(value: float) -> str:
-    return f"{value:.2f}".replace(".", ",") + " s"
-
-
-def _fr_time(value: datetime | None) -> str:
-    return "jamais" if value is None else f"{value:%d/%m/%Y à %H:%M:%S} UTC"
 
 
 def summary_text(stats: RefresherStats) -> str:
@@ -49,17 +36,17 @@ def summary_text(stats: RefresherStats) -> str:
     """
     lines = [
         f"Export Hyper {_STATE_LABELS[stats.state]} : {stats.path} "
-        f"(rafraîchi toutes les {_fr_seconds(stats.interval_s)}).",
-        f"Lignes dans l'extrait : {_fr_int(stats.rows)} "
-        f"(+{_fr_int(stats.last_added)} au dernier rafraîchissement).",
+        f"(rafraîchi toutes les {fr_seconds(stats.interval_s)}).",
+        f"Lignes dans l'extrait : {fr_int(stats.rows)} "
+        f"(+{fr_int(stats.last_added)} au dernier rafraîchissement).",
     ]
     if stats.last_refresh is None:
-        lines.append(f"Aucun rafraîchissement réussi · échecs : {_fr_int(stats.errors)}.")
+        lines.append(f"Aucun rafraîchissement réussi · échecs : {fr_int(stats.errors)}.")
     else:
         lines.append(
-            f"Dernier rafraîchissement : {_fr_time(stats.last_refresh)} "
-            f"en {_fr_seconds(stats.last_duration_s or 0.0)} · "
-            f"réussis : {_fr_int(stats.refreshes)} · échecs : {_fr_int(stats.errors)}."
+            f"Dernier rafraîchissement : {fr_time(stats.last_refresh)} "
+            f"en {fr_seconds(stats.last_duration_s or 0.0)} · "
+            f"réussis : {fr_int(stats.refreshes)} · échecs : {fr_int(stats.errors)}."
         )
     if stats.last_error:
         lines.append(f"Dernière erreur (nouvel essai au prochain cycle) : {stats.last_error}")
@@ -71,27 +58,16 @@ def _stats_html(stats: RefresherStats) -> str:
     colour = _ERROR_COLOUR if failing else _STATE_COLOURS[stats.state]
     label = _STATE_LABELS[stats.state] + (" — en échec" if failing else "")
     cells = [
-        ("Lignes", _fr_int(stats.rows)),
-        ("Ajoutées (dernier)", _fr_int(stats.last_added)),
-        ("Dernier rafraîchissement", _fr_time(stats.last_refresh)),
-        ("Durée", "—" if stats.last_duration_s is None else _fr_seconds(stats.last_duration_s)),
-        ("Réussis", _fr_int(stats.refreshes)),
-        ("Échecs", _fr_int(stats.errors)),
+        ("Lignes", fr_int(stats.rows)),
+        ("Ajoutées (dernier)", fr_int(stats.last_added)),
+        ("Dernier rafraîchissement", fr_time(stats.last_refresh)),
+        ("Durée", "—" if stats.last_duration_s is None else fr_seconds(stats.last_duration_s)),
+        ("Réussis", fr_int(stats.refreshes)),
+        ("Échecs", fr_int(stats.errors)),
     ]
-    row = "".join(
-        f"<td style='padding:0 12px'><small>{name}</small><br><b>{value}</b></td>"
-        for name, value in cells
-    )
-    parts = [
-        f"<span style='background:{colour};color:white;padding:2px 8px;border-radius:4px'>"
-        f"{label}</span> <code>{html.escape(stats.path)}</code>",
-        f"<table><tr>{row}</tr></table>",
-    ]
+    parts = [f"{badge(label, colour)} <code>{html.escape(stats.path)}</code>", counters(cells)]
     if stats.last_error:
-        parts.append(
-            f"<div style='color:{_ERROR_COLOUR}'>⚠ {html.escape(stats.last_error)} "
-            "(nouvel essai au prochain cycle)</div>"
-        )
+        parts.append(warning(f"{stats.last_error} (nouvel essai au prochain cycle)", _ERROR_COLOUR))
     return "".join(parts)
 
 

@@ -22,6 +22,7 @@ import ipywidgets as widgets
 
 from sales_stream.events import SaleEvent
 from sales_stream.producer import ProducerStats, ProducerThread
+from sales_stream.ui.format import badge, counters, fr_float, fr_int, warning
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ RATE_MAX = 5_000.0
 SPARK_POINTS = 40
 EVENT_ROWS = 8
 _SPARK_BARS = "▁▂▃▄▅▆▇█"
-_NARROW_NBSP = "\u202f"
 _STATE_LABELS = {
     "idle": "prêt",
     "running": "en cours",
@@ -47,18 +47,10 @@ _STATE_COLOURS = {
 }
 
 
-def _fr_int(value: int) -> str:
-    return f"{value:,}".replace(",", _NARROW_NBSP)
-
-
-def _fr_float(value: float, digits: int = 1) -> str:
-    return f"{value:,.{digits}f}".replace(",", _NARROW_NBSP).replace(".", ",")
-
-
 def _fr_rate(value: float) -> str:
     if math.isinf(value):
         return "maximum"
-    return f"{_fr_float(value, 0 if value.is_integer() else 1)} év./s"
+    return f"{fr_float(value, 0 if value.is_integer() else 1)} év./s"
 
 
 def summary_text(stats: ProducerStats) -> str:
@@ -77,10 +69,10 @@ def summary_text(stats: ProducerStats) -> str:
     )
     lines = [
         f"Producteur {_STATE_LABELS[stats.state]} ({started}).",
-        f"Envoyés : {_fr_int(stats.sent)} (valides : {_fr_int(stats.valid_sent)}, "
-        f"malformés : {_fr_int(stats.bad_sent)}) · acquittés : {_fr_int(stats.acked)} · "
-        f"en échec : {_fr_int(stats.failed)} · en attente : {_fr_int(stats.in_flight)}.",
-        f"Débit moyen : {_fr_rate(stats.average_rate)} sur {_fr_float(stats.elapsed_s)} s "
+        f"Envoyés : {fr_int(stats.sent)} (valides : {fr_int(stats.valid_sent)}, "
+        f"malformés : {fr_int(stats.bad_sent)}) · acquittés : {fr_int(stats.acked)} · "
+        f"en échec : {fr_int(stats.failed)} · en attente : {fr_int(stats.in_flight)}.",
+        f"Débit moyen : {_fr_rate(stats.average_rate)} sur {fr_float(stats.elapsed_s)} s "
         f"(cible : {_fr_rate(stats.target_rate)}"
         + (f", actuel : {_fr_rate(stats.current_rate)})." if stats.state == "running" else ")."),
     ]
@@ -101,25 +93,15 @@ def sparkline(values: list[float]) -> str:
 def _counters_html(stats: ProducerStats, note: str | None) -> str:
     colour = _STATE_COLOURS[stats.state]
     cells = [
-        ("Envoyés", _fr_int(stats.sent)),
-        ("Valides", _fr_int(stats.valid_sent)),
-        ("Malformés", _fr_int(stats.bad_sent)),
-        ("Acquittés", _fr_int(stats.acked)),
-        ("En échec", _fr_int(stats.failed)),
-        ("En attente", _fr_int(stats.in_flight)),
+        ("Envoyés", fr_int(stats.sent)),
+        ("Valides", fr_int(stats.valid_sent)),
+        ("Malformés", fr_int(stats.bad_sent)),
+        ("Acquittés", fr_int(stats.acked)),
+        ("En échec", fr_int(stats.failed)),
+        ("En attente", fr_int(stats.in_flight)),
     ]
-    row = "".join(
-        f"<td style='padding:0 12px'><small>{label}</small><br><b>{value}</b></td>"
-        for label, value in cells
-    )
-    parts = [
-        f"<span style='background:{colour};color:white;padding:2px 8px;border-radius:4px'>"
-        f"{_STATE_LABELS[stats.state]}</span>",
-        f"<table><tr>{row}</tr></table>",
-    ]
-    for message in (stats.last_error, note):
-        if message:
-            parts.append(f"<div style='color:#dc3545'>⚠ {html.escape(message)}</div>")
+    parts = [badge(_STATE_LABELS[stats.state], colour), counters(cells)]
+    parts += [warning(message) for message in (stats.last_error, note) if message]
     return "".join(parts)
 
 
@@ -147,8 +129,8 @@ def _events_html(events: list[SaleEvent]) -> str:
             e.region,
             e.city,
             str(e.quantity),
-            f"{_fr_float(e.unit_price, 2)} €",
-            f"{_fr_float(e.amount, 2)} €",
+            f"{fr_float(e.unit_price, 2)} €",
+            f"{fr_float(e.amount, 2)} €",
             e.channel,
         )
         rows.append(

@@ -1,0 +1,51 @@
+"""French number/time formatting and the small HTML pieces shared by the panels."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime
+
+NARROW_NBSP = "\u202f"
+
+
+def fr_int(value: int) -> str:
+    """``12345`` → ``12 345`` (narrow no-break space, French style)."""
+    return f"{value:,}".replace(",", NARROW_NBSP)
+
+
+def fr_float(value: float, digits: int = 1) -> str:
+    """``1234.5`` → ``1 234,5``."""
+    return f"{value:,.{digits}f}".replace(",", NARROW_NBSP).replace(".", ",")
+
+
+def fr_seconds(value: float) -> str:
+    """``1.5`` → ``1,50 s``."""
+    return f"{fr_float(value, 2)} s"
+
+
+def fr_time(value: datetime | None, *, never: str = "jamais") -> str:
+    """An aware UTC datetime as ``25/11/2026 à 03:48:30 UTC`` (``never`` for None)."""
+    return never if value is None else f"{value:%d/%m/%Y à %H:%M:%S} UTC"
+
+
+def badge(label: str, colour: str) -> str:
+    """A coloured status label (HTML)."""
+    return (
+        f"<span style='background:{colour};color:white;padding:2px 8px;border-radius:4px'>"
+        f"{html.escape(label)}</span>"
+    )
+
+
+def counters(cells: Sequence[tuple[str, str]]) -> str:
+    """One row of labelled counters (HTML)."""
+    row = "".join(
+        f"<td style='padding:0 12px'><small>{html.escape(name)}</small><br><b>{value}</b></td>"
+        for name, value in cells
+    )
+    return f"<table><tr>{row}</tr></table>"
+
+
+def warning(message: str, colour: str = "#dc3545") -> str:
+    """A warning line (HTML, escaped)."""
+    return f"<div style='color:{colour}'>⚠ {html.escape(message)}</div>"
