@@ -29,7 +29,7 @@ from sales_stream.consumer import ConsumerThread
 from sales_stream.export.hyper import HyperExporter
 from sales_stream.export.refresher import HyperRefresher
 from sales_stream.producer import ProducerThread
-from sales_stream.rollups import consumer_hooks
+from sales_stream.rollups import RollupWriter
 from sales_stream.sinks.mongo import ensure_indexes
 from sales_stream.sql.schema import setup_endpoint
 
@@ -93,7 +93,9 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {cuts[49]:.2f} s, p95 {cuts[94]:.2f} s, max {max(values):.2f} s"
 
 
-def step(endpoints, settings, rate: float, seconds: float, work: Path, *, hyper: bool):
+def step(
+    endpoints, settings, rate: float, seconds: float, work: Path, *, hyper: bool, rollups: bool
+):
     """Run the pipeline at ``rate`` for ``seconds``; return freshness samples and drain time."""
     topic = f"e2e_{int(rate)}_{int(time.time())}"
     ensure_topic(endpoints.kafka_bootstrap, topic, partitions=settings.partitions)
@@ -107,7 +109,7 @@ def step(endpoints, settings, rate: float, seconds: float, work: Path, *, hyper:
         uri,
         db=db.name,
         group_id=f"{topic}-mongo",
-        after_write=consumer_hooks(db, sql_endpoint=True),
+        after_write=[RollupWriter(db).apply] if rollups else [],
     )
     mongo_seen = MongoObserver(db)
     threads: list = [consumer, mongo_seen]
@@ -154,7 +156,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--step-seconds", type=float, default=15.0)
     parser.add_argument("--max-rates", type=float, nargs="*", default=[2000, 3000, 4000, 6000])
+    parser.add_argument("--no-rollups", action="store_true", help="consumer without SQL rollups")
     args = parser.parse_args()
+    rollups = not args.no_rollups
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         settings = Settings(_env_file=None, state_dir=work / "state")
@@ -162,7 +166,7 @@ def main() -> int:
             db = mongo_client(endpoints.mongo_uri.get_secret_value())[settings.db]
             setup_endpoint(endpoints, settings, db)
             sent, mongo, hyper, drain = step(
-                endpoints, settings, args.rate, args.seconds, work, hyper=True
+                endpoints, settings, args.rate, args.seconds, work, hyper=True, rollups=rollups
             )
             print(f"== {args.rate:.0f} ev/s for {args.seconds:.0f} s: {sent.acked} sales ==")
             print(f"achieved rate          : {sent.average_rate:.0f} ev/s")
@@ -173,7 +177,7 @@ def main() -> int:
             best = args.rate if _bounded(mongo, drain) else 0.0
             for rate in args.max_rates:
                 sent, mongo, _, drain = step(
-                    endpoints, settings, rate, args.step_seconds, work, hyper=False
+                    endpoints, settings, rate, args.step_seconds, work, hyper=False, rollups=rollups
                 )
                 ok = _bounded(mongo, drain)
                 print(

@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
@@ -54,35 +56,41 @@ def main() -> int:
     for name, *_ in SHOTS:
         shutil.copy(REPO / name, work / name)
     settings = Settings(_env_file=None, state_dir=work / "state")
-    token = secrets.token_hex(16)
-    port = free_port()
     env = {**os.environ, "SALES_STREAM_STATE_DIR": str(settings.state_dir)}
-    with infra.up(settings):
-        lab = subprocess.Popen(
-            [
-                sys.executable, "-m", "jupyter", "lab", "--no-browser",
-                f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                f"--ServerApp.root_dir={work}",
-            ],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            base = f"http://127.0.0.1:{port}"
-            if not wait_until(lambda: _answers(f"{base}/api?token={token}"), timeout=60):
-                raise RuntimeError("JupyterLab did not start")
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    with infra.up(settings), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        for index, (notebook, selector, seconds, image) in enumerate(SHOTS):
+            # One JupyterLab per notebook: a fresh workspace, and its kernels end with it.
+            with _jupyterlab(work, env, workspaces=work / f"workspaces-{index}") as url:
                 page = browser.new_page(viewport={"width": 1500, "height": 1100})
-                for notebook, selector, seconds, image in SHOTS:
-                    _shoot(
-                        page, f"{base}/lab/tree/{notebook}?token={token}", selector, seconds, image
-                    )
-                browser.close()
-        finally:
-            lab.terminate()
-            lab.wait(timeout=30)
+                _shoot(page, url.format(notebook), selector, seconds, image)
+                page.close()
+        browser.close()
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+@contextmanager
+def _jupyterlab(root: Path, env: dict[str, str], *, workspaces: Path) -> Iterator[str]:
+    """Run JupyterLab on ``root`` (loopback, random token); yield a notebook URL template."""
+    token = secrets.token_hex(16)
+    port = free_port()
+    lab = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+            f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={workspaces}",
+        ],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        if not wait_until(lambda: _answers(f"{base}/api?token={token}"), timeout=60):
+            raise RuntimeError("JupyterLab did not start")
+        yield f"{base}/lab/tree/{{}}?token={token}"
+    finally:
+        lab.terminate()
+        lab.wait(timeout=30)
 
 
 def _answers(url: str) -> bool:
@@ -95,20 +103,23 @@ def _answers(url: str) -> bool:
 
 def _shoot(page: Page, url: str, selector: str, seconds: int, image: str) -> None:
     page.goto(url)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-    page.keyboard.press("Control+Shift+C")
-    page.keyboard.type("Run All Cells")
-    page.keyboard.press("Enter")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=180_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
+    page.locator("[data-command='notebook:restart-run-all']").first.click()
+    page.locator(".jp-Dialog button.jp-mod-accept").first.click()
     output = page.locator(f".jp-OutputArea-output:has({selector})").first
-    output.wait_for(state="visible", timeout=180_000)
+    try:
+        output.wait_for(state="visible", timeout=180_000)
+    except Exception:
+        page.screenshot(path=str(IMG / f"failed_{image}"), full_page=True)
+        raise
     time.sleep(seconds)  # let the live counters and charts move before the picture
+    no_news = page.locator(".jp-toast-button", has_text="No")
+    if no_news.count():
+        no_news.first.click()
     output.scroll_into_view_if_needed()
     output.screenshot(path=str(IMG / image))
     print(f"wrote {IMG / image}")
-    page.keyboard.press("Control+Shift+C")
-    page.keyboard.type("Shut Down All Kernels")
-    page.keyboard.press("Enter")
 
 
 if __name__ == "__main__":

@@ -68,12 +68,19 @@ class ThrottledProducer:
             producer.close()
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+def eventually(condition: Callable[[], bool], *, timeout: float) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            return False
         time.sleep(0.1)
+    return True
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    if not eventually(condition, timeout=timeout):
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def stored_ids(db: Database) -> list[str]:
@@ -125,27 +132,32 @@ def test_sigkilled_consumer_processes_lose_and_duplicate_nothing(
             process = spawn()
             try:
                 # Once this process has committed a batch, kill it at a random point.
-                wait_for(
+                progressed = eventually(
                     lambda before=before: (
                         committed() > before or committed() == producer.sent == len(events)
                     ),
-                    timeout=60,
-                    what="a commit by the consumer process",
+                    timeout=120,
                 )
-                time.sleep(rng.uniform(0.0, 1.5))
-            except AssertionError as exc:
+                # While events still flow, kill with work in progress: sent but not committed.
+                if producer.sent < len(events):
+                    eventually(lambda: committed() < producer.sent, timeout=5)
+                time.sleep(rng.uniform(0.0, 0.1))
+            finally:
                 process.send_signal(signal.SIGKILL)
                 output, _ = process.communicate(timeout=30)
-                raise AssertionError(
-                    f"{exc}; kills so far {kills}, committed {committed()}, sent {producer.sent}; "
-                    f"consumer output:\n{output}"
-                ) from None
-            process.send_signal(signal.SIGKILL)
-            process.communicate(timeout=30)
+            assert progressed, (
+                f"no commit within 120 s; kills so far {kills}, committed {committed()}, "
+                f"sent {producer.sent}; consumer output:\n{output}"
+            )
             kills.append((committed(), producer.sent))
         producer.join(timeout=120)
         final = spawn("--until-idle", "4")
-        output, _ = final.communicate(timeout=180)
+        try:
+            output, _ = final.communicate(timeout=180)
+        finally:
+            if final.poll() is None:
+                final.kill()
+                final.communicate()
     finally:
         probe.close()
 

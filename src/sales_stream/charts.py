@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -21,18 +23,38 @@ _EUR = FuncFormatter(lambda value, _pos: f"{value:,.0f} €".replace(",", " "))
 _SOURCE = "Données générées par sales-stream (ventes fictives), lues dans MongoDB"
 
 
-def revenue_over_time_figure(frame: pd.DataFrame, *, unit: str = "hour") -> Figure:
-    """Line chart of revenue per time bucket (columns ``bucket``, ``revenue``)."""
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(frame["bucket"], frame["revenue"], color="#1f77b4", linewidth=1.4)
-    ax.fill_between(frame["bucket"], frame["revenue"], alpha=0.15, color="#1f77b4")
-    label = {"minute": "minute", "hour": "heure", "day": "jour"}.get(unit, unit)
-    ax.set_title(f"Chiffre d'affaires par {label} (UTC)")
-    ax.yaxis.set_major_formatter(_EUR)
-    ax.grid(alpha=0.3)
+def revenue_over_time_figure(frame: pd.DataFrame, *, recent: pd.DataFrame | None = None) -> Figure:
+    """Revenue per hour (columns ``bucket``, ``revenue``), plus the last hour per minute.
+
+    A live stream puts far more sales in the current hour than any hour of history, so the
+    history stops before the current hour and ``recent`` (per minute) gets its own panel.
+    """
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    if recent is None or recent.empty:
+        axes = [fig.subplots()]
+    else:
+        axes = fig.subplots(1, 2, width_ratios=[2.2, 1])
+    history = frame
+    if len(axes) == 2:
+        history = frame[frame["bucket"] < recent["bucket"].min().floor("h")]
+    _line(axes[0], history, "Historique : chiffre d'affaires par heure (UTC)")
+    if len(axes) == 2:
+        live = axes[1]
+        live.bar(recent["bucket"], recent["revenue"], width=1 / 1440, color="#ff7f0e")
+        live.set_title("Dernière heure : par minute (UTC)")
+        live.yaxis.set_major_formatter(_EUR)
+        live.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+        live.grid(alpha=0.3)
     _caption(fig)
     return fig
+
+
+def _line(ax: Axes, frame: pd.DataFrame, title: str, *, colour: str = "#1f77b4") -> None:
+    ax.plot(frame["bucket"], frame["revenue"], color=colour, linewidth=1.4)
+    ax.fill_between(frame["bucket"], frame["revenue"], alpha=0.15, color=colour)
+    ax.set_title(title)
+    ax.yaxis.set_major_formatter(_EUR)
+    ax.grid(alpha=0.3)
 
 
 def sales_by_region_figure(frame: pd.DataFrame) -> Figure:
@@ -75,12 +97,20 @@ def save_charts(
     by_region: pd.DataFrame,
     top: pd.DataFrame,
     out_dir: Path,
-    unit: str = "hour",
+    recent: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
-    """Write the three PNGs into ``out_dir``; return their paths by chart name."""
+    """Write the three PNGs into ``out_dir``; return their paths by chart name.
+
+    Args:
+        over_time: Revenue per hour.
+        by_region: Revenue per region with lat/lon.
+        top: Top products.
+        out_dir: Destination folder.
+        recent: Revenue per minute over the last hour (a live panel), if any.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {
-        "time": revenue_over_time_figure(over_time, unit=unit),
+        "time": revenue_over_time_figure(over_time, recent=recent),
         "regions": sales_by_region_figure(by_region),
         "products": top_products_figure(top),
     }
@@ -92,4 +122,5 @@ def save_charts(
 
 
 def _caption(fig: Figure) -> None:
-    fig.text(0.99, 0.005, _SOURCE, ha="right", va="bottom", fontsize=7, color="#666666")
+    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
+    fig.text(0.995, 0.005, _SOURCE, ha="right", va="bottom", fontsize=7, color="#666666")

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     sql_port: int | None = Field(default=None, ge=1, le=65535)
     sql_user: str = "tableau"
     sql_password: SecretStr | None = None
+    sql_rollups: bool = True
     mongo_user: str | None = None
     mongo_password: SecretStr | None = None
     compose_file: Path = Path("docker-compose.yml")

@@ -59,6 +59,9 @@ PIPELINE_DEPTH = 2
 MEMBERSHIP_POLL_S = 1.0
 #: Time a graceful stop may spend writing what was already polled.
 DRAIN_TIMEOUT_S = 8.0
+#: The loop polls at least every `MEMBERSHIP_POLL_S`, so a short limit is safe; it is also
+#: the rebalance timeout, i.e. how long a rebalance can wait for a member that died mid-join.
+MAX_POLL_INTERVAL_MS = 30_000
 #: A hung MongoDB must not block a write attempt forever.
 SOCKET_TIMEOUT_MS = 60_000
 _WAIT_SLICE_S = 0.2
@@ -434,7 +437,11 @@ class _Session:
             owner.topic,
             bootstrap_servers=owner.bootstrap,
             client_id=f"{owner.group_id}-mongo",
-            **consumer_config(group_id=owner.group_id, max_poll_records=owner.max_batch),
+            **consumer_config(
+                group_id=owner.group_id,
+                max_poll_records=owner.max_batch,
+                max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+            ),
         )
         self._client = mongo_client(owner._mongo_uri, socketTimeoutMS=SOCKET_TIMEOUT_MS)
         self._db = self._client[owner.db_name]

@@ -19,6 +19,9 @@ NOTEBOOKS = (
     "05_data_lake.ipynb",
 )
 
+#: Tag of the note that replaces papermill's injected parameters (dropped on the next run).
+_NOTE_TAG = "injected-parameters-note"
+
 #: A notebook reports its key numbers by printing one line with this prefix and a JSON object.
 RESULT_PREFIX = "RESULT "
 
@@ -75,10 +78,24 @@ def report(**values: Any) -> None:
 
 
 def _strip_papermill_noise(path: Path) -> None:
-    """Drop per-run papermill metadata so re-runs only change real outputs."""
+    """Drop per-run papermill metadata and turn the injected parameters into a note.
+
+    The saved notebook keeps its outputs, but re-running it (JupyterLab) uses the notebook's
+    own defaults again, not the headless values of the run that produced the outputs.
+    """
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("papermill", None)
-    for cell in nb.cells:
+    nb.cells = [c for c in nb.cells if _NOTE_TAG not in c.metadata.get("tags", [])]
+    for index, cell in enumerate(nb.cells):
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            note = nbformat.v4.new_markdown_cell(
+                "*Les sorties ci-dessous viennent d'une exécution automatique (`make run`) avec "
+                "ces paramètres ; relancé dans JupyterLab, le notebook reprend ceux de la cellule "
+                f"précédente.*\n\n```python\n{cell.source.strip()}\n```"
+            )
+            note["id"] = cell.get("id", f"injected-{index}")
+            note.metadata["tags"] = [_NOTE_TAG]
+            nb.cells[index] = note
     nbformat.write(nb, path)

@@ -129,7 +129,7 @@ def _live_pipeline(
         settings.topic,
         uri,
         db=settings.db,
-        after_write=consumer_hooks(db, sql_endpoint=endpoints.sql_uri is not None),
+        after_write=consumer_hooks(db, endpoints=endpoints, settings=settings),
     )
     lake = LakeThread(bootstrap, settings.topic, out / "lake", flush_seconds=5.0)
     exporter = HyperExporter(uri, out / "sales.hyper", db=settings.db)
@@ -203,6 +203,10 @@ def _drain(
 
 
 def _notebooks(config: RunConfig, out: Path, progress: Progress) -> None:
+    # Paths as the notebooks show them: relative to the notebooks when the output is below them.
+    shown_out = os.path.relpath(out, config.notebook_dir.resolve())
+    if shown_out.startswith(".."):
+        shown_out = str(out)
     parameters: dict[str, dict[str, Any]] = {
         "01_setup.ipynb": {},
         "02_producer.ipynb": {
@@ -213,8 +217,8 @@ def _notebooks(config: RunConfig, out: Path, progress: Progress) -> None:
             "bad_ratio": config.bad_ratio,
         },
         "03_consumer.ipynb": {"interactive": False},
-        "04_export_tableau.ipynb": {"interactive": False, "out_dir": str(out)},
-        "05_data_lake.ipynb": {"interactive": False, "lake_path": str(out / "lake")},
+        "04_export_tableau.ipynb": {"interactive": False, "out_dir": shown_out},
+        "05_data_lake.ipynb": {"interactive": False, "lake_path": f"{shown_out}/lake"},
     }
     for name in notebooks.NOTEBOOKS:
         path = config.notebook_dir.resolve() / name

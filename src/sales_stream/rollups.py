@@ -68,7 +68,9 @@ from sales_stream.reference import REGION_BY_NAME
 from sales_stream.sinks.mongo import DUPLICATE_KEY
 
 if TYPE_CHECKING:
+    from sales_stream.config import Settings
     from sales_stream.consumer import Batch
+    from sales_stream.infra import Endpoints
 
 CLAIMS = "rollup_claims"
 #: ``$in`` lists longer than this are split: SecantusDB's cost grows with the list's square.
@@ -336,6 +338,14 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[start : start + IN_CHUNK]
 
 
-def consumer_hooks(db: Database, *, sql_endpoint: bool) -> list[Callable[[Batch], RollupResult]]:
-    """The consumer's ``after_write`` hooks: the rollups, where a SQL endpoint reads them."""
-    return [RollupWriter(db).apply] if sql_endpoint else []
+def consumer_hooks(
+    db: Database, *, endpoints: Endpoints, settings: Settings
+) -> list[Callable[[Batch], RollupResult]]:
+    """The consumer's ``after_write`` hooks: the rollups, where a SQL endpoint reads them.
+
+    On where there is a SQL endpoint (embedded mode) unless ``SALES_STREAM_SQL_ROLLUPS=false``:
+    they double the writes per sale, which matters on the single-process embedded server at
+    high rates (see ``bench/end_to_end.py``).
+    """
+    enabled = endpoints.sql_uri is not None and settings.sql_rollups
+    return [RollupWriter(db).apply] if enabled else []

@@ -47,24 +47,34 @@ class LiveDashboard:
         self.status = widgets.HTML()
         self.time_fig = go.FigureWidget(
             go.Scatter(mode="lines", line={"width": 2}),
-            layout={"title": "CA dans le temps (UTC)", "height": 320, "yaxis_title": "€"},
-        )
-        self.map_fig = go.FigureWidget(
-            go.Scattergeo(mode="markers+text", textposition="top center"),
             layout={
-                "title": "Ventes par région",
-                "height": 420,
-                "geo": {
-                    "scope": "europe",
-                    "center": {"lat": 46.5, "lon": 2.5},
-                    "projection_scale": 5.5,
-                    "showcountries": True,
-                },
+                "title": "CA dans le temps (UTC)",
+                "height": 320,
+                "width": 1200,
+                "yaxis_title": "€",
+            },
+        )
+        # Plain lon/lat axes rather than a geo base map: those tiles come from a CDN, which
+        # an offline machine cannot reach.
+        self.map_fig = go.FigureWidget(
+            go.Scatter(mode="markers+text", textposition="top center", marker={"opacity": 0.6}),
+            layout={
+                "title": "Ventes par région (taille = CA)",
+                "height": 460,
+                "width": 560,
+                "xaxis": {"title": "longitude", "range": [-5.5, 10]},
+                "yaxis": {"title": "latitude", "range": [41, 51.5], "scaleanchor": "x"},
             },
         )
         self.top_fig = go.FigureWidget(
             go.Bar(orientation="h"),
-            layout={"title": f"Top {top_n} produits", "height": 420, "xaxis_title": "€"},
+            layout={
+                "title": f"Top {top_n} produits",
+                "height": 460,
+                "width": 640,
+                "xaxis_title": "€",
+                "margin": {"l": 220},
+            },
         )
         for control in (self.period, self.regions, self.products):
             control.observe(lambda _change: self.refresh(), names="value")
@@ -100,8 +110,8 @@ class LiveDashboard:
             biggest = max(by_region["revenue"].max(), 1.0) if len(by_region) else 1.0
             with self.map_fig.batch_update():
                 marker = self.map_fig.data[0]
-                marker.lat = list(by_region["lat"])
-                marker.lon = list(by_region["lon"])
+                marker.y = list(by_region["lat"])
+                marker.x = list(by_region["lon"])
                 marker.text = list(by_region["region"])
                 marker.marker.size = [8 + 40 * v / biggest for v in by_region["revenue"]]
             ordered = top.sort_values("revenue")
