@@ -27,14 +27,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer
+from common import produce
+from kafka import KafkaConsumer
 from pymongo.database import Database
 
 from sales_stream import infra
 from sales_stream.clients import consumer_config, ensure_topic, mongo_client
 from sales_stream.config import Settings
 from sales_stream.consumer import MongoConsumer
-from sales_stream.events import SaleEvent, decode, encode
+from sales_stream.events import SaleEvent, decode
 from sales_stream.generator import SaleGenerator
 from sales_stream.sinks import mongo as sink
 
@@ -52,18 +53,6 @@ def no_indexes(db: Database) -> None:
 
 
 INDEXES: dict[str, Prepare] = {"dashboard": dashboard_indexes, "none": no_indexes}
-
-
-def produce(bootstrap: str, events: list[SaleEvent]) -> float:
-    """Send every event (key = region); return the rate in events/s."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024)
-    start = time.perf_counter()
-    for event in events:
-        producer.send(TOPIC, key=event.region.encode(), value=encode(event))
-    producer.flush()
-    rate = len(events) / (time.perf_counter() - start)
-    producer.close()
-    return rate
 
 
 def ours(
@@ -161,7 +150,7 @@ def main() -> None:
         settings = Settings(_env_file=None, mode="embedded", state_dir=Path(tmp) / "state")
         with infra.up(settings) as endpoints:
             ensure_topic(endpoints.kafka_bootstrap, TOPIC, partitions=3)
-            produce_rate = produce(endpoints.kafka_bootstrap, events)
+            produce_rate = produce(endpoints.kafka_bootstrap, TOPIC, events)
             raws, runs = [], []
             for run in (1, 2):
                 raws.append(raw(endpoints, events, run, prepare))

@@ -15,29 +15,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from kafka import KafkaProducer
+from common import produce
 
 from sales_stream import infra
 from sales_stream.clients import ensure_topic
 from sales_stream.config import Settings
-from sales_stream.events import SaleEvent, encode
+from sales_stream.events import SaleEvent
 from sales_stream.generator import SaleGenerator
 from sales_stream.lake import COMPRESSION, events_table, lake_stats
 from sales_stream.sinks.parquet import LakeSink
 
 TOPIC = "bench-lake"
-
-
-def produce(bootstrap: str, events: list[SaleEvent]) -> float:
-    """Send the events keyed by region; return the send rate (events/s)."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
-    start = time.perf_counter()
-    for event in events:
-        producer.send(TOPIC, key=event.region.encode(), value=encode(event))
-    producer.flush()
-    rate = len(events) / (time.perf_counter() - start)
-    producer.close()
-    return rate
 
 
 def raw_write_rate(events: list[SaleEvent], path: Path) -> float:
@@ -65,7 +53,7 @@ def main() -> None:
         with infra.up(settings) as endpoints:
             bootstrap = endpoints.kafka_bootstrap
             ensure_topic(bootstrap, TOPIC, partitions=3)
-            produce_rate = produce(bootstrap, events)
+            produce_rate = produce(bootstrap, TOPIC, events)
             sink = LakeSink(
                 bootstrap,
                 TOPIC,

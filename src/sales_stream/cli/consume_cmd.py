@@ -7,6 +7,7 @@ import signal
 import threading
 
 from sales_stream import infra
+from sales_stream.cli.argtypes import non_negative_float, positive_int
 from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import load_settings
 from sales_stream.consumer import DEFAULT_GROUP, ConsumerStats, MongoConsumer
@@ -23,12 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--group", default=DEFAULT_GROUP, help="consumer group id")
     parser.add_argument(
         "--until-idle",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="SECONDS",
         help="stop after SECONDS without new messages",
     )
     parser.add_argument(
-        "--max-events", type=_positive_int, metavar="N", help="stop after N messages"
+        "--max-events", type=positive_int, metavar="N", help="stop after N messages"
     )
     parser.set_defaults(func=_consume)
 
@@ -80,17 +81,3 @@ def _consume(args: argparse.Namespace) -> int:
 def _report(consumer: MongoConsumer, done: threading.Event) -> None:
     while not done.wait(PROGRESS_EVERY_S):
         print(progress_line(consumer.stats), flush=True)
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value

@@ -11,6 +11,7 @@ from pymongo.errors import PyMongoError
 from tableauhyperapi import HyperException
 
 from sales_stream import infra
+from sales_stream.cli.argtypes import positive_float
 from sales_stream.config import load_settings
 from sales_stream.errors import SalesStreamError
 from sales_stream.export.hyper import HyperExporter, RefreshResult
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--watch",
-        type=_positive_float,
+        type=positive_float,
         metavar="SECONDS",
         help="refresh every SECONDS until Ctrl-C (default: refresh once and exit)",
     )
@@ -107,10 +108,3 @@ def _publish(args: argparse.Namespace, settings: PublishSettings, *, watching: b
     workbook = f", workbook {outcome.workbook_id}" if outcome.workbook_id else ""
     print(f"[publish] data source {outcome.datasource_id}{workbook}", flush=True)
     return True
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value

@@ -11,6 +11,7 @@ from datetime import date
 from kafka.errors import KafkaError
 
 from sales_stream import infra
+from sales_stream.cli.argtypes import positive_float, positive_int
 from sales_stream.config import load_settings
 from sales_stream.errors import InfraError, SalesStreamError
 from sales_stream.lake import compact, lake_stats, partition_tree
@@ -18,20 +19,6 @@ from sales_stream.sinks.parquet import LakeStats, LakeThread
 
 #: Seconds between two progress lines while the sink runs.
 PROGRESS_EVERY_S = 10.0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,14 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     lake.add_argument("--path", help="lake directory or URL (default: SALES_STREAM_LAKE, 'lake')")
     lake.add_argument(
-        "--until-idle", type=_positive_float, metavar="S", help="run: stop after S idle seconds"
+        "--until-idle", type=positive_float, metavar="S", help="run: stop after S idle seconds"
     )
-    lake.add_argument("--max-events", type=_positive_int, metavar="N", help="run: stop after N")
+    lake.add_argument("--max-events", type=positive_int, metavar="N", help="run: stop after N")
     lake.add_argument(
-        "--flush-events", type=_positive_int, default=10_000, metavar="N", help="run: flush size"
+        "--flush-events", type=positive_int, default=10_000, metavar="N", help="run: flush size"
     )
     lake.add_argument(
-        "--flush-seconds", type=_positive_float, default=30.0, metavar="S", help="run: flush age"
+        "--flush-seconds", type=positive_float, default=30.0, metavar="S", help="run: flush age"
     )
     lake.add_argument("--group", default="sales-lake", help="run: consumer group")
     lake.add_argument(
@@ -67,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="YYYY-MM-DD",
         help="compact: partitions dated before this day (default: today UTC)",
     )
-    lake.add_argument("--max-lines", type=_positive_int, default=40, help="tree: longest output")
+    lake.add_argument("--max-lines", type=positive_int, default=40, help="tree: longest output")
     lake.set_defaults(func=_lake)
 
 
