@@ -23,6 +23,7 @@ from sales_stream.consumer import ConsumerThread
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
 from sales_stream.infra import embedded
+from sales_stream.infra.process import wait_until
 from sales_stream.sinks.mongo import SALES
 
 pytestmark = pytest.mark.slow
@@ -68,18 +69,8 @@ class ThrottledProducer:
             producer.close()
 
 
-def eventually(condition: Callable[[], bool], *, timeout: float) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    if not eventually(condition, timeout=timeout):
+    if not wait_until(condition, timeout=timeout):
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
@@ -132,7 +123,7 @@ def test_sigkilled_consumer_processes_lose_and_duplicate_nothing(
             process = spawn()
             try:
                 # Once this process has committed a batch, kill it at a random point.
-                progressed = eventually(
+                progressed = wait_until(
                     lambda before=before: (
                         committed() > before or committed() == producer.sent == len(events)
                     ),
@@ -140,7 +131,7 @@ def test_sigkilled_consumer_processes_lose_and_duplicate_nothing(
                 )
                 # While events still flow, kill with work in progress: sent but not committed.
                 if producer.sent < len(events):
-                    eventually(lambda: committed() < producer.sent, timeout=5)
+                    wait_until(lambda: committed() < producer.sent, timeout=5)
                 time.sleep(rng.uniform(0.0, 0.1))
             finally:
                 process.send_signal(signal.SIGKILL)
