@@ -43,6 +43,7 @@ from sales_stream.export.hyper import (
 )
 from sales_stream.generator import SaleGenerator
 from sales_stream.sinks.mongo import MongoSink
+from sales_stream.stream import Batch
 
 DB = "bench_hyper"
 INSERT_BATCH = 10_000
@@ -81,7 +82,7 @@ def main() -> None:
             sink = MongoSink(db)
             start = time.perf_counter()
             for i in range(0, len(events), INSERT_BATCH):
-                sink.write(events[i : i + INSERT_BATCH], [])
+                sink.write(Batch.of(events[i : i + INSERT_BATCH]))
             insert_s = time.perf_counter() - start
             print(f"stored {len(events):,} sales in {insert_s:.1f} s (MongoSink, insert_many)")
             collection = db.sales

@@ -1,7 +1,7 @@
 """The dashboard's three queries through the PostgreSQL endpoint vs MongoDB aggregation.
 
 On a fresh embedded instance: produce N sales to Kafka (key = region), consume them into
-MongoDB with the rollup hook, create the SQL views, then run revenue over time (by hour),
+MongoDB with the rollup sink, create the SQL views, then run revenue over time (by hour),
 revenue per region and the top 10 products, each with a region filter, through
 `sales_stream.queries` (``$group`` over the raw ``sales`` collection, indexed) and through
 `sales_stream.sql.queries` (SQL over the declared rollup tables). The answers must be equal;
@@ -28,12 +28,12 @@ from kafka import KafkaProducer
 from pymongo.database import Database
 
 from sales_stream import infra, queries
+from sales_stream.app import Stack
 from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import Settings
-from sales_stream.consumer import MongoConsumer
 from sales_stream.events import encode
 from sales_stream.generator import SaleGenerator
-from sales_stream.rollups import DAILY, HOURLY, RollupWriter
+from sales_stream.rollups import DAILY, HOURLY
 from sales_stream.sinks.mongo import SALES
 from sales_stream.sql import connect
 from sales_stream.sql import queries as sql_queries
@@ -66,15 +66,15 @@ def produce(bootstrap: str, n: int) -> None:
     producer.close()
 
 
-def consume(endpoints: infra.Endpoints, db: str, n: int, *, rollups: bool) -> float:
+def consume(
+    settings: Settings, endpoints: infra.Endpoints, db: str, n: int, *, rollups: bool
+) -> float:
     """Consume the topic into ``db``; return the rate in events/s."""
-    uri = endpoints.mongo_uri.get_secret_value()
-    hooks = [RollupWriter(mongo_client(uri)[db]).apply] if rollups else []
-    consumer = MongoConsumer(
-        endpoints.kafka_bootstrap, TOPIC, uri, db=db, group_id=f"bench_{db}", after_write=hooks
-    )
+    stack = Stack(settings.model_copy(update={"topic": TOPIC, "db": db}), endpoints)
+    consumer = stack.consumer(group_id=f"bench_{db}", rollups=rollups)
     start = time.perf_counter()
     stats = consumer.run(max_events=n)
+    stack.close()
     if stats.stored != n:
         raise SystemExit(f"consumed {stats.stored} sales into {db}, expected {n}")
     return n / (time.perf_counter() - start)
@@ -91,15 +91,15 @@ def main() -> None:
         with infra.up(settings) as endpoints:
             ensure_topic(endpoints.kafka_bootstrap, TOPIC, partitions=3)
             produce(endpoints.kafka_bootstrap, n)
-            plain_rate = consume(endpoints, "bench_plain", n, rollups=False)
-            rollup_rate = consume(endpoints, settings.db, n, rollups=True)
+            plain_rate = consume(settings, endpoints, "bench_plain", n, rollups=False)
+            rollup_rate = consume(settings, endpoints, settings.db, n, rollups=True)
             db = mongo_client(endpoints.mongo_uri.get_secret_value())[settings.db]
             with connect(endpoints.sql_uri) as conn:
                 ensure_schema(conn, db)
                 ok = compare(db, conn, n, repeats)
             print(
                 f"consumer: {plain_rate:,.0f} sales/s without rollups, "
-                f"{rollup_rate:,.0f} sales/s with the rollup hook"
+                f"{rollup_rate:,.0f} sales/s with the rollup sink"
             )
     sys.exit(0 if ok else 1)
 

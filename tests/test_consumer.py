@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -12,18 +13,15 @@ from kafka import KafkaProducer
 from pymongo.database import Database
 
 from sales_stream import infra
+from sales_stream.app import Stack
 from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
-from sales_stream.consumer import (
-    MISSING_KEY,
-    Backoff,
-    Batch,
-    ConsumerStats,
-    ConsumerThread,
-    MongoConsumer,
-)
+from sales_stream.config import Settings
+from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY
 from sales_stream.events import SaleEvent, encode, event_from_document
 from sales_stream.generator import SaleGenerator
+from sales_stream.rollups import DAILY, HOURLY, totals
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
+from sales_stream.stream import Backoff, StreamRuntime, StreamState, StreamStats, StreamWorker
 from sales_stream.ui.consumer_panel import consumer_panel, status_fr, summary_text
 
 Message = tuple[bytes | None, bytes | None]  # (key, value)
@@ -52,29 +50,41 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
         time.sleep(0.05)
 
 
-def make_consumer(endpoints: infra.Endpoints, topic: str, db: Database, group: str, **kw):
-    return MongoConsumer(
-        endpoints.kafka_bootstrap,
-        topic,
-        endpoints.mongo_uri.get_secret_value(),
-        db=db.name,
-        group_id=group,
-        **kw,
-    )
+def stack_for(settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database) -> Stack:
+    return Stack(settings.model_copy(update={"topic": topic, "db": db.name}), endpoints)
+
+
+def make_consumer(
+    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group: str, **kw
+) -> StreamRuntime:
+    return stack_for(settings, endpoints, topic, db).consumer(group_id=group, **kw)
+
+
+def make_thread(
+    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group: str, **kw
+) -> StreamWorker:
+    return StreamWorker(make_consumer(settings, endpoints, topic, db, group, **kw))
+
+
+def rollup_totals(db: Database) -> list[tuple[int, int]]:
+    """(sales, revenue in cents) of each rollup."""
+    return [(n, round(amount * 100)) for n, amount in (totals(db, r) for r in (HOURLY, DAILY))]
 
 
 def test_round_trip_stores_every_event_and_commits(
-    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
 ) -> None:
     events = SaleGenerator(11).events(3000)
     produce(endpoints.kafka_bootstrap, topic, valid_messages(events))
 
-    stats = make_consumer(endpoints, topic, db, group_id, max_batch=1000).run(max_events=3000)
+    stats = make_consumer(settings, endpoints, topic, db, group_id, max_batch=1000).run(
+        max_events=3000
+    )
 
     assert (stats.consumed, stats.stored, stats.duplicates) == (3000, 3000, 0)
     assert stats.dead_lettered == 0
     assert stats.batches >= 3
-    assert stats.status == "stopped"
+    assert stats.state is StreamState.STOPPED
     assert stats.last_commit is not None
     assert stats.last_commit.tzinfo is not None
     assert stats.total_lag == 0
@@ -83,27 +93,40 @@ def test_round_trip_stores_every_event_and_commits(
         e.event_id: e for e in events
     }
     assert all(doc["ingested_at"].tzinfo is not None for doc in docs.values())
+    assert rollup_totals(db) == [(3000, sum(round(e.amount * 100) for e in events))] * 2
+    assert list(db[SALES].index_information()) == ["_id_"]  # the hot collection: _id only
     # Offsets were committed: the same group finds nothing left to read.
-    again = make_consumer(endpoints, topic, db, group_id).run(until_idle=0.5)
+    again = make_consumer(settings, endpoints, topic, db, group_id).run(until_idle=0.5)
     assert again.consumed == 0
 
 
 def test_resent_events_are_counted_as_duplicates(
-    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
 ) -> None:
     events = SaleGenerator(12).events(1500)
     messages = valid_messages(events)
-    produce(endpoints.kafka_bootstrap, topic, messages + messages[:500])
+    channels = {e.channel for e in events}
+    changed = [
+        dataclasses.replace(e, channel=next(c for c in sorted(channels) if c != e.channel))
+        for e in events[500:600]
+    ]
+    produce(endpoints.kafka_bootstrap, topic, messages + messages[:500] + valid_messages(changed))
 
-    stats = make_consumer(endpoints, topic, db, group_id).run(max_events=2000)
+    stats = make_consumer(settings, endpoints, topic, db, group_id).run(max_events=2100)
 
-    assert (stats.consumed, stats.stored, stats.duplicates) == (2000, 1500, 500)
+    assert (stats.consumed, stats.stored, stats.duplicates) == (2100, 1500, 500)
+    assert stats.dead_lettered == 100
     assert db[SALES].count_documents({}) == 1500
-    assert db[DEAD_LETTERS].count_documents({}) == 0
+    letters = list(db[DEAD_LETTERS].find())
+    assert {d["reason"] for d in letters} == {CONFLICTING_DUPLICATE}
+    assert {d["detail"].split()[1] for d in letters} == {e.event_id for e in changed}
+    assert all(d["detail"].count("sha256") == 1 and "this one" in d["detail"] for d in letters)
+    # The rollups count each sale once: no re-send, no conflicting version.
+    assert rollup_totals(db) == [(1500, sum(round(e.amount * 100) for e in events))] * 2
 
 
 def test_malformed_messages_become_dead_letters_with_their_reason(
-    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
 ) -> None:
     rng = random.Random(5)
     generator = SaleGenerator(13)
@@ -127,13 +150,7 @@ def test_malformed_messages_become_dead_letters_with_their_reason(
         pos: reason for pos, (_, reason) in zip(positions, tagged, strict=True) if reason
     }
 
-    thread = ConsumerThread(
-        endpoints.kafka_bootstrap,
-        topic,
-        endpoints.mongo_uri.get_secret_value(),
-        db=db.name,
-        group_id=group_id,
-    )
+    thread = make_thread(settings, endpoints, topic, db, group_id)
     thread.start()
     try:
         wait_for(lambda: thread.stats.consumed >= 6000, timeout=60, what="6,000 messages")
@@ -148,7 +165,8 @@ def test_malformed_messages_become_dead_letters_with_their_reason(
             MISSING_KEY
         }
         assert all(
-            d["detail"] and d["_id"] == f"{topic}:{d['partition']}:{d['offset']}" for d in letters
+            d["detail"] and d["_id"].endswith(f"{topic}:{d['partition']}:{d['offset']}")
+            for d in letters
         )
         huge = [d for d in letters if d["reason"] == "oversize"]
         assert huge
@@ -160,23 +178,17 @@ def test_malformed_messages_become_dead_letters_with_their_reason(
         assert thread.running
     finally:
         final = thread.stop()
-    assert final.status == "stopped"
+    assert final.state is StreamState.STOPPED
     assert final.stored == 5020
     assert db[SALES].count_documents({}) == 5020
 
 
 def test_thread_and_panel_start_stop_commit_and_wait_idle(
-    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
 ) -> None:
     events = SaleGenerator(14).events(800)
     produce(endpoints.kafka_bootstrap, topic, valid_messages(events))
-    thread = ConsumerThread(
-        endpoints.kafka_bootstrap,
-        topic,
-        endpoints.mongo_uri.get_secret_value(),
-        db=db.name,
-        group_id=group_id,
-    )
+    thread = make_thread(settings, endpoints, topic, db, group_id)
     panel = consumer_panel(thread, refresh_s=0.1)
     try:
         assert "pas démarré" in panel.status.value
@@ -185,7 +197,7 @@ def test_thread_and_panel_start_stop_commit_and_wait_idle(
         with pytest.raises(RuntimeError, match="already running"):
             thread.start()
         idle = thread.wait_idle(idle_s=0.3, timeout=60)
-        assert idle.status == "idle"
+        assert idle.state is StreamState.IDLE
         assert idle.consumed == 800
         assert idle.lag
         assert idle.total_lag == 0
@@ -195,7 +207,7 @@ def test_thread_and_panel_start_stop_commit_and_wait_idle(
         assert panel.start_button.disabled
         panel.stop_button.click()  # graceful stop, in the background
         wait_for(lambda: not thread.running, timeout=30, what="the stop")
-        assert thread.stats.status == "stopped"
+        assert thread.stats.state is StreamState.STOPPED
         with pytest.raises(RuntimeError, match="not running"):
             thread.wait_idle(idle_s=0.1, timeout=1)
         # Restartable; the stop committed everything, so nothing is read again.
@@ -209,8 +221,13 @@ def test_thread_and_panel_start_stop_commit_and_wait_idle(
 
 
 def test_summary_text_in_french() -> None:
-    stats = ConsumerStats(
-        status="waiting for MongoDB since 8 s",
+    since = datetime(2024, 6, 1, 12, 30, 0, tzinfo=UTC)
+    stats = StreamStats(
+        name="mongodb",
+        state=StreamState.WAITING_SINK,
+        cause="MongoDB unavailable: AutoReconnect: connection refused",
+        waiting_on="MongoDB",
+        since=since,
         consumed=6020,
         stored=5020,
         duplicates=0,
@@ -218,61 +235,33 @@ def test_summary_text_in_french() -> None:
         batches=4,
         lag={0: 3, 1: 0, 2: 4},
         last_commit=datetime(2024, 6, 1, 12, 30, 5, tzinfo=UTC),
-        mongo_down_since=datetime(2024, 6, 1, 12, 30, 0, tzinfo=UTC),
-        last_error="AutoReconnect: connection refused",
+        last_error="MongoDB unavailable: AutoReconnect: connection refused",
     )
-    assert summary_text(stats) == (
-        "Consommateur : en attente de MongoDB depuis 8 s.\n"
+    now = datetime(2024, 6, 1, 12, 30, 8, tzinfo=UTC)
+    assert summary_text(stats, now=now) == (
+        "Consommateur : MongoDB injoignable depuis 8 s, nouvel essai du lot.\n"
         "6\u202f020 messages traités en 4 lots : 5\u202f020 ventes enregistrées, "
         "0 doublons ignorés, 1\u202f000 lettres mortes.\n"
         "Retard : 7 messages ; dernier commit : 2024-06-01 12:30:05 UTC.\n"
-        "Dernière erreur : AutoReconnect: connection refused"
+        "Dernière erreur : MongoDB unavailable: AutoReconnect: connection refused"
     )
-    assert status_fr("retrying the batch since 3 s (ValueError)") == (
-        "nouvel essai du lot depuis 3 s (ValueError)"
+    stalled = dataclasses.replace(
+        stats, state=StreamState.STALLED, cause="batch at sales:2:1234-1300 cannot be written"
     )
-    assert status_fr("failed: NoBrokersAvailable") == "échec : NoBrokersAvailable"
-
-
-def test_failing_hook_is_retried_without_rewriting(
-    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
-) -> None:
-    events = SaleGenerator(15).events(300)
-    produce(endpoints.kafka_bootstrap, topic, valid_messages(events))
-    calls: list[int] = []
-    statuses: list[ConsumerStats] = []
-    consumer: MongoConsumer
-
-    def flaky(batch: Batch) -> None:
-        calls.append(batch.size)
-        assert len(batch.events) == len(batch.positions)
-        if len(calls) <= 2:
-            statuses.append(consumer.stats)
-            raise ValueError("rollup store unavailable")
-
-    consumer = make_consumer(endpoints, topic, db, group_id, after_write=[flaky])
-    stats = consumer.run(max_events=300)
-
-    assert (stats.stored, stats.duplicates) == (300, 0)  # the write was not repeated
-    assert len(calls) >= 3
-    assert sum(calls[2:]) == 300
-    assert statuses[1].status.startswith("retrying the batch since")
-    assert "ValueError" in statuses[1].status
-    assert stats.last_error == "ValueError: rollup store unavailable"
-    assert stats.mongo_down_since is None
+    assert status_fr(stalled, now=now) == (
+        "bloqué depuis 8 s : batch at sales:2:1234-1300 cannot be written"
+    )
+    kafka = dataclasses.replace(stats, state=StreamState.WAITING_KAFKA)
+    assert status_fr(kafka, now=now) == "Kafka injoignable depuis 8 s"
 
 
 def test_two_members_share_the_topic_without_loss(
-    endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
 ) -> None:
     events = SaleGenerator(16).events(4000)
     messages = valid_messages(events)
-    uri = endpoints.mongo_uri.get_secret_value()
     threads = [
-        ConsumerThread(
-            endpoints.kafka_bootstrap, topic, uri, db=db.name, group_id=group_id, max_batch=500
-        )
-        for _ in range(2)
+        make_thread(settings, endpoints, topic, db, group_id, max_batch=500) for _ in range(2)
     ]
     threads[0].start()
     try:
@@ -288,6 +277,7 @@ def test_two_members_share_the_topic_without_loss(
     assert sum(s.stored for s in final) == 4000
     assert sum(s.consumed for s in final) == 4000 + sum(s.duplicates for s in final)
     assert set(db[SALES].distinct("_id")) == {e.event_id for e in events}
+    assert rollup_totals(db)[0] == (4000, sum(round(e.amount * 100) for e in events))
 
 
 def test_backoff_is_exponential_bounded_and_jittered() -> None:
@@ -300,16 +290,3 @@ def test_backoff_is_exponential_bounded_and_jittered() -> None:
     assert 0.1 <= backoff.next_delay() <= 0.2
     with pytest.raises(ValueError, match="need 0 < initial <= cap"):
         Backoff(initial=1.0, cap=0.5)
-
-
-def test_consumer_rejects_bad_arguments(endpoints: infra.Endpoints) -> None:
-    uri = endpoints.mongo_uri.get_secret_value()
-    with pytest.raises(ValueError, match="max_batch must be >= 1"):
-        MongoConsumer(endpoints.kafka_bootstrap, "t", uri, max_batch=0)
-    consumer = MongoConsumer(endpoints.kafka_bootstrap, "t", uri)
-    with pytest.raises(ValueError, match="until_idle must be >= 0"):
-        consumer.run(until_idle=-1)
-    with pytest.raises(ValueError, match="max_events must be >= 1"):
-        consumer.run(max_events=0)
-    assert consumer.stats.status == "created"
-    assert consumer.stats.last_commit is None

@@ -37,6 +37,7 @@ from sales_stream.export.hyper import (
 from sales_stream.export.refresher import HyperRefresher
 from sales_stream.generator import SaleGenerator
 from sales_stream.sinks.mongo import MongoSink
+from sales_stream.stream import Batch
 from sales_stream.ui.export_panel import export_panel, summary_text
 
 COUNT = f"SELECT COUNT(*) FROM {EXTRACT_TABLE}"
@@ -63,7 +64,7 @@ def hyper() -> Iterator[HyperProcess]:
 
 def write(db: Database, events: list[SaleEvent], *, at: datetime | None = None) -> None:
     """Store events as the consumer does (the sink stamps ``ingested_at``)."""
-    MongoSink(db, clock=None if at is None else lambda: at).write(events, [])
+    MongoSink(db, clock=None if at is None else lambda: at).write(Batch.of(events))
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float = 30.0) -> None:
@@ -362,3 +363,34 @@ def test_cli_exports_then_refreshes(
         refused.stderr
     )
     assert len(read_extract(path)) == 35
+
+
+def test_the_hyper_sink_is_fed_by_the_stream_without_scanning_mongodb(
+    settings: Settings, endpoints: infra.Endpoints, topic: str, tmp_path: Path
+) -> None:
+    from kafka import KafkaProducer
+
+    from sales_stream.app import Stack
+    from sales_stream.events import encode
+
+    events = SaleGenerator(71).events(900)
+    producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, linger_ms=5)
+    for event in [*events, *events[:100]]:  # re-sends add nothing
+        producer.send(topic, key=event.region.encode(), value=encode(event))
+    producer.send(topic, key=b"Bretagne", value=b"not json")
+    producer.flush()
+    stack = Stack(settings.model_copy(update={"topic": topic}), endpoints)
+    path = tmp_path / "sales.hyper"
+    runtime = stack.hyper(path, group_id=f"h_{topic}", flush_seconds=0.3)
+    stats = runtime.run(until_idle=1.5)
+    runtime.close()
+    assert (stats.stored, stats.duplicates, stats.consumed) == (900, 100, 1001)
+    frame = read_extract(path)
+    assert sorted(frame["event_id"]) == sorted(e.event_id for e in events)
+    # A group with no commit reads everything again: still one row per sale.
+    runtime = stack.hyper(path, group_id=f"h2_{topic}", flush_seconds=0.3)
+    again = runtime.run(until_idle=1.5)
+    runtime.close()
+    assert (again.stored, again.duplicates) == (0, 1000)
+    assert len(read_extract(path)) == 900
+    assert not list(tmp_path.glob(".*.tmp.hyper"))

@@ -17,13 +17,13 @@ import pytest
 from pymongo.database import Database
 
 from sales_stream import infra, queries
-from sales_stream.consumer import Batch
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
-from sales_stream.rollups import RollupWriter
+from sales_stream.rollups import RollupSink
 from sales_stream.sinks.mongo import MongoSink, ensure_indexes
 from sales_stream.sql import connect
 from sales_stream.sql.schema import TABLES, VIEWS, ensure_schema
+from sales_stream.stream import Batch
 
 PGJDBC = Path("/usr/share/java/postgresql.jar")
 PROBE = Path(__file__).parent / "jdbc" / "TableauProbe.java"
@@ -73,9 +73,8 @@ def test_tableau_style_session_over_pgjdbc(
 ) -> None:
     events = list(SaleGenerator(11).backfill(3, end=END, events_per_day=300))
     ensure_indexes(db)
-    MongoSink(db).write(events, [])
-    positions = [(0, offset) for offset in range(len(events))]
-    RollupWriter(db).apply(Batch("sales", events, positions, [], {0: 0}, {0: len(events)}))
+    MongoSink(db).write(Batch.of(events))
+    RollupSink(db).write(Batch.of(events))
     with connect(endpoints.sql_uri, dbname=db.name) as conn:
         ensure_schema(conn, db)
 

@@ -26,6 +26,7 @@ import pytest
 from kafka import KafkaProducer
 
 from sales_stream import infra
+from sales_stream.app import kafka_runtime
 from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
 from sales_stream.cli import main
 from sales_stream.clients import ensure_topic
@@ -47,7 +48,8 @@ from sales_stream.lake import (
     revenue_by_region_lake,
 )
 from sales_stream.reference import REGION_BY_NAME
-from sales_stream.sinks.parquet import LakeSink, LakeThread
+from sales_stream.sinks.parquet import LakeSink
+from sales_stream.stream import StreamRuntime, StreamState, StreamWorker
 
 ACCENTED = ("Provence-Alpes-Côte d'Azur", "Île-de-France")
 WINDOW_END = datetime(2024, 6, 3, tzinfo=UTC)  # events over 2024-05-31 .. 2024-06-02 (closed)
@@ -91,6 +93,30 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
         time.sleep(0.05)
 
 
+def lake_runtime(
+    bootstrap: str,
+    topic: str,
+    lake: str | Path,
+    *,
+    group_id: str,
+    flush_events: int = 10_000,
+    flush_seconds: float = 30.0,
+) -> StreamRuntime:
+    return kafka_runtime(
+        bootstrap,
+        topic,
+        group_id,
+        [LakeSink(lake)],
+        name="lake",
+        max_batch=flush_events,
+        flush_interval_s=flush_seconds,
+    )
+
+
+def lake_thread(*args: object, **kwargs: object) -> StreamWorker:
+    return StreamWorker(lake_runtime(*args, **kwargs))  # type: ignore[arg-type]
+
+
 class Source:
     """A topic holding valid events and malformed messages, and a lake written from it."""
 
@@ -111,9 +137,9 @@ class Source:
             for m, (_, value, kind) in zip(metadata, messages, strict=True)
             if kind is not None
         }
-        self.stats = LakeSink(bootstrap, topic, lake, group_id=f"g_{topic}", flush_events=400).run(
-            until_idle=IDLE_S
-        )
+        self.stats = lake_runtime(
+            bootstrap, topic, lake, group_id=f"g_{topic}", flush_events=400
+        ).run(until_idle=IDLE_S)
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +162,9 @@ def memory_lake() -> Iterator[str]:
 
 
 def test_every_event_lands_once_with_its_values(source: Source) -> None:
-    assert source.stats.events == len(source.events)
-    assert source.stats.dead_letters == len(source.bad)
-    assert source.stats.skipped == 0
+    assert source.stats.stored == len(source.events)
+    assert source.stats.dead_lettered == len(source.bad)
+    assert source.stats.duplicates == 0
     assert lake_events(source.lake) == by_id(source.events)
     frame = read_lake(source.lake)
     assert frame["amount"].sum() == pytest.approx(sum(e.amount for e in source.events))
@@ -273,12 +299,12 @@ def test_restart_without_commit_and_other_batch_sizes_stays_exact(
 ) -> None:
     """Files written but offsets never committed (a fresh group): nothing is written twice."""
     lake = tmp_path / "lake"
-    first = LakeSink(
+    first = lake_runtime(
         source.bootstrap, source.topic, lake, group_id=f"a_{uuid.uuid4().hex[:6]}", flush_events=7
     )
     stats_a = first.run(max_events=500)
     assert stats_a.consumed == 500
-    second = LakeSink(
+    second = lake_runtime(
         source.bootstrap,
         source.topic,
         lake,
@@ -286,8 +312,8 @@ def test_restart_without_commit_and_other_batch_sizes_stays_exact(
         flush_events=300,
     )
     stats_b = second.run(until_idle=IDLE_S)
-    assert stats_b.skipped == 500
-    assert stats_a.events + stats_b.events == len(source.events)
+    assert stats_b.duplicates == 500
+    assert stats_a.stored + stats_b.stored == len(source.events)
     assert lake_events(lake) == by_id(source.events)
     assert len(read_dead_letters(lake)) == len(source.bad)
 
@@ -320,10 +346,10 @@ def test_sigkill_mid_stream_then_restart_with_other_flush_size(
     assert sink.returncode == -signal.SIGKILL
     assert lake_stats(lake)["rows"] < len(events)  # killed mid-stream
 
-    stats = LakeSink(
+    stats = lake_runtime(
         endpoints.kafka_bootstrap, topic, lake, group_id=group_id, flush_events=1000
     ).run(until_idle=IDLE_S)
-    assert stats.events + stats.skipped <= len(events)
+    assert stats.stored + stats.duplicates <= len(events)
     assert lake_events(lake) == by_id(events)
     assert not [p for p in lake.rglob("*") if p.name.endswith(".tmp")]
 
@@ -335,7 +361,7 @@ def test_compaction_keeps_rows_and_a_later_restart_stays_exact(
     events = backfill(31, 300)
     produce(bootstrap, topic, as_messages(events))
     lake = tmp_path / "lake"
-    LakeSink(bootstrap, topic, lake, group_id=group_id, flush_events=60).run(until_idle=IDLE_S)
+    lake_runtime(bootstrap, topic, lake, group_id=group_id, flush_events=60).run(until_idle=IDLE_S)
     before = list_parts(open_lake(lake), "sales")
     saved = {p.relpath: (lake / p.relpath).read_bytes() for p in before}
 
@@ -371,15 +397,15 @@ def test_compaction_keeps_rows_and_a_later_restart_stays_exact(
     assert not (lake / leftover.relpath).exists()
 
     # A sink with no committed offsets finds everything in the compacted files' names.
-    fresh = LakeSink(bootstrap, topic, lake, group_id=f"{group_id}_fresh", flush_events=500)
+    fresh = lake_runtime(bootstrap, topic, lake, group_id=f"{group_id}_fresh", flush_events=500)
     stats = fresh.run(until_idle=IDLE_S)
-    assert (stats.events, stats.skipped) == (0, len(events))
+    assert (stats.stored, stats.duplicates) == (0, len(events))
 
     # Late events for the same closed dates, then more compaction: still exact.
     late = backfill(37, 60)
     produce(bootstrap, topic, as_messages(late))
-    stats = LakeSink(bootstrap, topic, lake, group_id=group_id).run(until_idle=IDLE_S)
-    assert (stats.events, stats.skipped) == (len(late), 0)
+    stats = lake_runtime(bootstrap, topic, lake, group_id=group_id).run(until_idle=IDLE_S)
+    assert (stats.stored, stats.duplicates) == (len(late), 0)
     compact(lake)
     assert lake_events(lake) == by_id(events + late)
 
@@ -405,11 +431,11 @@ def test_two_sinks_in_one_group_share_the_partitions(
     half = len(events) // 2
     produce(bootstrap, topic, as_messages(events[:half]))
     options = {"group_id": group_id, "flush_events": 50, "flush_seconds": 0.5}
-    first = LakeThread(bootstrap, topic, lake, **options)
-    second = LakeThread(bootstrap, topic, lake, **options)
+    first = lake_thread(bootstrap, topic, lake, **options)
+    second = lake_thread(bootstrap, topic, lake, **options)
     first.start()
     try:
-        wait_for(lambda: first.stats.events > 0, timeout=60, what="the first sink's rows")
+        wait_for(lambda: first.stats.stored > 0, timeout=60, what="the first sink's rows")
         second.start()
         wait_for(
             lambda: (first.stats.partitions, second.stats.partitions) in {(1, 2), (2, 1)},
@@ -420,7 +446,7 @@ def test_two_sinks_in_one_group_share_the_partitions(
         wait_for(lambda: lake_stats(lake)["rows"] >= len(events), timeout=60, what="all rows")
     finally:
         stats = [first.stop(), second.stop()]
-    assert all(s.events > 0 for s in stats)
+    assert all(s.stored > 0 for s in stats)
     assert lake_events(lake) == by_id(events)
 
 
@@ -429,9 +455,9 @@ def test_two_sinks_in_one_group_share_the_partitions(
 
 def test_fsspec_filesystem_url(source: Source, memory_lake: str) -> None:
     """A non-local filesystem through fsspec (the path ``webhdfs://`` takes)."""
-    sink = LakeSink(source.bootstrap, source.topic, memory_lake, group_id=f"m_{source.topic}")
+    sink = lake_runtime(source.bootstrap, source.topic, memory_lake, group_id=f"m_{source.topic}")
     stats = sink.run(until_idle=IDLE_S)
-    assert stats.events == len(source.events)
+    assert stats.stored == len(source.events)
     assert lake_events(memory_lake) == by_id(source.events)
     assert lake_stats(memory_lake)["dead_letters"] == len(source.bad)
     assert "date=2024-06-02/" in partition_tree(memory_lake, max_lines=100)
@@ -442,7 +468,7 @@ def test_write_outage_is_retried_without_loss(source: Source, tmp_path: Path) ->
     blocker = lake / "sales" / "date=2024-06-01"  # a file where a partition directory goes
     blocker.parent.mkdir(parents=True)
     blocker.write_text("not a directory")
-    thread = LakeThread(
+    thread = lake_thread(
         source.bootstrap,
         source.topic,
         lake,
@@ -452,13 +478,18 @@ def test_write_outage_is_retried_without_loss(source: Source, tmp_path: Path) ->
     )
     thread.start()
     try:
-        wait_for(lambda: thread.stats.write_errors >= 1, timeout=60, what="a failed write")
+        wait_for(
+            lambda: thread.stats.state is StreamState.WAITING_SINK,
+            timeout=60,
+            what="a failed write",
+        )
+        assert thread.stats.waiting_on == "lake"
         blocker.unlink()
         total = len(source.events)
-        wait_for(lambda: thread.stats.events == total, timeout=60, what="all events")
+        wait_for(lambda: thread.stats.stored == total, timeout=60, what="all events")
     finally:
         stats = thread.stop()
-    assert stats.write_errors >= 1
+    assert "lake unavailable" in (stats.last_error or "")
     assert lake_events(lake) == by_id(source.events)
 
 
@@ -486,8 +517,7 @@ def test_cli_compact_and_tree(
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda p: LakeSink("127.0.0.1:1", "t", p, flush_events=0), "flush_events must be >= 1"),
-        (lambda p: LakeSink("127.0.0.1:1", "t", p, flush_seconds=0), "flush_seconds must be > 0"),
+        (lambda p: lake_runtime("127.0.0.1:1", "t", p, group_id="g", flush_events=0), "max_batch"),
         (lambda p: read_lake(p, start=datetime(2024, 1, 1)), "start must be timezone-aware"),  # noqa: DTZ001
         (lambda p: read_lake(p, regions="Corse"), "regions must be a sequence of names"),
         (lambda p: read_lake(p, start=date(2024, 1, 2), end=date(2024, 1, 1)), "must be before"),

@@ -20,6 +20,7 @@ from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
 from sales_stream.reference import REGION_BY_NAME
 from sales_stream.sinks.mongo import MongoSink, ensure_indexes
+from sales_stream.stream import Batch
 
 END = datetime(2024, 6, 1, tzinfo=UTC)
 UNIT_FREQ = {"minute": "min", "hour": "h", "day": "D"}
@@ -60,7 +61,7 @@ def store(mongo: MongoClient, events: list[SaleEvent]) -> Iterator[Database]:
                 now=datetime.now(UTC) - timedelta(seconds=100 - offset),
             )
         )
-    MongoSink(db).write(events, dead)
+    MongoSink(db).write(Batch.of(events, dead))
     yield db
     mongo.drop_database(name)
 
@@ -194,7 +195,7 @@ def test_latest_sales_finds_live_events_first(db: Database) -> None:
     old = SaleGenerator(1).events(5, ts=now - timedelta(days=30))
     generator = SaleGenerator(2)
     live = [generator.next_event(ts=now - timedelta(seconds=s)) for s in (1, 2, 3)]
-    MongoSink(db).write(old + live, [])
+    MongoSink(db).write(Batch.of(old + live))
     got = queries.latest_sales(db, n=3)
     assert list(got["event_id"]) == [e.event_id for e in live]
     assert len(queries.latest_sales(db, n=50)) == 8

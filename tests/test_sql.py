@@ -14,13 +14,13 @@ from kafka import KafkaProducer
 from pymongo.database import Database
 
 from sales_stream import cli, infra, queries
+from sales_stream.app import Stack
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
-from sales_stream.consumer import Batch, MongoConsumer
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
-from sales_stream.rollups import CLAIMS, DAILY, HOURLY, RollupWriter
+from sales_stream.rollups import DAILY, HOURLY, RollupSink
 from sales_stream.sinks.mongo import SALES, MongoSink, ensure_indexes
 from sales_stream.sql import connect
 from sales_stream.sql import queries as sql_queries
@@ -32,6 +32,7 @@ from sales_stream.sql.schema import (
     VIEWS,
     ensure_schema,
 )
+from sales_stream.stream import Batch
 
 END = datetime(2025, 3, 10, tzinfo=UTC)
 REGIONS = ("Bretagne", "Normandie")
@@ -79,6 +80,7 @@ def _batch(items: list[tuple[int, int, SaleEvent]], *, topic: str = "sales") -> 
         last[partition] = offset + 1
     return Batch(
         topic,
+        "",
         [event for _, _, event in items],
         [(partition, offset) for partition, offset, _ in items],
         [],
@@ -87,11 +89,11 @@ def _batch(items: list[tuple[int, int, SaleEvent]], *, topic: str = "sales") -> 
     )
 
 
-def _consume(db: Database, writer: RollupWriter, items: list[tuple[int, int, SaleEvent]]) -> None:
-    """What the consumer does with a batch: durable write, then the hook."""
-    batch = _batch(items)
-    MongoSink(db).write(batch.events, [])
-    writer.apply(batch)
+def _consume(db: Database, writer: RollupSink, items: list[tuple[int, int, SaleEvent]]) -> None:
+    """What the consumer's chain does with a batch: durable write, then the rollups."""
+    kept = MongoSink(db).write(_batch(items)).kept
+    assert kept is not None
+    writer.write(kept)
 
 
 def _assert_frames(mongo_frame: pd.DataFrame, sql_frame: pd.DataFrame) -> None:
@@ -139,7 +141,7 @@ def sql(endpoints: infra.Endpoints, db: Database) -> Iterator[psycopg.Connection
 
 def test_rollups_are_exact_under_replays_and_duplicates(db: Database, sql) -> None:
     placed = _positions(_events(1))
-    writer = RollupWriter(db)
+    writer = RollupSink(db)
     _consume(db, writer, placed[:300])
     # A crash after the hook and before the commit: the batch comes back, cut differently.
     _consume(db, writer, placed[150:420])
@@ -148,14 +150,13 @@ def test_rollups_are_exact_under_replays_and_duplicates(db: Database, sql) -> No
     # The same sales re-sent later at new offsets (e.g. a producer re-run with one seed).
     offsets = [1 + max(o for p, o, _ in placed if p == part) for part in range(3)]
     resent = [(p, offsets[p] + i, e) for i, (p, _, e) in enumerate(placed[:40])]
-    MongoSink(db).write([e for _, _, e in resent], [])
-    result = writer.apply(_batch(resent))
+    result = MongoSink(db).write(_batch(resent))
     assert result.duplicates == 40
-    assert result.applied == {HOURLY.collection: 0, DAILY.collection: 0}
+    assert result.kept is not None
+    assert result.kept.events == []  # a re-send never reaches the rollups
 
     total = len(placed)
     assert db[SALES].count_documents({}) == total
-    assert db[CLAIMS].count_documents({}) == total
     assert _rollup_sales(db, HOURLY.collection) == total
     assert _rollup_sales(db, DAILY.collection) == total
     _assert_same_answers(db, sql, None)
@@ -164,11 +165,11 @@ def test_rollups_are_exact_under_replays_and_duplicates(db: Database, sql) -> No
 def test_a_crash_between_two_rollups_is_caught_up_on_replay(db: Database, sql) -> None:
     placed = _positions(_events(2))
     batch = _batch(placed)
-    MongoSink(db).write(batch.events, [])
-    RollupWriter(db, rollups=(HOURLY,)).apply(batch)  # the process dies before DAILY
-    result = RollupWriter(db).apply(batch)
-    assert result.applied == {HOURLY.collection: 0, DAILY.collection: len(placed)}
-    assert result.duplicates == 0
+    MongoSink(db).write(batch)
+    RollupSink(db, rollups=(HOURLY,)).write(batch)  # the process dies before DAILY
+    result = RollupSink(db, rollups=(DAILY, HOURLY)).write(batch)
+    assert (result.stored, result.duplicates) == (len(placed), 0)  # DAILY: all added now
+    assert _rollup_sales(db, HOURLY.collection) == len(placed)
     _assert_same_answers(db, sql, Filters(regions=list(REGIONS)))
 
 
@@ -176,7 +177,7 @@ def test_cells_fed_by_several_partitions_stay_exact(db: Database, sql) -> None:
     events = _events(3)
     # Keys that are not the region: every region in every partition.
     placed = [(i % 3, i // 3, e) for i, e in enumerate(events)]
-    writer = RollupWriter(db)
+    writer = RollupSink(db)
     _consume(db, writer, placed[: len(placed) // 2])
     _consume(db, writer, placed[len(placed) // 3 :])
     _consume(db, writer, placed)
@@ -186,7 +187,7 @@ def test_cells_fed_by_several_partitions_stay_exact(db: Database, sql) -> None:
 
 def test_sql_queries_match_mongo_for_every_filter(db: Database, sql) -> None:
     events = _events(4, days=3)
-    _consume(db, RollupWriter(db), _positions(events))
+    _consume(db, RollupSink(db), _positions(events))
     products = sorted({e.product for e in events})[:5]
     day = END - timedelta(days=2)
     for filters in (
@@ -208,7 +209,7 @@ def test_sql_queries_match_mongo_for_every_filter(db: Database, sql) -> None:
 
 
 def test_tables_and_views_are_listed_by_pg_catalog_with_their_types(db: Database, sql) -> None:
-    _consume(db, RollupWriter(db), _positions(_events(5, days=1)))
+    _consume(db, RollupSink(db), _positions(_events(5, days=1)))
     assert ensure_schema(sql, db) == (*TABLES, *VIEWS)  # idempotent
     with pytest.raises(ValueError, match="MongoDB 'elsewhere'"):
         ensure_schema(sql, db.client["elsewhere"])
@@ -235,7 +236,7 @@ def test_declared_tables_read_before_and_after_the_first_sale(db: Database, sql)
         assert sql.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
     assert sql.execute(f"SELECT COUNT(*) FROM {SALES_VIEW}").fetchone() == (0,)
     events = _events(9, days=1)
-    _consume(db, RollupWriter(db), _positions(events))
+    _consume(db, RollupSink(db), _positions(events))
     assert sql.execute(f"SELECT COUNT(*) FROM {SALES_VIEW}").fetchone() == (len(events),)
     region = events[0].region
     row = sql.execute(
@@ -247,7 +248,7 @@ def test_declared_tables_read_before_and_after_the_first_sale(db: Database, sql)
 
 def test_ventes_reads_the_mongo_count_and_revenue(db: Database, sql) -> None:
     events = _events(6)
-    _consume(db, RollupWriter(db), _positions(events))
+    _consume(db, RollupSink(db), _positions(events))
     assert sql.execute(f"SELECT COUNT(*) FROM {SALES_VIEW}").fetchone() == (len(events),)
     rows = sql.execute(
         f"SELECT region, SUM(amount) FROM {SALES_VIEW} GROUP BY region ORDER BY region"
@@ -263,9 +264,9 @@ def test_ventes_reads_the_mongo_count_and_revenue(db: Database, sql) -> None:
 
 
 def test_live_through_the_consumer_with_replays(
-    endpoints: infra.Endpoints, db: Database, sql, topic: str, group_id: str
+    settings: Settings, endpoints: infra.Endpoints, db: Database, sql, topic: str, group_id: str
 ) -> None:
-    uri = endpoints.mongo_uri.get_secret_value()
+    stack = Stack(settings.model_copy(update={"topic": topic, "db": db.name}), endpoints)
     events = _events(7, days=2, per_day=400)
     half = len(events) // 2
     producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)
@@ -276,16 +277,7 @@ def test_live_through_the_consumer_with_replays(
         producer.flush()
 
     def consume(group: str, count: int, *, max_batch: int) -> None:
-        consumer = MongoConsumer(
-            endpoints.kafka_bootstrap,
-            topic,
-            uri,
-            db=db.name,
-            group_id=group,
-            max_batch=max_batch,
-            after_write=[RollupWriter(db).apply],
-        )
-        consumer.run(max_events=count)
+        stack.consumer(group_id=group, max_batch=max_batch, rollups=True).run(max_events=count)
 
     try:
         produce(events[:half])
@@ -302,6 +294,7 @@ def test_live_through_the_consumer_with_replays(
         consume(f"{group_id}_replay", len(events), max_batch=37)
     finally:
         producer.close()
+        stack.close()
     assert sql.execute(f"SELECT SUM(sales) FROM {HOURLY_TABLE}").fetchone() == (len(events),)
     assert sql.execute(f"SELECT SUM(sales) FROM {DAILY_TABLE}").fetchone() == (len(events),)
     _assert_same_answers(db, sql, Filters(regions=list(REGIONS)))
@@ -339,7 +332,7 @@ def test_both_endpoints_survive_sigkill(tmp_path) -> None:
     with infra.up(settings) as endpoints:
         client = mongo_client(endpoints.mongo_uri.get_secret_value())
         db = client[settings.db]
-        _consume(db, RollupWriter(db), _positions(events))
+        _consume(db, RollupSink(db), _positions(events))
         with connect(endpoints.sql_uri) as conn:
             ensure_schema(conn, db)
             assert conn.execute(f"SELECT COUNT(*) FROM {SALES_VIEW}").fetchone() == (len(events),)

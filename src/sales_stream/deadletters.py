@@ -1,19 +1,49 @@
 """Dead letters: a rejected Kafka message kept with where it came from and why.
 
-The Mongo sink and the Parquet lake build the same record from the same validation, so
-nothing invalid is ever silently dropped, whichever sink reads it.
+Every sink builds the same record from the same validation, so nothing invalid is ever
+silently dropped, whichever sink reads it. A dead letter is always storable: every text field
+is valid UTF-8 (anything else is backslash-escaped) and bounded, the payload is truncated to
+`MAX_KEPT_BYTES`, and the SHA-256 of the full original payload is kept. If a store still
+refuses it, `DeadLetter.minimal` keeps only the position, the reason, the sizes and the hash.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sales_stream.events import InvalidEvent
+from sales_stream.events import InvalidEvent, SaleEvent, encode
 
 #: Raw payloads are kept up to this size; a longer payload keeps its head and its length.
 MAX_KEPT_BYTES = 4096
+#: Longest key kept, in characters (the full key's size and hash are kept too).
+MAX_KEY_CHARS = 512
+#: Longest detail kept, in characters.
+MAX_DETAIL_CHARS = 600
+
+#: Reasons decided by the sinks rather than by `sales_stream.events.decode`.
+MISSING_KEY = "missing_key"
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
+UNENCODABLE = "unencodable"
+TOO_LARGE = "too_large"
+
+
+def storable_text(text: str, limit: int) -> str:
+    """``text`` as valid UTF-8 (lone surrogates escaped), at most ``limit`` characters."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return safe if len(safe) <= limit else safe[: limit - 1] + "…"
+
+
+def sha256_hex(data: bytes | None) -> str:
+    """Hex SHA-256 of ``data`` (of the empty string for ``None``)."""
+    return hashlib.sha256(data or b"").hexdigest()
+
+
+def event_hash(event: SaleEvent) -> str:
+    """Hex SHA-256 of the event's canonical encoding (its content identity)."""
+    return sha256_hex(encode(event))
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +53,16 @@ class DeadLetter:
     Attributes:
         topic: Kafka topic.
         partition: Kafka partition.
-        offset: Offset in the partition (with topic and partition, the record's identity).
-        key: Message key as text (None if absent).
+        offset: Offset in the partition.
+        key: Message key as storable text (None if absent).
         raw: The payload bytes (truncated to ``MAX_KEPT_BYTES``), None for a null value.
         raw_size: Size of the full payload in bytes.
-        reason: Stable reason code (``InvalidReason`` value).
+        reason: Stable reason code (``InvalidReason`` value or one of this module's).
         detail: Human-readable explanation naming the field and value.
         received_at: When the sink rejected it (UTC).
+        incarnation: The topic incarnation (with topic, partition and offset, the identity).
+        key_size: Size of the full key in bytes.
+        raw_sha256: SHA-256 of the full original payload.
     """
 
     topic: str
@@ -41,31 +74,42 @@ class DeadLetter:
     reason: str
     detail: str
     received_at: datetime
+    incarnation: str = ""
+    key_size: int = 0
+    raw_sha256: str = ""
 
     @property
     def dead_letter_id(self) -> str:
         """Deterministic id, so that re-processing a record after a crash never duplicates it."""
-        return f"{self.topic}:{self.partition}:{self.offset}"
+        position = f"{self.topic}:{self.partition}:{self.offset}"
+        return f"{self.incarnation}:{position}" if self.incarnation else position
 
     def raw_text(self) -> str | None:
         """The payload decoded as UTF-8 with replacement characters (for display)."""
         return None if self.raw is None else self.raw.decode("utf-8", errors="replace")
 
     def to_document(self) -> dict[str, Any]:
-        """The MongoDB document (``_id`` = topic:partition:offset)."""
+        """The MongoDB document (``_id`` = incarnation:topic:partition:offset)."""
         return {
             "_id": self.dead_letter_id,
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
+            "incarnation": self.incarnation,
             "key": self.key,
+            "key_size": self.key_size,
             "raw": self.raw,
             "raw_text": self.raw_text(),
             "raw_size": self.raw_size,
+            "raw_sha256": self.raw_sha256,
             "reason": self.reason,
             "detail": self.detail,
             "received_at": self.received_at,
         }
+
+    def minimal(self, why: str) -> DeadLetter:
+        """The last-resort record: position, reason, sizes and hash only."""
+        return replace(self, key=None, raw=None, detail=storable_text(why, MAX_DETAIL_CHARS))
 
 
 def dead_letter(
@@ -75,18 +119,78 @@ def dead_letter(
     offset: int,
     key: bytes | None,
     value: bytes | None,
-    invalid: InvalidEvent,
+    reason: str,
+    detail: str,
+    incarnation: str = "",
     now: datetime | None = None,
 ) -> DeadLetter:
-    """Build the dead letter of a Kafka record that failed validation."""
+    """Build the storable dead letter of one Kafka record."""
     return DeadLetter(
         topic=topic,
         partition=partition,
         offset=offset,
-        key=None if key is None else key.decode("utf-8", errors="replace"),
+        key=None
+        if key is None
+        else storable_text(key[: MAX_KEY_CHARS * 4].decode("utf-8", "replace"), MAX_KEY_CHARS),
         raw=None if value is None else bytes(value[:MAX_KEPT_BYTES]),
         raw_size=0 if value is None else len(value),
+        reason=storable_text(str(reason), 64),
+        detail=storable_text(detail, MAX_DETAIL_CHARS),
+        received_at=now or datetime.now(UTC),
+        incarnation=incarnation,
+        key_size=0 if key is None else len(key),
+        raw_sha256=sha256_hex(value),
+    )
+
+
+def invalid_letter(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    invalid: InvalidEvent,
+    incarnation: str = "",
+    now: datetime | None = None,
+) -> DeadLetter:
+    """The dead letter of a record that failed `sales_stream.events.decode`."""
+    return dead_letter(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key,
+        value=value,
         reason=str(invalid.reason),
         detail=invalid.detail,
-        received_at=now or datetime.now(UTC),
+        incarnation=incarnation,
+        now=now,
+    )
+
+
+def conflict_letter(
+    *,
+    topic: str,
+    incarnation: str,
+    position: tuple[int, int],
+    event: SaleEvent,
+    stored_hash: str,
+    now: datetime | None = None,
+) -> DeadLetter:
+    """The dead letter of a sale whose id is already stored with different content."""
+    value = encode(event)
+    new_hash = sha256_hex(value)
+    return dead_letter(
+        topic=topic,
+        partition=position[0],
+        offset=position[1],
+        key=event.region.encode(),
+        value=value,
+        reason=CONFLICTING_DUPLICATE,
+        detail=(
+            f"event_id {event.event_id} is already stored with different content "
+            f"(stored sha256 {stored_hash}, this one {new_hash})"
+        ),
+        incarnation=incarnation,
+        now=now,
     )

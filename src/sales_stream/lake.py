@@ -97,7 +97,7 @@ DEAD_LETTER_SCHEMA = pa.schema(
     ]
 )
 
-_PART_NAME = re.compile(r"part-(.+)-(\d+)-(\d+)-(\d+)\.parquet")
+_PART_NAME = re.compile(r"part-(.+)-(\d+)-(\d+)-(\d+)(?:\.([0-9a-f]{1,32}))?\.parquet")
 _TEMP_NAME = re.compile(r"\.(part-.+\.parquet)\.[0-9a-f]+\.tmp")
 
 
@@ -138,9 +138,14 @@ def open_lake(lake_url: str | Path) -> Lake:
     return Lake(text, fs, path.rstrip("/"))
 
 
-def part_name(topic: str, partition: int, first: int, last: int) -> str:
-    """File name of the rows of ``topic``/``partition`` from offset ``first`` to ``last``."""
-    return f"part-{topic}-{partition}-{first}-{last}.parquet"
+def part_name(topic: str, partition: int, first: int, last: int, incarnation: str = "") -> str:
+    """File name of the rows of ``topic``/``partition`` from offset ``first`` to ``last``.
+
+    ``incarnation`` (hex, `sales_stream.stream.source.incarnation_of`) tells apart the offsets
+    of two incarnations of the topic (the memory-only embedded broker restarts them at 0).
+    """
+    suffix = f".{incarnation}" if incarnation else ""
+    return f"part-{topic}-{partition}-{first}-{last}{suffix}.parquet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,7 @@ class PartFile:
         first: Offset of its first row.
         last: Offset of its last row.
         size: Size in bytes.
+        incarnation: The topic incarnation of the offsets (``""`` for files without one).
     """
 
     directory: str
@@ -162,11 +168,17 @@ class PartFile:
     first: int
     last: int
     size: int
+    incarnation: str = ""
+
+    @property
+    def stream(self) -> tuple[str, str, int]:
+        """``(incarnation, topic, partition)``: where its offsets are unique."""
+        return (self.incarnation, self.topic, self.partition)
 
     @property
     def name(self) -> str:
         """The file name."""
-        return part_name(self.topic, self.partition, self.first, self.last)
+        return part_name(self.topic, self.partition, self.first, self.last, self.incarnation)
 
     @property
     def relpath(self) -> str:
@@ -190,8 +202,10 @@ def parse_part(directory: str, name: str, size: int) -> PartFile | None:
     match = _PART_NAME.fullmatch(name)
     if match is None:
         return None
-    topic, partition, first, last = match.groups()
-    return PartFile(directory, topic, int(partition), int(first), int(last), size)
+    topic, partition, first, last, incarnation = match.groups()
+    return PartFile(
+        directory, topic, int(partition), int(first), int(last), size, incarnation or ""
+    )
 
 
 def list_parts(lake: Lake, directory: str = "") -> list[PartFile]:
@@ -206,11 +220,11 @@ def live_parts(parts: Iterable[PartFile]) -> list[PartFile]:
     Compaction publishes the merged file before deleting its inputs; an input still there
     (compaction interrupted) lies inside the merged file's range and is left out.
     """
-    ordered = sorted(parts, key=lambda p: (p.directory, p.topic, p.partition, p.first, -p.last))
+    ordered = sorted(parts, key=lambda p: (p.directory, p.stream, p.first, -p.last))
     live: list[PartFile] = []
-    reach: dict[tuple[str, str, int], int] = {}
+    reach: dict[tuple[str, tuple[str, str, int]], int] = {}
     for part in ordered:
-        key = (part.directory, part.topic, part.partition)
+        key = (part.directory, part.stream)
         if part.last > reach.get(key, -1):
             live.append(part)
             reach[key] = part.last
@@ -575,18 +589,18 @@ def _compact_dir(
     for part in set(parts) - set(live):  # inputs left by an interrupted compaction
         with suppress(FileNotFoundError):
             lake.fs.delete_file(lake.path(part.relpath))
-    groups: dict[tuple[str, int], list[PartFile]] = defaultdict(list)
+    groups: dict[tuple[str, str, int], list[PartFile]] = defaultdict(list)
     for part in live:
-        groups[(part.topic, part.partition)].append(part)
+        groups[part.stream].append(part)
     rows = 0
-    for (topic, partition), files in sorted(groups.items()):
+    for (incarnation, topic, partition), files in sorted(groups.items()):
         if len(files) == 1:
             rows += _num_rows(lake, files[0])
             continue
         files.sort(key=lambda p: p.first)
         merged = pa.concat_tables([read_part(lake, f) for f in files])
         merged = merged.unify_dictionaries().combine_chunks()
-        name = part_name(topic, partition, files[0].first, files[-1].last)
+        name = part_name(topic, partition, files[0].first, files[-1].last, incarnation)
         write_table_atomic(lake, directory, name, merged)
         for part in files:
             lake.fs.delete_file(lake.path(part.relpath))

@@ -1,9 +1,9 @@
 """The main job (``make run``): the whole pipeline on fresh services, then the notebooks.
 
-Stages: start a fresh embedded instance; start the Mongo consumer, the Parquet lake sink and
-the Hyper refresher; publish the history (backfill) and a live stream; wait until every sink
-has caught up; write the workbooks and charts; execute notebooks 01→05 headless (they add a
-small live stream of their own); check that the counts agree; stop everything.
+Stages: start a fresh embedded instance; start the three runtimes of `sales_stream.app.Stack`
+(MongoDB + rollups, the Parquet lake, the Hyper extract); publish the history (backfill) and
+a live stream; wait until every runtime has caught up; write the workbooks; execute notebooks
+01→05 headless (they add a small live stream of their own); check that the counts agree.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,19 +20,16 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from sales_stream import infra, notebooks
-from sales_stream.clients import ensure_topic, mongo_client
+from sales_stream.app import Stack
 from sales_stream.config import Mode, Settings
-from sales_stream.consumer import ConsumerThread
 from sales_stream.errors import SalesStreamError
-from sales_stream.export.hyper import HyperExporter, read_extract
-from sales_stream.export.refresher import HyperRefresher
+from sales_stream.export.hyper import read_extract
 from sales_stream.export.workbook import write_extract_workbook, write_live_workbook
 from sales_stream.lake import lake_stats
 from sales_stream.producer import ProducerThread, backfill
-from sales_stream.rollups import consumer_hooks
-from sales_stream.sinks.mongo import DEAD_LETTERS, SALES, ensure_indexes
-from sales_stream.sinks.parquet import LakeThread
+from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 from sales_stream.sql.schema import setup_endpoint
+from sales_stream.stream import StreamWorker
 
 Progress = Callable[[str], None]
 
@@ -82,7 +79,6 @@ def run(settings: Settings, config: RunConfig, *, progress: Progress = print) ->
         raise SalesStreamError("make run uses the embedded mode: unset SALES_STREAM_MODE")
     out = config.out_dir.resolve()
     _fresh(settings, out)
-    os.environ["SALES_STREAM_STATE_DIR"] = str(settings.state_dir.resolve())
     started = time.monotonic()
     with infra.up(settings) as endpoints:
         progress(f"[infra] {endpoints.describe()}")
@@ -117,24 +113,17 @@ def _live_pipeline(
     out: Path,
     progress: Progress,
 ) -> None:
-    uri = endpoints.mongo_uri.get_secret_value()
+    stack = Stack.from_settings(settings, endpoints=endpoints)
     bootstrap = endpoints.kafka_bootstrap
-    ensure_topic(bootstrap, settings.topic, partitions=settings.partitions)
-    db = mongo_client(uri)[settings.db]
-    ensure_indexes(db)
-    tables = setup_endpoint(endpoints, settings, db)
+    stack.ensure_topic()
+    tables = setup_endpoint(endpoints, settings, stack.db)
     progress(f"[sql] {', '.join(tables)} at {endpoints.sql_uri}")
-    consumer = ConsumerThread(
-        bootstrap,
-        settings.topic,
-        uri,
-        db=settings.db,
-        after_write=consumer_hooks(db, endpoints=endpoints, settings=settings),
-    )
-    lake = LakeThread(bootstrap, settings.topic, out / "lake", flush_seconds=5.0)
-    exporter = HyperExporter(uri, out / "sales.hyper", db=settings.db)
-    refresher = HyperRefresher(exporter, interval_s=5.0)
-    for worker in (consumer, lake, refresher):
+    workers = [
+        stack.consumer_worker(),
+        stack.lake_worker(out / "lake", flush_seconds=5.0),
+        stack.hyper_worker(out / "sales.hyper", flush_seconds=5.0),
+    ]
+    for worker in workers:
         worker.start()
     try:
         progress(f"[backfill] {config.backfill_days} days x {config.events_per_day} sales/day")
@@ -158,17 +147,15 @@ def _live_pipeline(
         )
         producer.start()
         while not producer.wait(timeout=2.0):
-            progress(f"[live] {_status(producer, consumer, lake, refresher)}")
+            progress(f"[live] produced {producer.stats.acked} — {_status(workers)}")
         live = producer.stop()
-        expected = history.acked + live.acked
-        _drain(expected, consumer, lake, config.drain_timeout_s, progress)
+        _drain(history.acked + live.acked, workers, config.drain_timeout_s, progress)
     finally:
-        consumer.stop()
-        lake.stop()
-        refresher.stop()
-    final = exporter.refresh()
-    exporter.close()
-    progress(f"[hyper] {final.total_rows} rows in {out / 'sales.hyper'}")
+        for worker in workers:
+            worker.stop()
+            worker.runtime.close()
+        stack.close()
+    progress(f"[hyper] {len(read_extract(out / 'sales.hyper'))} rows in {out / 'sales.hyper'}")
     write_extract_workbook(out / "sales.twb", extract_path=out / "sales.hyper")
     status = infra.embedded.status(settings.state_dir)
     write_live_workbook(
@@ -182,23 +169,16 @@ def _live_pipeline(
 
 
 def _drain(
-    expected: int,
-    consumer: ConsumerThread,
-    lake: LakeThread,
-    timeout: float,
-    progress: Progress,
+    expected: int, workers: Sequence[StreamWorker], timeout: float, progress: Progress
 ) -> None:
     deadline = time.monotonic() + timeout
-    while consumer.stats.consumed < expected or lake.stats.consumed < expected:
+    while any(worker.stats.consumed < expected for worker in workers):
         if time.monotonic() > deadline:
             raise SalesStreamError(
                 f"sinks did not catch up within {timeout:.0f} s: expected {expected}, "
-                f"mongo consumed {consumer.stats.consumed}, lake consumed {lake.stats.consumed}"
+                f"{_status(workers)}"
             )
-        progress(
-            f"[drain] mongo {consumer.stats.consumed}/{expected}, "
-            f"lake {lake.stats.consumed}/{expected}"
-        )
+        progress(f"[drain] expected {expected}: {_status(workers)}")
         time.sleep(1.0)
 
 
@@ -228,16 +208,20 @@ def _notebooks(config: RunConfig, out: Path, progress: Progress) -> None:
 
 
 def _summary(settings: Settings, endpoints: infra.Endpoints, out: Path) -> Summary:
-    db = mongo_client(endpoints.mongo_uri.get_secret_value())[settings.db]
-    lake = lake_stats(out / "lake")
-    return Summary(
-        kafka_messages=_topic_size(endpoints.kafka_bootstrap, settings.topic),
-        stored=db[SALES].count_documents({}),
-        dead_lettered=db[DEAD_LETTERS].count_documents({}),
-        lake_rows=lake["rows"],
-        lake_dead_letters=lake["dead_letters"],
-        extract_rows=len(read_extract(out / "sales.hyper")),
-    )
+    stack = Stack(settings, endpoints)
+    try:
+        db = stack.db
+        lake = lake_stats(out / "lake")
+        return Summary(
+            kafka_messages=_topic_size(endpoints.kafka_bootstrap, settings.topic),
+            stored=db[SALES].count_documents({}),
+            dead_lettered=db[DEAD_LETTERS].count_documents({}),
+            lake_rows=lake["rows"],
+            lake_dead_letters=lake["dead_letters"],
+            extract_rows=len(read_extract(out / "sales.hyper")),
+        )
+    finally:
+        stack.close()
 
 
 def _topic_size(bootstrap: str, topic: str, *, idle_polls: int = 3) -> int:
@@ -256,13 +240,10 @@ def _topic_size(bootstrap: str, topic: str, *, idle_polls: int = 3) -> int:
         consumer.close()
 
 
-def _status(
-    producer: ProducerThread, consumer: ConsumerThread, lake: LakeThread, refresher: HyperRefresher
-) -> str:
-    p, c = producer.stats, consumer.stats
-    return (
-        f"produced {p.acked} ({p.current_rate:.0f}/s), mongo {c.stored} (+{c.dead_lettered} dead), "
-        f"lake {lake.stats.consumed}, extract {refresher.stats.rows}"
+def _status(workers: Sequence[StreamWorker]) -> str:
+    return ", ".join(
+        f"{w.name} {w.stats.consumed} ({w.stats.state}, +{w.stats.dead_lettered} dead)"
+        for w in workers
     )
 
 

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
-import time
 from datetime import date
 
-from kafka.errors import KafkaError
-
-from sales_stream import infra
 from sales_stream.cli.argtypes import positive_float, positive_int
-from sales_stream.config import load_settings
-from sales_stream.errors import InfraError, SalesStreamError
-from sales_stream.lake import compact, lake_stats, partition_tree
-from sales_stream.sinks.parquet import LakeStats, LakeThread
 
 #: Seconds between two progress lines while the sink runs.
 PROGRESS_EVERY_S = 10.0
+#: The default group of `sales_stream.app.Stack.lake` (kept here for a light import).
+DEFAULT_GROUP = "sales-lake"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lake.add_argument(
         "--flush-seconds", type=positive_float, default=30.0, metavar="S", help="run: flush age"
     )
-    lake.add_argument("--group", default="sales-lake", help="run: consumer group")
+    lake.add_argument("--group", default=DEFAULT_GROUP, help="run: consumer group")
     lake.add_argument(
         "--before",
         type=date.fromisoformat,
@@ -59,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _lake(args: argparse.Namespace) -> int:
+    from sales_stream import infra
+    from sales_stream.config import load_settings
+    from sales_stream.errors import InfraError
+    from sales_stream.lake import partition_tree
+
     settings = load_settings()
     path = args.path or settings.lake
     if args.action == "compact":
@@ -70,10 +67,12 @@ def _lake(args: argparse.Namespace) -> int:
     endpoints = infra.status(settings)
     if endpoints is None:
         raise InfraError("not running; start the infrastructure with: python -m sales_stream up")
-    return _run(args, endpoints.kafka_bootstrap, settings.topic, path)
+    return _run(args, settings, endpoints, path)
 
 
 def _totals(path: str) -> str:
+    from sales_stream.lake import lake_stats
+
     stats = lake_stats(path)
     return (
         f"{stats['rows']} rows in {stats['files']} files, {stats['partitions']} partitions, "
@@ -82,6 +81,9 @@ def _totals(path: str) -> str:
 
 
 def _compact(path: str, before: date | None) -> int:
+    from sales_stream.errors import SalesStreamError
+    from sales_stream.lake import compact
+
     try:
         results = compact(path, before=before)
     except ValueError as exc:
@@ -94,37 +96,19 @@ def _compact(path: str, before: date | None) -> int:
     return 0
 
 
-def _describe(stats: LakeStats) -> str:
-    return (
-        f"{stats.events} events, {stats.dead_letters} dead letters, {stats.skipped} already "
-        f"in the lake, {stats.files} files, {stats.flushes} flushes ({stats.rate:,.0f} events/s)"
-    )
+def _run(args: argparse.Namespace, settings: object, endpoints: object, path: str) -> int:
+    from sales_stream.app import Stack
+    from sales_stream.cli.streaming import run_foreground
 
-
-def _run(args: argparse.Namespace, bootstrap: str, topic: str, path: str) -> int:
-    thread = LakeThread(
-        bootstrap,
-        topic,
+    stack = Stack(settings, endpoints)  # type: ignore[arg-type]
+    runtime = stack.lake(
         path,
         group_id=args.group,
         flush_events=args.flush_events,
         flush_seconds=args.flush_seconds,
-        until_idle=args.until_idle,
-        max_events=args.max_events,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    print(f"lake: {topic} -> {path} (group {args.group}); Ctrl-C to stop", flush=True)
-    thread.start()
-    next_report = time.monotonic() + PROGRESS_EVERY_S
-    while thread.is_alive() and not stop.wait(0.2):
-        if time.monotonic() >= next_report:
-            print(f"lake: {_describe(thread.stats)}", flush=True)
-            next_report += PROGRESS_EVERY_S
-    try:
-        stats = thread.stop()
-    except KafkaError as exc:
-        raise InfraError(f"Kafka at {bootstrap}: {exc}") from None
-    print(f"lake: done, {_describe(stats)}", flush=True)
+    print(f"lake: {stack.settings.topic} -> {path} (group {args.group}); Ctrl-C to stop")
+    run_foreground(
+        runtime, until_idle=args.until_idle, max_events=args.max_events, every_s=PROGRESS_EVERY_S
+    )
     return 0

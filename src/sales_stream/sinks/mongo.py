@@ -1,123 +1,324 @@
-"""Idempotent bulk writes of sale events and dead letters into MongoDB.
+"""The MongoDB sink: sales and dead letters, idempotent, transient and permanent errors split.
 
-Delivery is at-least-once from Kafka, so every write here is idempotent: a sale is keyed by
-its event id (``_id``), a dead letter by ``topic:partition:offset``. A batch goes in with one
-``insert_many(ordered=False)`` per collection; duplicate-key errors (code 11000) mean "already
-written" (a re-sent event, or a batch re-read after a crash) and are counted, never raised.
-Any other error is raised, so that the caller retries the same batch and commits nothing.
+A sale is keyed by its event id (``_id``), a dead letter by its position (incarnation, topic,
+partition, offset). A batch goes in with one ``insert_many(ordered=False)`` per collection.
+A duplicate key (code 11000) is read back and classified:
 
-Every sale document also gets ``ingested_at``: the sink's UTC clock when the batch was written
-(one value per write attempt, shared by the batch). It measures freshness (``ingested_at - ts``)
-and is not part of the event contract (`sales_stream.events.event_from_document` ignores it).
+* the stored sale came from the same position (``src``): a batch re-read after a crash — the
+  sale belongs to this record, so it is *kept* for the next sinks (the rollups count it once,
+  thanks to their fences);
+* same content from another position: an exact re-send, a counted duplicate, not kept;
+* different content: a ``conflicting_duplicate`` dead letter with both versions' hashes.
+
+Errors: connection failures, timeouts, not-primary and write-concern errors are transient
+(`SinkUnavailable`, retried by the runtime). A document the server can never take (too large,
+unencodable) is permanent: a sale becomes a dead letter, a dead letter falls back to its
+minimal form (`DeadLetter.minimal`), and the batch moves on.
+
+The hot ``sales`` collection carries no secondary index (each costs about one insert on the
+embedded server): dashboards and SQL read the rollups (`sales_stream.sinks.rollups`), the
+Hyper extract is fed by its own runtime. Every sale also gets ``ingested_at`` (the sink's UTC
+clock at the write, for freshness) and ``src`` (the position that first stored it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bson.errors import BSONError
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    InvalidDocument,
+    OperationFailure,
+    PyMongoError,
+    WriteConcernError,
+    WTimeoutError,
+)
 
-from sales_stream.deadletters import DeadLetter
-from sales_stream.events import SaleEvent
+from sales_stream.deadletters import (
+    TOO_LARGE,
+    UNENCODABLE,
+    DeadLetter,
+    conflict_letter,
+    dead_letter,
+    event_hash,
+)
+from sales_stream.events import encode, event_from_document
+from sales_stream.stream.batch import Batch
+from sales_stream.stream.sink import SinkResult, SinkUnavailable
 
 SALES = "sales"
 DEAD_LETTERS = "dead_letters"
 DUPLICATE_KEY = 11000
-
-#: Indexes of the dashboard queries (`sales_stream.queries`): period, region or product
-#: filters, and the latest sales. Each index costs insert throughput on SecantusDB.
-SALES_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
-    (("ts", ASCENDING),),
-    (("region", ASCENDING), ("ts", ASCENDING)),
-    (("product", ASCENDING), ("ts", ASCENDING)),
+#: Field of a sale document: the ``incarnation:partition:offset`` that first stored it.
+SOURCE_FIELD = "src"
+#: Field of a sale document: the sink's UTC clock when it was written.
+INGESTED_FIELD = "ingested_at"
+#: Server codes of failures that pass (shutdown, not primary, timeouts, network).
+TRANSIENT_CODES = frozenset(
+    {6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64, 112, 117}
 )
+#: Server codes of a document that is too large.
+TOO_LARGE_CODES = frozenset({10334, 17419, 2_000_000})
 DEAD_LETTER_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
     (("received_at", ASCENDING),),
     (("reason", ASCENDING),),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """Outcome of one `MongoSink.write`.
-
-    Attributes:
-        stored: Sale documents inserted by this write.
-        duplicates: Sales whose ``_id`` was already present (re-sent events, re-read batches,
-            or documents inserted by an interrupted earlier attempt of the same batch).
-        dead_lettered: Dead letters of the batch now recorded (new or already present).
-    """
-
-    stored: int
-    duplicates: int
-    dead_lettered: int
+#: ``$in`` lists longer than this are split (SecantusDB's cost grows with the list's square).
+IN_CHUNK = 100
+_SERVICE = "MongoDB"
 
 
 def ensure_indexes(db: Database) -> None:
-    """Create the indexes of the ``sales`` and ``dead_letters`` collections (idempotent)."""
-    for keys in SALES_INDEXES:
-        db[SALES].create_index(list(keys))
+    """Create the indexes of ``dead_letters`` (idempotent); ``sales`` keeps only ``_id``."""
     for keys in DEAD_LETTER_INDEXES:
         db[DEAD_LETTERS].create_index(list(keys))
 
 
-def insert_idempotent(collection: Collection, documents: list[dict[str, Any]]) -> tuple[int, int]:
-    """Insert ``documents`` unordered; return ``(inserted, already_present)``.
+def is_transient(exc: BaseException) -> bool:
+    """Whether a MongoDB error may pass by itself (retry) rather than be about the data."""
+    if isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError | WriteConcernError):
+        return True
+    if isinstance(exc, BulkWriteError):
+        details = exc.details or {}
+        errors = details.get("writeErrors", [])
+        return bool(details.get("writeConcernErrors")) or any(
+            e.get("code") in TRANSIENT_CODES for e in errors
+        )
+    return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
+
+
+def unavailable(exc: PyMongoError) -> SinkUnavailable:
+    """The runtime's transient error for a MongoDB failure."""
+    return SinkUnavailable(_SERVICE, exc)
+
+
+def _permanent_reason(exc: BaseException | int | None) -> str:
+    if isinstance(exc, DocumentTooLarge) or exc in TOO_LARGE_CODES:
+        return TOO_LARGE
+    if isinstance(exc, OperationFailure) and exc.code in TOO_LARGE_CODES:
+        return TOO_LARGE
+    return UNENCODABLE
+
+
+_PERMANENT = (InvalidDocument, DocumentTooLarge, BSONError, UnicodeError, OverflowError, ValueError)
+
+
+def insert_documents(
+    collection: Collection, documents: list[dict[str, Any]]
+) -> tuple[list[int], list[int], dict[int, tuple[str, str]]]:
+    """Insert unordered; return ``(inserted, duplicate, refused)`` indexes.
+
+    ``refused`` maps an index to ``(reason, detail)`` for a document the server can never
+    store (too large, unencodable).
 
     Raises:
-        BulkWriteError: If any error other than a duplicate key occurred.
-        PyMongoError: On any other failure (e.g. the server is unreachable).
+        SinkUnavailable: On a transient failure (nothing about the data).
+        PyMongoError: On an unexpected server error.
     """
     if not documents:
-        return 0, 0
+        return [], [], {}
     try:
-        result = collection.insert_many(documents, ordered=False)
+        collection.insert_many(documents, ordered=False)
     except BulkWriteError as exc:
-        details = exc.details
-        errors = details.get("writeErrors", [])
-        if details.get("writeConcernErrors") or any(e["code"] != DUPLICATE_KEY for e in errors):
+        if is_transient(exc):
+            raise unavailable(exc) from exc
+        duplicate: list[int] = []
+        refused: dict[int, tuple[str, str]] = {}
+        for error in exc.details.get("writeErrors", []):
+            if error["code"] == DUPLICATE_KEY:
+                duplicate.append(error["index"])
+            else:
+                reason = _permanent_reason(error["code"])
+                refused[error["index"]] = (reason, error.get("errmsg", ""))
+        failed = set(duplicate) | set(refused)
+        return [i for i in range(len(documents)) if i not in failed], duplicate, refused
+    except _PERMANENT:
+        return _insert_one_by_one(collection, documents)
+    except PyMongoError as exc:
+        if is_transient(exc):
+            raise unavailable(exc) from exc
+        if isinstance(exc, OperationFailure) and exc.code in TOO_LARGE_CODES:
+            return _insert_one_by_one(collection, documents)
+        raise
+    return list(range(len(documents))), [], {}
+
+
+def _insert_one_by_one(
+    collection: Collection, documents: list[dict[str, Any]]
+) -> tuple[list[int], list[int], dict[int, tuple[str, str]]]:
+    """Find which documents of a refused batch are the problem (rare: poison only)."""
+    inserted: list[int] = []
+    duplicate: list[int] = []
+    refused: dict[int, tuple[str, str]] = {}
+    for index, document in enumerate(documents):
+        try:
+            collection.insert_one(document)
+        except DuplicateKeyError:
+            duplicate.append(index)
+        except _PERMANENT as exc:
+            refused[index] = (_permanent_reason(exc), f"{type(exc).__name__}: {exc}")
+        except PyMongoError as exc:
+            if is_transient(exc):
+                raise unavailable(exc) from exc
+            if isinstance(exc, OperationFailure):
+                refused[index] = (_permanent_reason(exc), f"{type(exc).__name__}: {exc}")
+                continue
             raise
-        return details["nInserted"], len(errors)
-    return len(result.inserted_ids), 0
+        else:
+            inserted.append(index)
+    return inserted, duplicate, refused
+
+
+def chunks(items: list[str]) -> Iterator[list[str]]:
+    """``items`` in lists of at most `IN_CHUNK` (for ``$in`` queries)."""
+    for start in range(0, len(items), IN_CHUNK):
+        yield items[start : start + IN_CHUNK]
+
+
+def source_id(incarnation: str, partition: int, offset: int) -> str:
+    """The ``src`` value of the record at a position."""
+    return f"{incarnation}:{partition}:{offset}"
 
 
 class MongoSink:
-    """Writes batches of events and dead letters; safe to call again with the same batch.
+    """Writes the sales and dead letters of each batch (`sales_stream.stream.Sink`).
 
     Args:
-        db: Target database (use a client from `sales_stream.clients.mongo_client`, whose
-            writes are journaled).
+        db: Target database (a client from `sales_stream.clients.mongo_client`: journaled).
         clock: Returns the aware UTC time stamped as ``ingested_at``.
     """
 
+    name = "mongodb"
+
     def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._db = db
         self._sales = db[SALES]
         self._dead_letters = db[DEAD_LETTERS]
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._indexed = False
 
-    def write(self, events: Sequence[SaleEvent], dead: Sequence[DeadLetter]) -> WriteResult:
-        """Write one batch; duplicates are counted, any other error is raised.
+    def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
+        """Nothing to load: MongoDB itself is the state."""
 
-        Args:
-            events: Valid events (``_id`` = event id).
-            dead: Rejected messages (``_id`` = topic:partition:offset).
+    def close(self) -> None:
+        """The database's client belongs to the caller."""
 
-        Returns:
-            What the write inserted and what was already there.
+    def write(self, batch: Batch) -> SinkResult:
+        """Write one batch; see the module doc.
+
+        Raises:
+            SinkUnavailable: MongoDB is unreachable or not writable for now.
         """
-        stored = duplicates = 0
-        if events:
-            now = self._clock()
-            docs = [event.to_document() for event in events]
-            for doc in docs:
-                doc["ingested_at"] = now
-            stored, duplicates = insert_idempotent(self._sales, docs)
-        if dead:
-            insert_idempotent(self._dead_letters, [letter.to_document() for letter in dead])
-        return WriteResult(stored=stored, duplicates=duplicates, dead_lettered=len(dead))
+        if not self._indexed:
+            try:
+                ensure_indexes(self._db)
+            except PyMongoError as exc:
+                raise (unavailable(exc) if is_transient(exc) else exc) from exc
+            self._indexed = True
+        now = self._clock()
+        events = batch.events
+        docs = []
+        for event, (partition, offset) in zip(events, batch.positions, strict=True):
+            doc = event.to_document()
+            doc[INGESTED_FIELD] = now
+            doc[SOURCE_FIELD] = source_id(batch.incarnation, partition, offset)
+            docs.append(doc)
+        inserted, duplicate, refused = insert_documents(self._sales, docs)
+        dead = list(batch.dead)
+        for index, (reason, detail) in refused.items():
+            partition, offset = batch.positions[index]
+            value = encode(events[index])
+            dead.append(
+                dead_letter(
+                    topic=batch.topic,
+                    partition=partition,
+                    offset=offset,
+                    key=events[index].region.encode(),
+                    value=value,
+                    reason=reason,
+                    detail=f"the sale cannot be stored in MongoDB: {detail}",
+                    incarnation=batch.incarnation,
+                    now=now,
+                )
+            )
+        owned, duplicates, conflicts = self._classify(batch, docs, duplicate, now)
+        dead.extend(conflicts)
+        self._write_dead_letters(dead)
+        keep = sorted([*inserted, *owned])
+        return SinkResult(
+            stored=len(inserted),
+            duplicates=len(owned) + duplicates,
+            dead_lettered=len(dead),
+            kept=batch.with_events(keep),
+        )
+
+    def _classify(
+        self, batch: Batch, docs: list[dict[str, Any]], duplicate: list[int], now: datetime
+    ) -> tuple[list[int], int, list[DeadLetter]]:
+        """Split duplicates into owned replays, exact re-sends and conflicts."""
+        if not duplicate:
+            return [], 0, []
+        ids = sorted({docs[i]["_id"] for i in duplicate})
+        stored: dict[str, dict[str, Any]] = {}
+        try:
+            for chunk in chunks(ids):
+                for doc in self._sales.find({"_id": {"$in": chunk}}):
+                    stored[doc["_id"]] = doc
+        except PyMongoError as exc:
+            raise (unavailable(exc) if is_transient(exc) else exc) from exc
+        owned: list[int] = []
+        exact = 0
+        conflicts: list[DeadLetter] = []
+        for index in duplicate:
+            event = batch.events[index]
+            existing = stored.get(event.event_id)
+            if existing is None:
+                exact += 1  # deleted since: nothing to compare with
+                continue
+            existing_hash = event_hash(event_from_document(existing))
+            if existing_hash != event_hash(event):
+                conflicts.append(
+                    conflict_letter(
+                        topic=batch.topic,
+                        incarnation=batch.incarnation,
+                        position=batch.positions[index],
+                        event=event,
+                        stored_hash=existing_hash,
+                        now=now,
+                    )
+                )
+            elif existing.get(SOURCE_FIELD) == docs[index][SOURCE_FIELD]:
+                owned.append(index)
+            else:
+                exact += 1
+        return owned, exact, conflicts
+
+    def _write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        _, _, refused = insert_documents(
+            self._dead_letters, [letter.to_document() for letter in letters]
+        )
+        if not refused:
+            return
+        minimal = [
+            letters[i].minimal(f"dead letter refused by MongoDB ({reason}): {detail}")
+            for i, (reason, detail) in refused.items()
+        ]
+        _, _, still = insert_documents(self._dead_letters, [m.to_document() for m in minimal])
+        if still:
+            first = minimal[next(iter(still))]
+            raise RuntimeError(
+                f"MongoDB refuses even the minimal dead letter {first.dead_letter_id}: "
+                f"{still[next(iter(still))][1]}"
+            )

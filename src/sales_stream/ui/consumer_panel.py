@@ -3,48 +3,54 @@
 from __future__ import annotations
 
 import html
-import re
 import threading
 import time
+from datetime import UTC, datetime
 
 import ipywidgets as widgets
 
-from sales_stream.consumer import ConsumerStats, ConsumerThread
+from sales_stream.stream import StreamState, StreamStats, StreamWorker
 from sales_stream.ui.format import fr_int
 
-_FIXED_STATUS = {
-    "created": "pas démarré",
-    "joining group": "connexion au groupe de consommateurs",
-    "running": "en cours",
-    "idle": "à jour, en attente de nouveaux messages",
-    "stopping": "arrêt en cours",
-    "stopped": "arrêté",
+_STATE_FR = {
+    StreamState.CREATED: "pas démarré",
+    StreamState.JOINING: "connexion au groupe de consommateurs",
+    StreamState.RUNNING: "en cours",
+    StreamState.IDLE: "à jour, en attente de nouveaux messages",
+    StreamState.WAITING_KAFKA: "Kafka injoignable",
+    StreamState.STOPPING: "arrêt en cours",
+    StreamState.STOPPED: "arrêté",
 }
-_WAITING = re.compile(r"waiting for MongoDB since (\d+) s")
-_RETRYING = re.compile(r"retrying the batch since (\d+) s \((.*)\)")
+_HEALTHY = (StreamState.RUNNING, StreamState.IDLE, StreamState.JOINING, StreamState.STOPPED)
 
 
-def status_fr(status: str) -> str:
-    """The consumer status in French."""
-    if status in _FIXED_STATUS:
-        return _FIXED_STATUS[status]
-    if match := _WAITING.fullmatch(status):
-        return f"en attente de MongoDB depuis {match[1]} s"
-    if match := _RETRYING.fullmatch(status):
-        return f"nouvel essai du lot depuis {match[1]} s ({match[2]})"
-    return status.replace("failed:", "échec :", 1)
+def status_fr(stats: StreamStats, *, now: datetime | None = None) -> str:
+    """The runtime's state in French, with its cause and duration when it waits or stalls."""
+    waited = ""
+    if stats.since is not None:
+        seconds = int(((now or datetime.now(UTC)) - stats.since).total_seconds())
+        waited = f" depuis {seconds} s"
+    if stats.state is StreamState.WAITING_SINK:
+        return f"{stats.waiting_on or 'destination'} injoignable{waited}, nouvel essai du lot"
+    if stats.state is StreamState.STALLED:
+        return f"bloqué{waited} : {stats.cause}"
+    if stats.state is StreamState.FAILED:
+        return f"échec : {stats.cause}"
+    if stats.state is StreamState.WAITING_KAFKA:
+        return f"Kafka injoignable{waited}"
+    return _STATE_FR[stats.state]
 
 
-def _last_commit(stats: ConsumerStats) -> str:
+def _last_commit(stats: StreamStats) -> str:
     if stats.last_commit is None:
         return "aucun"
     return stats.last_commit.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def summary_text(stats: ConsumerStats) -> str:
+def summary_text(stats: StreamStats, *, now: datetime | None = None) -> str:
     """A static French summary of the consumer's stats, for notebook outputs."""
     lines = [
-        f"Consommateur : {status_fr(stats.status)}.",
+        f"Consommateur : {status_fr(stats, now=now)}.",
         f"{fr_int(stats.consumed)} messages traités en {fr_int(stats.batches)} lots : "
         f"{fr_int(stats.stored)} ventes enregistrées, {fr_int(stats.duplicates)} doublons ignorés, "
         f"{fr_int(stats.dead_lettered)} lettres mortes.",
@@ -61,7 +67,7 @@ class ConsumerPanel(widgets.VBox):
     Refreshes itself every ``refresh_s`` seconds from a background thread until closed.
     """
 
-    def __init__(self, thread: ConsumerThread, *, refresh_s: float = 1.0) -> None:
+    def __init__(self, thread: StreamWorker, *, refresh_s: float = 1.0) -> None:
         if refresh_s <= 0:
             raise ValueError(f"refresh_s must be > 0, got {refresh_s}")
         self.status = widgets.HTML()
@@ -84,7 +90,7 @@ class ConsumerPanel(widgets.VBox):
         self.refresh()
         threading.Thread(target=self._loop, name="consumer-panel", daemon=True).start()
 
-    def refresh(self) -> ConsumerStats:
+    def refresh(self) -> StreamStats:
         """Redraw from the consumer's current stats and return them."""
         stats = self._thread.stats
         now = time.monotonic()
@@ -92,10 +98,10 @@ class ConsumerPanel(widgets.VBox):
         if self._previous is not None and now > self._previous[0]:
             rate = max(0.0, (stats.consumed - self._previous[1]) / (now - self._previous[0]))
         self._previous = (now, stats.consumed)
-        colour = "#b00" if stats.mongo_down_since or stats.status.startswith("failed") else "#060"
+        colour = "#060" if stats.state in _HEALTHY else "#b00"
         self.status.value = (
             f"<b>Consommateur</b> : <span style='color:{colour}'>"
-            f"{html.escape(status_fr(stats.status))}</span> — {rate:,.0f} messages/s"
+            f"{html.escape(status_fr(stats))}</span> — {rate:,.0f} messages/s"
         ).replace(",", "\u202f")
         lag = ", ".join(f"p{p} : {fr_int(v)}" for p, v in sorted(stats.lag.items())) or "—"
         rows = [
@@ -142,6 +148,6 @@ class ConsumerPanel(widgets.VBox):
         threading.Thread(target=self._thread.stop, name="consumer-stop", daemon=True).start()
 
 
-def consumer_panel(thread: ConsumerThread, *, refresh_s: float = 1.0) -> widgets.Widget:
+def consumer_panel(thread: StreamWorker, *, refresh_s: float = 1.0) -> widgets.Widget:
     """The live panel of ``thread``; display it as the last expression of a cell."""
     return ConsumerPanel(thread, refresh_s=refresh_s)

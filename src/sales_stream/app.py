@@ -1,0 +1,228 @@
+"""The composition root: `Stack` builds the pipeline's runtimes once, for every front-end.
+
+``pipeline.py`` (``make run``), the CLI, the notebooks and the benchmarks all get their
+consumer, lake and extract runtimes here, so they cannot disagree on what a consumer does
+(e.g. whether it keeps the rollups). One live worker per kind and group per process: asking
+for a worker again (a notebook cell re-run) stops the one built before.
+
+    stack = Stack.from_settings(load_settings())
+    consumer = stack.consumer_worker()   # MongoDB sales + dead letters, then the rollups
+    lake = stack.lake_worker("lake")     # the Parquet lake, its own group
+    hyper = stack.hyper_worker("out/sales.hyper")
+    for worker in (consumer, lake, hyper):
+        worker.start()
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sales_stream.stream.runtime import StreamRuntime
+from sales_stream.stream.worker import StreamWorker
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+    from pymongo.database import Database
+
+    from sales_stream.config import Settings
+    from sales_stream.infra import Endpoints
+    from sales_stream.stream.sink import Sink
+
+#: Consumer groups of the three runtimes (each keeps its own offsets).
+MONGO_GROUP = "sales-mongo"
+LAKE_GROUP = "sales-lake"
+HYPER_GROUP = "sales-hyper"
+#: The loop polls at least every second, so a short limit is safe; it also bounds how long
+#: a rebalance waits for a member that died mid-join.
+MAX_POLL_INTERVAL_MS = 30_000
+#: A hung MongoDB must not block a write attempt forever.
+SOCKET_TIMEOUT_MS = 60_000
+
+_LIVE: dict[tuple[str, str], StreamWorker] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+@dataclass
+class Stack:
+    """The running services and the settings, and the runtimes built on them.
+
+    Args:
+        settings: The pipeline's settings (topic, database, lake, rollups switch).
+        endpoints: The running services (`sales_stream.infra.up`).
+    """
+
+    settings: Settings
+    endpoints: Endpoints
+    _client: MongoClient | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, endpoints: Endpoints | None = None) -> Stack:
+        """Bring up (or find) the services of ``settings`` and build a stack on them."""
+        if endpoints is None:
+            from sales_stream import infra
+
+            endpoints = infra.up(settings)
+        return cls(settings, endpoints)
+
+    @property
+    def mongo(self) -> MongoClient:
+        """The stack's MongoDB client (journaled writes, bounded socket waits)."""
+        if self._client is None:
+            from sales_stream.clients import mongo_client
+
+            self._client = mongo_client(
+                self.endpoints.mongo_uri.get_secret_value(), socketTimeoutMS=SOCKET_TIMEOUT_MS
+            )
+        return self._client
+
+    @property
+    def db(self) -> Database:
+        """The pipeline's database."""
+        return self.mongo[self.settings.db]
+
+    def ensure_topic(self) -> None:
+        """Create the topic with the configured partitions if it is missing."""
+        from sales_stream.clients import ensure_topic
+
+        ensure_topic(
+            self.endpoints.kafka_bootstrap, self.settings.topic, partitions=self.settings.partitions
+        )
+
+    # Runtimes.
+
+    def consumer(
+        self,
+        *,
+        group_id: str = MONGO_GROUP,
+        db: str | None = None,
+        rollups: bool | None = None,
+        max_batch: int = 5000,
+    ) -> StreamRuntime:
+        """Kafka → MongoDB (sales, dead letters) → rollups (unless turned off in settings).
+
+        Args:
+            group_id: Consumer group.
+            db: Database name (default: the settings').
+            rollups: Keep the rollups (default: ``settings.sql_rollups``).
+            max_batch: Most records per checkpoint.
+        """
+        from sales_stream.rollups import RollupSink
+        from sales_stream.sinks.mongo import MongoSink
+
+        database = self.mongo[db or self.settings.db]
+        sinks: list[Sink] = [MongoSink(database)]
+        if self.settings.sql_rollups if rollups is None else rollups:
+            sinks.append(RollupSink(database))
+        return self._runtime("mongodb", group_id, sinks, max_batch=max_batch)
+
+    def lake(
+        self,
+        path: str | Path | None = None,
+        *,
+        group_id: str = LAKE_GROUP,
+        flush_events: int = 10_000,
+        flush_seconds: float = 30.0,
+    ) -> StreamRuntime:
+        """Kafka → the Parquet lake at ``path`` (default: ``settings.lake``)."""
+        from sales_stream.sinks.parquet import LakeSink
+
+        sink = LakeSink(path if path is not None else self.settings.lake)
+        return self._runtime(
+            "lake", group_id, [sink], max_batch=flush_events, flush_interval_s=flush_seconds
+        )
+
+    def hyper(
+        self, path: str | Path, *, group_id: str = HYPER_GROUP, flush_seconds: float = 5.0
+    ) -> StreamRuntime:
+        """Kafka → the Tableau Hyper extract at ``path``, appended every ``flush_seconds``."""
+        from sales_stream.export.hyper import HyperSink
+
+        return self._runtime(
+            "hyper",
+            group_id,
+            [HyperSink(path)],
+            max_batch=200_000,
+            flush_interval_s=flush_seconds,
+        )
+
+    # Workers (a runtime in a thread), one live per kind and group.
+
+    def consumer_worker(self, **options: object) -> StreamWorker:
+        """`consumer` in a background thread; replaces this process's previous one."""
+        runtime = self.consumer(**options)  # type: ignore[arg-type]
+        return _replace(runtime, str(options.get("group_id", MONGO_GROUP)))
+
+    def lake_worker(self, path: str | Path | None = None, **options: object) -> StreamWorker:
+        """`lake` in a background thread; replaces this process's previous one."""
+        runtime = self.lake(path, **options)  # type: ignore[arg-type]
+        return _replace(runtime, str(options.get("group_id", LAKE_GROUP)))
+
+    def hyper_worker(self, path: str | Path, **options: object) -> StreamWorker:
+        """`hyper` in a background thread; replaces this process's previous one."""
+        runtime = self.hyper(path, **options)  # type: ignore[arg-type]
+        return _replace(runtime, str(options.get("group_id", HYPER_GROUP)))
+
+    def close(self) -> None:
+        """Close the MongoDB client (stop the workers first)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _runtime(
+        self,
+        name: str,
+        group_id: str,
+        sinks: list[Sink],
+        *,
+        max_batch: int,
+        flush_interval_s: float = 0.0,
+    ) -> StreamRuntime:
+        return kafka_runtime(
+            self.endpoints.kafka_bootstrap,
+            self.settings.topic,
+            group_id,
+            sinks,
+            name=name,
+            max_batch=max_batch,
+            flush_interval_s=flush_interval_s,
+        )
+
+
+def kafka_runtime(
+    bootstrap: str,
+    topic: str,
+    group_id: str,
+    sinks: list[Sink],
+    *,
+    name: str,
+    max_batch: int = 5000,
+    flush_interval_s: float = 0.0,
+) -> StreamRuntime:
+    """A runtime reading ``topic`` in consumer group ``group_id`` into ``sinks``."""
+    from sales_stream.stream.source import KafkaSource
+
+    def source() -> KafkaSource:
+        return KafkaSource(
+            bootstrap,
+            topic,
+            group_id=group_id,
+            max_poll_records=max_batch,
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        )
+
+    return StreamRuntime(
+        source, sinks, name=name, max_batch=max_batch, flush_interval_s=flush_interval_s
+    )
+
+
+def _replace(runtime: StreamRuntime, group_id: str) -> StreamWorker:
+    worker = StreamWorker(runtime)
+    with _LIVE_LOCK:
+        previous = _LIVE.get((runtime.name, group_id))
+        _LIVE[(runtime.name, group_id)] = worker
+    if previous is not None and previous.running:
+        previous.stop()
+    return worker

@@ -1,0 +1,593 @@
+"""The one streaming runtime: poll → decode → dead letters → batch → sinks → commit.
+
+Delivery: at-least-once from Kafka plus idempotent sinks gives effectively-once storage.
+A checkpoint writes its batch to every sink of the chain, in order (each sink receives the
+``kept`` batch of the previous one), and only then commits the offsets. A crash anywhere
+re-reads at most the uncommitted batches, which the sinks absorb as duplicates; a chain that
+failed half-way resumes at the sink that failed (earlier sinks are not written again).
+
+While a writer thread writes checkpoint *n*, the loop thread polls and decodes *n + 1*
+(never more than `PIPELINE_DEPTH` batches in memory). Only the loop thread touches the source.
+
+Faults:
+
+* A sink raises `SinkUnavailable` (transient): the same batch is retried with bounded
+  exponential backoff; state `StreamState.WAITING_SINK` names the service. Partitions are
+  paused and the loop keeps polling, so the member stays in its group.
+* Any other exception: retried the same way, state `StreamState.STALLED` with the batch's
+  positions and the error (never « waiting for MongoDB » when MongoDB is fine). Records that
+  can never be written are the sinks' to dead-letter (`sales_stream.stream.sink`).
+* Kafka unreachable: state `StreamState.WAITING_KAFKA`; kafka-python reconnects by itself.
+* Rebalance: on revocation the write in flight is finished first (its commit is skipped: the
+  new owner re-reads it, idempotently), and the records of revoked partitions not yet written
+  are dropped (their new owner reads them again); on
+  assignment every sink reloads its resume state (`Sink.assign`) before the next write.
+* Graceful stop: writes and commits what was already polled (unless a sink is failing).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sales_stream.stream.batch import Batch
+from sales_stream.stream.decoding import Record, decode_records
+from sales_stream.stream.sink import Sink, SinkResult, SinkUnavailable
+from sales_stream.stream.source import CommitRejected, Source
+from sales_stream.stream.stats import SinkTotals, StreamState, StreamStats
+
+#: Batches held in memory: one being written, one polled ahead.
+PIPELINE_DEPTH = 2
+#: How often the loop polls (partitions paused) while it waits for a write or a retry.
+MEMBERSHIP_POLL_S = 1.0
+#: Time a graceful stop may spend writing what was already polled.
+DRAIN_TIMEOUT_S = 8.0
+#: Longest wait for the write in flight when partitions are revoked.
+REVOKE_WAIT_S = 20.0
+#: Kafka must be unreachable this long before the state says so.
+KAFKA_GRACE_S = 3.0
+_WAIT_SLICE_S = 0.2
+_STARTING = (StreamState.JOINING, StreamState.IDLE, StreamState.WAITING_KAFKA)
+_ERROR_MAX_CHARS = 300
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``, bounded."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= _ERROR_MAX_CHARS else text[: _ERROR_MAX_CHARS - 1] + "…"
+
+
+class Backoff:
+    """Bounded exponential backoff with jitter: ``initial × 2ⁿ``, capped, times U(0.5, 1)."""
+
+    def __init__(
+        self, *, initial: float = 0.2, cap: float = 5.0, rng: random.Random | None = None
+    ) -> None:
+        if not 0 < initial <= cap:
+            raise ValueError(f"need 0 < initial <= cap, got initial={initial}, cap={cap}")
+        self._initial, self._cap = initial, cap
+        self._rng = rng or random.Random()
+        self._attempts = 0
+
+    def next_delay(self) -> float:
+        """Return the delay before the next attempt and advance the exponent."""
+        delay = min(self._cap, self._initial * 2**self._attempts)
+        self._attempts = min(self._attempts + 1, 32)
+        return delay * self._rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        """Start again from ``initial`` (after a success)."""
+        self._attempts = 0
+
+
+class _SinkFailed(Exception):
+    def __init__(self, sink: str, cause: BaseException) -> None:
+        super().__init__(describe(cause))
+        self.sink, self.cause = sink, cause
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A batch on its way through the sink chain."""
+
+    batch: Batch
+    assign: set[int] = field(default_factory=set)
+    results: list[SinkResult] = field(default_factory=list)
+    kept: list[Batch] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Counters:
+    state: StreamState = StreamState.CREATED
+    cause: str | None = None
+    waiting_on: str | None = None
+    since: datetime | None = None
+    consumed: int = 0
+    batches: int = 0
+    sinks: dict[str, SinkTotals] = field(default_factory=dict)
+    lag: dict[int, int] = field(default_factory=dict)
+    partitions: int = 0
+    last_commit: datetime | None = None
+    last_error: str | None = None
+    idle_since: float | None = None
+
+
+class StreamRuntime:
+    """Consumes one topic through a chain of sinks.
+
+    Args:
+        source: Builds the source of one run (a new Kafka consumer per run).
+        sinks: The chain; the first one's counters are the runtime's ``stored`` etc.
+        name: Shown in stats and thread names.
+        max_batch: Most records per checkpoint.
+        flush_interval_s: Accumulate polls for up to this long before a checkpoint
+            (0: one checkpoint per poll; the lake and the extract want larger files).
+        poll_timeout_ms: How long a poll waits for records.
+    """
+
+    def __init__(
+        self,
+        source: Callable[[], Source],
+        sinks: Sequence[Sink],
+        *,
+        name: str,
+        max_batch: int = 5000,
+        flush_interval_s: float = 0.0,
+        poll_timeout_ms: int = 200,
+    ) -> None:
+        if not sinks:
+            raise ValueError("a runtime needs at least one sink")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if flush_interval_s < 0 or poll_timeout_ms < 0:
+            raise ValueError("flush_interval_s and poll_timeout_ms must be >= 0")
+        self.name = name
+        self.sinks = tuple(sinks)
+        self.max_batch = max_batch
+        self.flush_interval_s = flush_interval_s
+        self.poll_timeout_ms = poll_timeout_ms
+        self._source_factory = source
+        self._lock = threading.Lock()
+        self._counters = _Counters(sinks={sink.name: SinkTotals() for sink in self.sinks})
+        self._running = threading.Lock()
+
+    @property
+    def stats(self) -> StreamStats:
+        """A consistent snapshot (safe from any thread)."""
+        with self._lock:
+            c = self._counters
+            first = c.sinks[self.sinks[0].name]
+            idle_s = 0.0
+            if c.state is StreamState.IDLE and c.idle_since is not None:
+                idle_s = time.monotonic() - c.idle_since
+            return StreamStats(
+                name=self.name,
+                state=c.state,
+                cause=c.cause,
+                waiting_on=c.waiting_on,
+                since=c.since,
+                consumed=c.consumed,
+                stored=first.stored,
+                duplicates=first.duplicates,
+                dead_lettered=first.dead_lettered,
+                batches=c.batches,
+                lag=dict(c.lag),
+                last_commit=c.last_commit,
+                last_error=c.last_error,
+                idle_s=idle_s,
+                sinks=dict(c.sinks),
+                partitions=c.partitions,
+            )
+
+    def run(
+        self,
+        *,
+        until_idle: float | None = None,
+        max_events: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> StreamStats:
+        """Consume in the calling thread until stopped, idle or ``max_events`` are written.
+
+        Args:
+            until_idle: Return once caught up with no new record for this many seconds
+                (counted from the first partition assignment).
+            max_events: Return once this many records are written and committed.
+            stop: Set it (from another thread or a signal handler) for a graceful stop.
+
+        Raises:
+            ValueError: An argument is out of range.
+            RuntimeError: This instance is already running.
+        """
+        if until_idle is not None and until_idle < 0:
+            raise ValueError(f"until_idle must be >= 0, got {until_idle}")
+        if max_events is not None and max_events < 1:
+            raise ValueError(f"max_events must be >= 1, got {max_events}")
+        if not self._running.acquire(blocking=False):
+            raise RuntimeError(f"the {self.name} runtime is already running")
+        try:
+            self._set_state(StreamState.JOINING)
+            session = _Session(self, self._source_factory())
+            try:
+                session.loop(
+                    until_idle=until_idle, max_events=max_events, stop=stop or threading.Event()
+                )
+                self._set_state(StreamState.STOPPING)
+                session.drain(DRAIN_TIMEOUT_S)
+            finally:
+                session.close()
+        except BaseException as exc:
+            self._set_state(StreamState.FAILED, cause=describe(exc))
+            raise
+        finally:
+            self._running.release()
+        self._set_state(StreamState.STOPPED)
+        return self.stats
+
+    def close(self) -> None:
+        """Close every sink."""
+        for sink in self.sinks:
+            sink.close()
+
+    # Updates from the runtime's threads.
+
+    def _set_state(
+        self, state: StreamState, *, cause: str | None = None, waiting_on: str | None = None
+    ) -> None:
+        with self._lock:
+            c = self._counters
+            if state is not c.state or cause != c.cause:
+                c.since = datetime.now(UTC) if cause else None
+            if state is StreamState.IDLE and c.state is not StreamState.IDLE:
+                c.idle_since = time.monotonic()
+            c.state, c.cause, c.waiting_on = state, cause, waiting_on
+            if cause and state is not StreamState.WAITING_KAFKA:
+                c.last_error = cause
+
+    def _state(self) -> StreamState:
+        with self._lock:
+            return self._counters.state
+
+    def _record_written(self, pending: _Pending, *, committed: bool) -> None:
+        with self._lock:
+            c = self._counters
+            c.consumed += pending.batch.size
+            c.batches += 1
+            for sink, result in zip(self.sinks, pending.results, strict=True):
+                t = c.sinks[sink.name]
+                c.sinks[sink.name] = SinkTotals(
+                    t.stored + result.stored,
+                    t.duplicates + result.duplicates,
+                    t.dead_lettered + result.dead_lettered,
+                )
+            if committed:
+                c.last_commit = datetime.now(UTC)
+
+    def _record_error(self, text: str) -> None:
+        with self._lock:
+            self._counters.last_error = text
+
+    def _set_lag(self, lag: dict[int, int], partitions: int) -> None:
+        with self._lock:
+            self._counters.lag = lag
+            self._counters.partitions = partitions
+
+
+class _Session:
+    """One run: the source, the writer thread, the open batch and the backlog."""
+
+    def __init__(self, owner: StreamRuntime, source: Source) -> None:
+        self._owner = owner
+        self._source = source
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{owner.name}-writer")
+        self._backlog: deque[_Pending] = deque()
+        self._inflight: Future[None] | None = None
+        self._failed = False
+        self._retry_at = 0.0
+        self._backoff = Backoff()
+        self._fetched = 0
+        self._open: dict[int, list[Record]] = {}
+        self._open_count = 0
+        self._open_since: float | None = None
+        self._to_assign: set[int] = set()
+        self._paused = False
+        self._last_poll = time.monotonic()
+        self._idle_since: float | None = None
+        self._unreachable_since: float | None = None
+        self._incarnation = ""
+        self._rebalance_lock = threading.Lock()
+        self._revoked: set[int] = set()
+        self._newly_assigned: set[int] = set()
+        source.subscribe(self)
+
+    # Rebalance listener (kafka-python calls it on its IO thread: record, apply on the loop).
+
+    def revoked(self, partitions: set[int]) -> None:
+        inflight = self._inflight
+        if inflight is not None:  # let the write finish before the partitions move
+            wait([inflight], timeout=REVOKE_WAIT_S)
+        with self._rebalance_lock:
+            self._revoked |= partitions
+            self._newly_assigned -= partitions
+
+    def assigned(self, partitions: set[int]) -> None:
+        with self._rebalance_lock:
+            self._newly_assigned |= partitions
+
+    def _apply_rebalance(self) -> None:
+        with self._rebalance_lock:
+            revoked, self._revoked = self._revoked, set()
+            assigned, self._newly_assigned = self._newly_assigned, set()
+        if revoked:
+            for partition in revoked:
+                self._open_count -= len(self._open.pop(partition, ()))
+            kept: deque[_Pending] = deque()
+            for index, pending in enumerate(self._backlog):
+                if index == 0 and self._inflight is not None:
+                    kept.append(pending)
+                    continue
+                batch = pending.batch.without_partitions(revoked)
+                if batch is not None:
+                    kept.append(_Pending(batch, pending.assign))
+            self._backlog = kept
+            self._to_assign -= revoked
+        if assigned:
+            self._incarnation = self._source.incarnation()
+            self._to_assign |= assigned
+            self._idle_since = time.monotonic()
+
+    # The loop.
+
+    def loop(
+        self, *, until_idle: float | None, max_events: int | None, stop: threading.Event
+    ) -> None:
+        while not stop.is_set():
+            self._harvest()
+            if max_events is not None and self._fetched >= max_events and not self._backlog:
+                return
+            self._submit()
+            reached = max_events is not None and self._fetched + self._open_count >= max_events
+            if reached:
+                self._seal(force=True)
+            if reached or len(self._backlog) >= PIPELINE_DEPTH:
+                self._wait(stop)
+                continue
+            limit = self._owner.max_batch - self._open_count
+            if max_events is not None:
+                limit = min(limit, max_events - self._fetched - self._open_count)
+            self._fetch(max(limit, 0))
+            if (
+                until_idle is not None
+                and self._idle_since is not None
+                and time.monotonic() - self._idle_since >= until_idle
+            ):
+                if self._open_count:  # caught up: write what waits for its flush interval
+                    self._seal(force=True)
+                elif not self._backlog:
+                    return
+
+    def drain(self, timeout: float) -> None:
+        """Write and commit what was already polled, unless a sink is failing."""
+        self._seal(force=True)
+        deadline = time.monotonic() + timeout
+        while self._backlog:
+            if self._inflight is None:
+                if self._failed:
+                    return
+                self._inflight = self._writer.submit(self._persist, self._take_assign())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not wait([self._inflight], timeout=remaining).done:
+                return
+            self._harvest()
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=False, cancel_futures=True)
+        self._source.close()
+
+    # The writer thread.
+
+    def _persist(self, pending: _Pending) -> None:
+        owner = self._owner
+        batch = pending.batch
+        if pending.assign:
+            for sink in owner.sinks:
+                try:
+                    sink.assign(batch.topic, batch.incarnation, sorted(pending.assign))
+                except Exception as exc:
+                    raise _SinkFailed(sink.name, exc) from exc
+            pending.assign = set()
+        current = pending.kept[-1] if pending.kept else batch
+        for sink in owner.sinks[len(pending.results) :]:
+            try:
+                result = sink.write(current)
+            except Exception as exc:
+                raise _SinkFailed(sink.name, exc) from exc
+            current = result.kept if result.kept is not None else current
+            pending.results.append(result)
+            pending.kept.append(current)
+
+    def _take_assign(self) -> _Pending:
+        pending = self._backlog[0]
+        pending.assign |= self._to_assign
+        self._to_assign = set()
+        return pending
+
+    def _submit(self) -> None:
+        if self._inflight is None and self._backlog and time.monotonic() >= self._retry_at:
+            self._inflight = self._writer.submit(self._persist, self._take_assign())
+
+    def _harvest(self) -> None:
+        future = self._inflight
+        if future is None or not future.done():
+            return
+        self._inflight = None
+        exc = future.exception()
+        if exc is not None:
+            self._failed = True
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
+            self._report_failure(exc)
+            return
+        self._failed = False
+        self._backoff.reset()
+        pending = self._backlog.popleft()
+        committed = self._commit(pending.batch)
+        self._owner._record_written(pending, committed=committed)
+        if self._owner._state() in (StreamState.WAITING_SINK, StreamState.STALLED):
+            self._owner._set_state(StreamState.RUNNING)
+        self._refresh_lag()
+
+    def _report_failure(self, exc: BaseException) -> None:
+        sink = exc.sink if isinstance(exc, _SinkFailed) else self._owner.name
+        cause = exc.cause if isinstance(exc, _SinkFailed) else exc
+        if isinstance(cause, SinkUnavailable):
+            self._owner._set_state(
+                StreamState.WAITING_SINK, cause=str(cause), waiting_on=cause.sink
+            )
+            return
+        batch = self._backlog[0].batch
+        spans = ", ".join(
+            f"{batch.topic}:{p}:{first}-{batch.next_offsets[p] - 1}"
+            for p, first in sorted(batch.first_offsets.items())
+        )
+        self._owner._set_state(
+            StreamState.STALLED,
+            cause=f"batch at {spans} cannot be written by the {sink} sink: {describe(cause)}",
+            waiting_on=sink,
+        )
+
+    def _commit(self, batch: Batch) -> bool:
+        assigned = self._source.assignment()
+        offsets = {p: o for p, o in batch.next_offsets.items() if p in assigned}
+        if not offsets:
+            return False
+        try:
+            self._source.commit(offsets)
+        except CommitRejected as exc:  # a rebalance: the batch is written, re-reading is safe
+            self._owner._record_error(f"commit rejected: {exc}")
+            return False
+        return True
+
+    def _fetch(self, limit: int) -> None:
+        source = self._source
+        if self._paused:
+            source.resume_all()
+            self._paused = False
+        timeout = self._owner.poll_timeout_ms
+        if self._open_since is not None:
+            due = self._open_since + self._owner.flush_interval_s - time.monotonic()
+            timeout = min(timeout, max(0, int(due * 1000)))
+        records = source.poll(timeout_ms=timeout, max_records=limit) if limit else {}
+        self._last_poll = time.monotonic()
+        self._apply_rebalance()
+        if records:
+            self._add(records)
+        self._seal(force=False)
+        if records:
+            self._unreachable_since = None
+            return
+        self._check_kafka()
+        if not source.assignment():
+            return  # still joining the group
+        if self._idle_since is None:
+            self._idle_since = time.monotonic()
+        if self._backlog or self._open_count:
+            self._set_running()
+        else:
+            quiet = self._owner._state() not in (StreamState.WAITING_KAFKA, StreamState.STALLED)
+            if quiet and not self._failed:
+                self._owner._set_state(StreamState.IDLE)
+        self._refresh_lag()
+
+    def _check_kafka(self) -> None:
+        now = time.monotonic()
+        if self._source.connected():
+            self._unreachable_since = None
+            if self._owner._state() is StreamState.WAITING_KAFKA:
+                self._owner._set_state(StreamState.RUNNING)
+            return
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        elif now - self._unreachable_since >= KAFKA_GRACE_S and not self._failed:
+            self._owner._set_state(
+                StreamState.WAITING_KAFKA,
+                cause="Kafka unreachable (no group coordinator)",
+                waiting_on="kafka",
+            )
+
+    def _set_running(self) -> None:
+        if self._owner._state() in _STARTING:
+            self._owner._set_state(StreamState.RUNNING)
+
+    def _wait(self, stop: threading.Event) -> None:
+        """Wait for the write in flight or the next retry, keeping the group membership."""
+        source = self._source
+        if not self._paused:
+            source.pause(source.assignment())
+            self._paused = True
+        if self._inflight is not None:
+            wait([self._inflight], timeout=_WAIT_SLICE_S)
+        else:
+            stop.wait(min(_WAIT_SLICE_S, max(0.0, self._retry_at - time.monotonic())))
+        if time.monotonic() - self._last_poll >= MEMBERSHIP_POLL_S:
+            source.pause(source.assignment())  # partitions newly assigned by a rebalance
+            records = source.poll(timeout_ms=0, max_records=self._owner.max_batch)
+            self._last_poll = time.monotonic()
+            self._apply_rebalance()
+            if records:
+                self._add(records)
+
+    def _add(self, records: dict[int, Sequence[Record]]) -> None:
+        for partition, partition_records in records.items():
+            self._open.setdefault(partition, []).extend(partition_records)
+            self._open_count += len(partition_records)
+        if self._open_since is None:
+            self._open_since = time.monotonic()
+        self._idle_since = None
+        self._set_running()
+
+    def _seal(self, *, force: bool) -> None:
+        """Turn the open records into a backlog batch when it is full, old enough or forced."""
+        if not self._open_count:
+            return
+        due = (
+            force
+            or self._open_count >= self._owner.max_batch
+            or time.monotonic() - (self._open_since or 0.0) >= self._owner.flush_interval_s
+        )
+        if not due:
+            return
+        batch = decode_records(
+            self._source.topic,
+            self._incarnation or self._source.incarnation(),
+            sorted(self._open.items()),
+            now=datetime.now(UTC),
+        )
+        self._backlog.append(_Pending(batch))
+        self._fetched += batch.size
+        self._open, self._open_count, self._open_since = {}, 0, None
+
+    def _refresh_lag(self) -> None:
+        source = self._source
+        first: dict[int, int] = {}
+        for pending in self._backlog:
+            for partition, offset in pending.batch.first_offsets.items():
+                first.setdefault(partition, offset)
+        for partition, records in self._open.items():
+            if records:
+                first.setdefault(partition, records[0].offset)
+        lag = {}
+        assigned = source.assignment()
+        for partition in assigned:
+            highwater = source.highwater(partition)
+            start = first.get(partition)
+            if start is None:
+                start = source.position(partition)
+            if highwater is not None and start is not None:
+                lag[partition] = max(0, highwater - start)
+        if lag or not assigned:  # keep the last lag while Kafka is unreachable
+            self._owner._set_lag(lag, len(assigned))

@@ -1,0 +1,71 @@
+"""The one sink contract: write a batch durably, say what was stored, duplicated, rejected.
+
+A sink's `Sink.write` is called by the runtime (`sales_stream.stream.runtime`) once per
+checkpoint, possibly again with the same records after a crash or a failed attempt, so it
+must be idempotent. It returns a `SinkResult`; its ``kept`` batch is what the next sink of
+the chain receives (the MongoDB sink keeps the events it owns, so the rollups count each sale
+once). Errors:
+
+* `SinkUnavailable` — transient (server unreachable, timeout, not primary): the runtime
+  retries the same batch with backoff, pausing the partitions and keeping its group membership.
+* A record that can never be written is the sink's to turn into a dead letter (with a reason
+  such as ``unencodable``, ``too_large``, ``conflicting_duplicate``) and to move past.
+* Any other exception is a bug or an unknown failure: the runtime retries with backoff and
+  reports the batch as stalled, naming its positions and the error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sales_stream.stream.batch import Batch
+
+
+class SinkUnavailable(Exception):
+    """A transient failure: the batch can be written later (retry with backoff).
+
+    Args:
+        sink: Display name of the unavailable service (``"MongoDB"``, ``"lake"``...).
+        cause: The underlying error.
+    """
+
+    def __init__(self, sink: str, cause: BaseException) -> None:
+        super().__init__(f"{sink} unavailable: {type(cause).__name__}: {cause}")
+        self.sink = sink
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class SinkResult:
+    """What one `Sink.write` did.
+
+    Attributes:
+        stored: Records written by this call.
+        duplicates: Records already present (re-sent, or re-read after a crash).
+        dead_lettered: Rejected records written as dead letters.
+        kept: The batch handed to the next sink of the chain (``None``: the same batch).
+    """
+
+    stored: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    kept: Batch | None = None
+
+
+class Sink(Protocol):
+    """A destination of the stream (MongoDB, rollups, the Parquet lake, the Hyper extract)."""
+
+    #: Short name shown in stats (``"mongodb"``, ``"rollups"``, ``"lake"``, ``"hyper"``).
+    name: str
+
+    def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
+        """Load resume state for newly assigned partitions (called before the next write)."""
+
+    def write(self, batch: Batch) -> SinkResult:
+        """Write ``batch`` durably and idempotently; see the module doc for errors."""
+        ...
+
+    def close(self) -> None:
+        """Release the sink's resources."""

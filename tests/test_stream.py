@@ -1,0 +1,179 @@
+"""The streaming runtime's logic against an in-memory log and in-memory sinks (milliseconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import pytest
+
+from sales_stream.deadletters import MISSING_KEY
+from sales_stream.events import encode
+from sales_stream.generator import SaleGenerator
+from sales_stream.stream import (
+    Batch,
+    MemoryLog,
+    MemorySource,
+    SinkResult,
+    SinkUnavailable,
+    StreamRuntime,
+    StreamState,
+)
+
+
+class MemorySink:
+    """Records what it is given; fails on demand."""
+
+    def __init__(self, name: str = "memory", *, keep_first: int | None = None) -> None:
+        self.name = name
+        self.batches: list[Batch] = []
+        self.assigned: list[tuple[str, list[int]]] = []
+        self.failures: list[BaseException] = []
+        self.keep_first = keep_first
+
+    def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
+        self.assigned.append((incarnation, list(partitions)))
+
+    def write(self, batch: Batch) -> SinkResult:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.batches.append(batch)
+        kept = None if self.keep_first is None else batch.with_events(list(range(self.keep_first)))
+        return SinkResult(stored=len(batch.events), dead_lettered=len(batch.dead), kept=kept)
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.event_id for b in self.batches for e in b.events]
+
+    @property
+    def dead(self) -> list[str]:
+        return [d.reason for b in self.batches for d in b.dead]
+
+
+def fill(log: MemoryLog, n: int, *, partitions: int = 3, seed: int = 1) -> list[str]:
+    events = SaleGenerator(seed=seed).events(n)
+    for i, event in enumerate(events):
+        log.append(i % partitions, event.region.encode(), encode(event))
+    return [e.event_id for e in events]
+
+
+def runtime(log: MemoryLog, *sinks: MemorySink, **kw) -> StreamRuntime:
+    return StreamRuntime(lambda: MemorySource(log), sinks, name="test", poll_timeout_ms=0, **kw)
+
+
+def test_every_record_reaches_the_sinks_and_is_committed() -> None:
+    log = MemoryLog()
+    ids = fill(log, 500)
+    log.append(0, None, encode(SaleGenerator(seed=9).next_event()))
+    log.append(1, b"k", b"{not json")
+    sink = MemorySink()
+    stats = runtime(log, sink, max_batch=64).run(until_idle=0)
+    assert sorted(sink.ids) == sorted(ids)
+    assert sorted(sink.dead) == sorted([MISSING_KEY, "not_json"])
+    assert (stats.consumed, stats.stored, stats.dead_lettered) == (502, 500, 2)
+    assert log.committed == {p: len(log.partitions[p]) for p in log.partitions}
+    assert stats.state is StreamState.STOPPED
+    assert stats.total_lag == 0
+    assert sink.assigned == [("mem0", [0, 1, 2])]
+
+
+def test_a_transient_failure_is_retried_and_named() -> None:
+    log = MemoryLog()
+    ids = fill(log, 100)
+    sink = MemorySink()
+    sink.failures = [SinkUnavailable("MongoDB", ConnectionError("refused"))] * 2
+    rt = runtime(log, sink)
+    seen: list[StreamState] = []
+    original = sink.write
+
+    def spy(batch: Batch) -> SinkResult:
+        seen.append(rt.stats.state)
+        return original(batch)
+
+    sink.write = spy  # type: ignore[method-assign]
+    stats = rt.run(until_idle=0)
+    assert sorted(sink.ids) == sorted(ids)
+    assert StreamState.WAITING_SINK in seen
+    assert "MongoDB unavailable" in (stats.last_error or "")
+
+
+def test_an_unexpected_error_stalls_with_the_positions_and_keeps_the_lag() -> None:
+    log = MemoryLog()
+    fill(log, 30, partitions=1)
+    sink = MemorySink()
+    sink.failures = [ValueError("boom")] * 3
+    rt = runtime(log, sink)
+    states = []
+    original = sink.write
+
+    def spy(batch: Batch) -> SinkResult:
+        states.append(rt.stats)
+        return original(batch)
+
+    sink.write = spy  # type: ignore[method-assign]
+    rt.run(until_idle=0)
+    stalled = states[-1]  # the attempt after three failures
+    assert stalled.state is StreamState.STALLED
+    assert "sales:0:0-29" in (stalled.cause or "")
+    assert "ValueError: boom" in (stalled.cause or "")
+    assert stalled.total_lag == 30
+
+
+def test_a_chain_resumes_at_the_sink_that_failed_with_the_kept_batch() -> None:
+    log = MemoryLog()
+    fill(log, 10, partitions=1)
+    first, second = MemorySink("first", keep_first=4), MemorySink("second")
+    second.failures = [SinkUnavailable("rollups", TimeoutError())]
+    stats = runtime(log, first, second).run(until_idle=0)
+    assert len(first.batches) == 1  # not written again
+    assert len(second.ids) == 4
+    assert (stats.sinks["second"].stored, stats.stored) == (4, 10)
+
+
+def test_flush_interval_accumulates_polls_into_one_checkpoint() -> None:
+    log = MemoryLog()
+    fill(log, 90, partitions=3)
+    sink = MemorySink()
+    runtime(log, sink, max_batch=1000, flush_interval_s=0.05).run(until_idle=0.1)
+    assert len(sink.ids) == 90
+    assert len(sink.batches) == 1
+
+
+def test_max_events_stops_after_exactly_that_many_records() -> None:
+    log = MemoryLog()
+    fill(log, 100, partitions=1)
+    sink = MemorySink()
+    stats = runtime(log, sink, max_batch=30).run(max_events=50)
+    assert stats.consumed == 50
+    assert log.committed == {0: 50}
+
+
+def test_a_restarted_run_starts_at_the_commit() -> None:
+    log = MemoryLog()
+    fill(log, 40, partitions=2)
+    sink = MemorySink()
+    rt = runtime(log, sink)
+    rt.run(max_events=20)
+    fill(log, 10, partitions=2, seed=5)
+    rt.run(until_idle=0)
+    assert len(sink.ids) == 50 == len(set(sink.ids))
+
+
+def test_batches_carry_the_incarnation() -> None:
+    log = MemoryLog(incarnation="abc")
+    fill(log, 5)
+    sink = MemorySink()
+    runtime(log, sink).run(until_idle=0)
+    assert {b.incarnation for b in sink.batches} == {"abc"}
+    assert all(d.incarnation == "abc" for b in sink.batches for d in b.dead)
+
+
+def test_invalid_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one sink"):
+        StreamRuntime(lambda: MemorySource(MemoryLog()), [], name="x")
+    with pytest.raises(ValueError, match="max_batch"):
+        runtime(MemoryLog(), MemorySink(), max_batch=0)
+    assert dataclasses.is_dataclass(Batch)
