@@ -14,7 +14,7 @@ from pymongo.database import Database
 
 from sales_stream import queries
 from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
-from sales_stream.deadletters import dead_letter
+from sales_stream.deadletters import invalid_letter
 from sales_stream.events import InvalidEvent, SaleEvent, decode
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
@@ -51,7 +51,7 @@ def store(mongo: MongoClient, events: list[SaleEvent]) -> Iterator[Database]:
         invalid = decode(value)
         assert isinstance(invalid, InvalidEvent)
         dead.append(
-            dead_letter(
+            invalid_letter(
                 topic="sales",
                 partition=offset % 3,
                 offset=offset,
