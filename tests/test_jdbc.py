@@ -76,7 +76,7 @@ def test_tableau_style_session_over_pgjdbc(
     MongoSink(db).write(events, [])
     positions = [(0, offset) for offset in range(len(events))]
     RollupWriter(db).apply(Batch("sales", events, positions, [], {0: 0}, {0: len(events)}))
-    with connect(endpoints.sql_uri, dbname=db.name) as conn:
+    with connect(endpoints.sql_admin_uri.get_secret_value(), dbname=db.name) as conn:
         ensure_schema(conn, db)
 
     start, end = END - timedelta(days=2), END
