@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from sales_stream import infra
-from sales_stream.config import Mode, load_settings
+from sales_stream.config import Mode, Settings, load_settings
 
 _MODES = [m.value for m in Mode]
 
@@ -82,7 +82,7 @@ def _follow(log: Path, offset: int) -> int:
     return offset + end
 
 
-def _stopped_for_good(settings) -> bool:
+def _stopped_for_good(settings: Settings) -> bool:
     """True once no supervisor runs (a restart in progress is not a stop)."""
     if settings.mode is not Mode.EMBEDDED:
         return True
@@ -96,9 +96,14 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    endpoints = infra.status(load_settings(mode=args.mode))
+    settings = load_settings(mode=args.mode)
+    endpoints = infra.status(settings)
     if endpoints is None:
-        print("not running; start with: python -m sales_stream up")
+        if settings.mode is Mode.EMBEDDED and infra.embedded.supervisor_running(settings.state_dir):
+            log = _supervisor_log(settings.state_dir)
+            print(f"a server is restarting; see {log}")
+        else:
+            print("not running; start with: python -m sales_stream up")
         return 1
     print_endpoints(endpoints)
     return 0
