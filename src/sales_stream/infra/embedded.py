@@ -172,29 +172,37 @@ def stop(state_dir: Path) -> list[str]:
     return stopped
 
 
+def hold_server(state_dir: Path, name: str, *, kill: bool = False) -> None:
+    """Stop server ``name`` (SIGKILL if ``kill``) and keep it down until `release_server`."""
+    state_dir = state_dir.resolve()
+    hold_file(state_dir, name).touch()
+    entry = read_state(state_dir).get(name)
+    if _alive(entry, name):
+        terminate(entry["pid"], kill=kill)
+
+
+def release_server(state_dir: Path, name: str, *, timeout: float = READY_TIMEOUT_S) -> None:
+    """Let the supervisor start server ``name`` again (same ports); wait until it is back."""
+    old = read_state(state_dir.resolve()).get(name) or {}
+    hold_file(state_dir.resolve(), name).unlink(missing_ok=True)
+
+    def _back() -> bool:
+        entry = read_state(state_dir.resolve()).get(name)
+        return bool(entry) and entry["pid"] != old.get("pid") and _alive(entry, name)
+
+    if not wait_until(_back, timeout=timeout):
+        raise InfraError(f"the {name} did not restart within {timeout:.0f} s: {_seelog(state_dir)}")
+
+
 def stop_database(state_dir: Path, *, kill: bool = False) -> None:
     """Stop the database (SIGKILL if ``kill``) and keep it down until `restart_database`."""
-    state_dir = state_dir.resolve()
-    hold_file(state_dir, "database").touch()
-    entry = read_state(state_dir).get("database")
-    if _alive(entry, "database"):
-        terminate(entry["pid"], kill=kill)
+    hold_server(state_dir, "database", kill=kill)
 
 
 def restart_database(settings: Settings, *, timeout: float = READY_TIMEOUT_S) -> DatabaseProcess:
     """Let the supervisor start the database again (same ports and storage); wait for it."""
     state_dir = settings.state_dir.resolve()
-    old = read_state(state_dir).get("database") or {}
-    hold_file(state_dir, "database").unlink(missing_ok=True)
-
-    def _back() -> bool:
-        entry = read_state(state_dir).get("database")
-        return bool(entry) and entry["pid"] != old.get("pid") and _alive(entry, "database")
-
-    if not wait_until(_back, timeout=timeout):
-        raise InfraError(
-            f"the database did not restart within {timeout:.0f} s: {_seelog(state_dir)}"
-        )
+    release_server(state_dir, "database", timeout=timeout)
     database = DatabaseProcess(**read_state(state_dir)["database"])
     health.require_mongo(database.mongo_uri, timeout=timeout, setting=_seelog(state_dir))
     return database
