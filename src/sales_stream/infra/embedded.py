@@ -211,14 +211,18 @@ def restart_database(settings: Settings, *, timeout: float = READY_TIMEOUT_S) ->
 def sql_admin_password(state_dir: Path) -> str:
     """Return the SQL admin login's password for ``state_dir`` (created on first use, 0600)."""
     path = state_dir.resolve() / ADMIN_SECRET_FILE
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        password = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not path.exists():  # written whole, then linked: a concurrent reader never sees half
+        tmp = path.with_name(f".{ADMIN_SECRET_FILE}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(password)
-        return password
+            fh.write(secrets.token_urlsafe(24))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race: use its password
+        finally:
+            tmp.unlink()
+    return path.read_text(encoding="ascii").strip()
 
 
 def log_files(state_dir: Path) -> dict[str, Path]:
