@@ -278,7 +278,11 @@ def _arrow_type(column: Column, *, lake: bool) -> pa.DataType:
 
 
 def lake_file_schema() -> pa.Schema:
-    """Columns of a lake event file (``date`` and ``region`` are in the directory names)."""
+    """Columns of a lake event file (``date`` and ``region`` are in the directory names).
+
+    The fields are nullable in Arrow terms, as every file written so far declares them; the
+    sinks write only validated events, which have no null.
+    """
     import pyarrow as pa
 
     return pa.schema([(c.name, _arrow_type(c, lake=True)) for c in COLUMNS if c.lake is Lake.FILE])
