@@ -6,11 +6,13 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
 import pytest
 import sqlglot
+from tableauhyperapi import Connection, HyperProcess, Telemetry
 
 from sales_stream import contract
 from sales_stream.contract import COLUMNS, INGESTED_AT, Lake, Origin
@@ -125,9 +127,17 @@ def test_lake_schemas_are_the_contract_columns() -> None:
     assert set(DATASET_SCHEMA.names) == {c.name for c in COLUMNS if c.lake is not Lake.ABSENT}
 
 
-def test_hyper_table_is_the_tableau_columns() -> None:
-    assert [c.name.unescaped for c in hyper._DEFINITION.columns] == TABLEAU
-    assert hyper.ARROW_SCHEMA.names == TABLEAU
+def test_hyper_table_is_the_tableau_columns(tmp_path: Path) -> None:
+    path = tmp_path / "sales.hyper"
+    with HyperProcess(
+        Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters={"log_config": ""}
+    ) as p:
+        hyper.write_extract(p, path, hyper.ARROW_SCHEMA.empty_table(), watermark=datetime.now(UTC))
+        with Connection(p.endpoint, path) as conn:
+            written = conn.catalog.get_table_definition(hyper.EXTRACT_TABLE).columns
+    expected = [(name, sql) for name, sql, _ in contract.hyper_columns()]
+    assert [(c.name.unescaped, c.type) for c in written] == expected
+    assert [name for name, _ in expected] == hyper.ARROW_SCHEMA.names == TABLEAU
     assert hyper.WATERMARK_FIELD == INGESTED_AT
 
 

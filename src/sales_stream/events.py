@@ -1,12 +1,21 @@
-"""The sale event contract: the `SaleEvent` schema, its JSON wire format and its validation.
+r"""The sale event contract: the `SaleEvent` schema, its JSON wire format and its validation.
 
 Wire format: one compact UTF-8 JSON object per Kafka message, with exactly the fields of
 `SaleEvent` (schema version 1). `decode` is the single validation gate of the pipeline: it
 never raises and returns either a `SaleEvent` or an `InvalidEvent` whose `reason` is a
 specific `InvalidReason` code and whose `detail` names the offending field and value.
 
+The fields, their order, types and bounds come from the schema contract
+(`sales_stream.contract`), which also publishes them as a JSON Schema
+(``docs/sale_event.schema.json``); `SaleEvent` must declare exactly those fields.
+
 Decisions of the contract:
 
+* A key that appears twice in any JSON object is rejected
+  (`InvalidReason.DUPLICATE_JSON_KEY`) rather than letting the last value win; a ``\u``
+  escape that leaves a lone UTF-16 surrogate in a key or value (``{"\ud800": 1}``) is
+  rejected as `InvalidReason.LONE_SURROGATE` (it cannot be encoded to UTF-8, hence not
+  stored); a detail never carries such a character (it is shown escaped).
 * Unknown extra fields are rejected (`InvalidReason.UNKNOWN_FIELD`): schema version 1 is
   closed, any new field comes with a new ``schema_version``; nothing is silently dropped.
 * ``ts`` must carry a UTC offset (naive → `InvalidReason.NAIVE_TIMESTAMP`). Non-UTC offsets
