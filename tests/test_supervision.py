@@ -174,3 +174,47 @@ def test_services_outlive_clients_and_stop_with_their_owner(tmp_path: Path) -> N
     assert embedded.status(state_dir) is None
     log = embedded.log_files(state_dir)["supervisor"].read_text()
     assert f"owner process {owner.pid} exited" in log
+
+
+LAB = """
+import sys
+from jupyter_client.manager import start_new_kernel
+
+code = sys.argv[1]
+for name in ("first", "second"):
+    manager, client = start_new_kernel(kernel_name="python3")
+    reply = client.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    client.stop_channels()
+    manager.shutdown_kernel(now=False)
+    print(name, "kernel shut down", flush=True)
+sys.stdin.read()  # JupyterLab stays up until the test closes stdin
+"""
+
+
+def test_kernels_come_and_go_and_the_lab_server_owns_the_services(tmp_path: Path) -> None:
+    """Real Jupyter kernels (jupyter_client, as JupyterLab starts them) use the services."""
+    state_dir = tmp_path / "state"
+    code = (
+        "from sales_stream import infra\n"
+        "from sales_stream.config import Settings\n"
+        f"infra.up(Settings(_env_file=None, state_dir={str(state_dir)!r}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}
+    lab = subprocess.Popen(
+        [sys.executable, "-c", LAB, code],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert lab.stdout.readline().strip() == "first kernel shut down"
+        services = embedded.status(state_dir)
+        assert services is not None  # the first kernel is gone, the services are not
+        assert services.owner_pid == lab.pid
+        assert lab.stdout.readline().strip() == "second kernel shut down"
+        assert embedded.status(state_dir) == services  # the second kernel reused them
+        assert kafka_ready(services.kafka.bootstrap)
+    finally:
+        lab.stdin.close()
+        lab.wait(timeout=60)
+    pids = [services.kafka.pid, services.database.pid, services.supervisor_pid]
+    assert wait_until(lambda: not any(pid_alive(pid) for pid in pids), timeout=30)
