@@ -86,7 +86,7 @@ def main() -> int:
         with infra.up(settings) as endpoints:
             stack = Stack.from_settings(settings, endpoints=endpoints)
             stack.ensure_topic()
-            setup_endpoint(endpoints, settings, stack.db)
+            setup_endpoint(endpoints, stack.db)
             extract = work / "sales.hyper"
             workers = [
                 stack.consumer_worker(),

@@ -80,7 +80,7 @@ def _huge_key() -> bytes:
 @pytest.mark.parametrize(
     ("poison", "reason"),
     [
-        ((b"Bretagne", _surrogate_key_sale()), "unknown_field"),
+        ((b"Bretagne", _surrogate_key_sale()), "lone_surrogate"),
         ((_huge_key(), b"{bad"), "not_json"),
     ],
     ids=["lone_surrogate_key", "17MB_key_bad_value"],
@@ -126,7 +126,8 @@ def test_lake_and_mongodb_apply_one_contract(
     ]
     null_keys = [(None, encode(e)) for e in SaleGenerator(4).events(25)]
     stream = [*sales(events), *sales(events[100:160]), *null_keys, *sales(conflicting)]
-    stream += [(b"Bretagne", b"not json"), (b"Bretagne", b'{"amount": 1, "amount": 2}')]
+    duplicate_key = encode(events[0])[:-1] + b',"amount":1}'
+    stream += [(b"Bretagne", b"not json"), (b"Bretagne", duplicate_key)]
     produce(endpoints.kafka_bootstrap, topic, stream)
 
     stack = Stack(settings.model_copy(update={"topic": topic, "db": db.name}), endpoints)
@@ -156,6 +157,7 @@ def test_lake_and_mongodb_apply_one_contract(
     reasons = [r for _, _, r in mongo_letters]
     assert reasons.count(MISSING_KEY) == 25
     assert reasons.count(CONFLICTING_DUPLICATE) == 30
+    assert "duplicate_json_key" in reasons
     assert rollup_totals(db) == [(1200, cents(events))] * 2
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 
+import bson
 import pytest
 
-from sales_stream.deadletters import MISSING_KEY
+from sales_stream.deadletters import MISSING_KEY, dead_letter
 from sales_stream.events import encode
 from sales_stream.generator import SaleGenerator
 from sales_stream.stream import (
@@ -169,6 +171,27 @@ def test_batches_carry_the_incarnation() -> None:
     runtime(log, sink).run(until_idle=0)
     assert {b.incarnation for b in sink.batches} == {"abc"}
     assert all(d.incarnation == "abc" for b in sink.batches for d in b.dead)
+
+
+def test_a_dead_letter_is_always_storable() -> None:
+    key = b"\xff" * (17 * 1024 * 1024)
+    letter = dead_letter(
+        topic="sales",
+        partition=2,
+        offset=1234,
+        key=key,
+        value=b"{bad" * 10_000,
+        reason="not_json",
+        detail="field '\ud800' " * 1000,
+        incarnation="abc",
+    )
+    document = letter.to_document()
+    assert len(bson.encode(document)) < 16 * 1024
+    assert document["_id"] == "abc:sales:2:1234"
+    assert document["key_size"] == len(key)
+    assert document["raw_sha256"] == hashlib.sha256(b"{bad" * 10_000).hexdigest()
+    minimal = letter.minimal("refused").to_document()
+    assert (minimal["key"], minimal["raw"], minimal["raw_size"]) == (None, None, 40_000)
 
 
 def test_invalid_arguments_are_refused() -> None:

@@ -116,7 +116,7 @@ def _live_pipeline(
     stack = Stack.from_settings(settings, endpoints=endpoints)
     bootstrap = endpoints.kafka_bootstrap
     stack.ensure_topic()
-    tables = setup_endpoint(endpoints, settings, stack.db)
+    tables = setup_endpoint(endpoints, stack.db)
     progress(f"[sql] {', '.join(tables)} at {endpoints.sql_uri}")
     workers = [
         stack.consumer_worker(),

@@ -44,6 +44,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
+from sales_stream.contract import INGESTED_AT
 from sales_stream.deadletters import (
     TOO_LARGE,
     UNENCODABLE,
@@ -61,8 +62,6 @@ DEAD_LETTERS = "dead_letters"
 DUPLICATE_KEY = 11000
 #: Field of a sale document: the ``incarnation:partition:offset`` that first stored it.
 SOURCE_FIELD = "src"
-#: Field of a sale document: the sink's UTC clock when it was written.
-INGESTED_FIELD = "ingested_at"
 #: Server codes of failures that pass (shutdown, not primary, timeouts, network).
 TRANSIENT_CODES = frozenset(
     {6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64, 112, 117}
@@ -230,7 +229,7 @@ class MongoSink:
         docs = []
         for event, (partition, offset) in zip(events, batch.positions, strict=True):
             doc = event.to_document()
-            doc[INGESTED_FIELD] = now
+            doc[INGESTED_AT] = now
             doc[SOURCE_FIELD] = source_id(batch.incarnation, partition, offset)
             docs.append(doc)
         inserted, duplicate, refused = insert_documents(self._sales, docs)

@@ -10,7 +10,7 @@ answers it exactly (`sales_stream.sql.schema`):
 * ``sales`` (one row per sale) otherwise: minutes, or bounds inside an hour (or a day, for
   products).
 
-The rollups only count sales consumed with a `sales_stream.rollups.RollupWriter` hook.
+The rollups only count sales consumed through a `sales_stream.rollups.RollupSink`.
 """
 
 from __future__ import annotations
