@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import statistics
+import tempfile
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
 
+import pantab
 from kafka import KafkaProducer
 
+from sales_stream import infra
+from sales_stream.app import Stack
+from sales_stream.config import Settings
+from sales_stream.contract import INGESTED_AT
 from sales_stream.events import SaleEvent, encode
+from sales_stream.producer import ProducerStats, ProducerThread
+from sales_stream.rollups import HOURLY, totals
+from sales_stream.sinks.mongo import SALES
+from sales_stream.sql.schema import setup_endpoint
 
 
 def produce(bootstrap: str, topic: str, events: Sequence[SaleEvent]) -> float:
@@ -20,3 +35,119 @@ def produce(bootstrap: str, topic: str, events: Sequence[SaleEvent]) -> float:
     rate = len(events) / (time.perf_counter() - start)
     producer.close()
     return rate
+
+
+class ExtractObserver(threading.Thread):
+    """Reads the extract's ids whenever it is published; records when each sale appeared.
+
+    ``seen`` maps an event id to ``(seen_at, seen_at - ts)`` in epoch seconds.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.seen: dict[str, tuple[float, float]] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Poll the file's modification time until stopped."""
+        published = 0.0
+        while not self.stop_event.wait(0.1):
+            try:
+                mtime = self.path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if mtime == published:
+                continue
+            published = mtime
+            now = time.time()
+            frame = pantab.frame_from_hyper_query(
+                self.path, 'SELECT "event_id", "ts" FROM "Extract"."Extract"'
+            )
+            for event_id, ts in zip(frame["event_id"], frame["ts"], strict=True):
+                if event_id not in self.seen:
+                    self.seen[event_id] = (now, now - ts.replace(tzinfo=UTC).timestamp())
+
+
+def percentiles(values: Sequence[float]) -> tuple[str, float]:
+    """``p50 / p95 / max`` text and the p95 of ``values`` in seconds."""
+    if len(values) < 20:
+        return "n/a", float("inf")
+    cuts = statistics.quantiles(values, n=100)
+    return f"p50 {cuts[49]:.2f} s, p95 {cuts[94]:.2f} s, max {max(values):.2f} s", cuts[94]
+
+
+@dataclass
+class FullRun:
+    """What `run_every_feature` measured.
+
+    Attributes:
+        sent: The producer's final stats.
+        mongo: ``(ingested_at, ingested_at - ts)`` of every stored sale, epoch seconds.
+        extract: ``(seen_at, seen_at - ts)`` of every sale seen in the extract.
+        drain_s: Seconds from the last send until every runtime had consumed everything.
+        rollup_sales: Sales counted in the hourly rollup.
+    """
+
+    sent: ProducerStats
+    mongo: list[tuple[float, float]]
+    extract: list[tuple[float, float]]
+    drain_s: float
+    rollup_sales: int
+
+
+def run_every_feature(rate: float, seconds: float) -> FullRun:
+    """``make run``'s runtimes on fresh embedded services, fed at ``rate`` for ``seconds``.
+
+    The consumer with its rollups, the lake and the Hyper extract; freshness is read from the
+    stores after the run.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        settings = Settings(_env_file=None, state_dir=work / "state")
+        with infra.up(settings) as endpoints:
+            stack = Stack.from_settings(settings, endpoints=endpoints)
+            stack.ensure_topic()
+            setup_endpoint(endpoints, stack.db)
+            extract = work / "sales.hyper"
+            workers = [
+                stack.consumer_worker(),
+                stack.lake_worker(work / "lake", flush_seconds=5.0),
+                stack.hyper_worker(extract, flush_seconds=1.0),
+            ]
+            observer = ExtractObserver(extract)
+            for worker in workers:
+                worker.start()
+            observer.start()
+            for worker in workers:
+                worker.wait_idle(idle_s=0.5, timeout=60)  # joined, nothing to read yet
+            producer = ProducerThread(
+                endpoints.kafka_bootstrap,
+                settings.topic,
+                rate=rate,
+                max_events=int(rate * seconds),
+                seed=11,
+            )
+            producer.start()
+            producer.wait(timeout=seconds * 3 + 30)
+            sent = producer.stop()
+            ended = time.monotonic()
+            while any(w.stats.consumed < sent.acked for w in workers):
+                if time.monotonic() - ended > 120:
+                    break
+                time.sleep(0.05)
+            drain_s = time.monotonic() - ended
+            time.sleep(1.5)
+            observer.stop_event.set()
+            observer.join()
+            for worker in workers:
+                worker.stop()
+                worker.runtime.close()
+            docs = stack.db[SALES].find({}, {"ts": 1, INGESTED_AT: 1})
+            mongo = [
+                (d[INGESTED_AT].timestamp(), (d[INGESTED_AT] - d["ts"]).total_seconds())
+                for d in docs
+            ]
+            rollup_sales, _ = totals(stack.db, HOURLY)
+            stack.close()
+    return FullRun(sent, mongo, list(observer.seen.values()), drain_s, rollup_sales)
