@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sales_stream.groups import HYPER_GROUP, LAKE_GROUP, MONGO_GROUP
 from sales_stream.stream.runtime import StreamRuntime
 from sales_stream.stream.worker import StreamWorker
 
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from sales_stream.infra import Endpoints
     from sales_stream.stream.sink import Sink
 
-#: Consumer groups of the three runtimes (each keeps its own offsets).
-MONGO_GROUP = "sales-mongo"
-LAKE_GROUP = "sales-lake"
-HYPER_GROUP = "sales-hyper"
 #: The loop polls at least every second, so a short limit is safe; it also bounds how long
 #: a rebalance waits for a member that died mid-join.
 MAX_POLL_INTERVAL_MS = 30_000

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 
 from sales_stream.cli.argtypes import non_negative_float, positive_int
+from sales_stream.groups import MONGO_GROUP
 
 PROGRESS_EVERY_S = 2.0
-#: The default group of `sales_stream.app.Stack.consumer` (kept here for a light import).
-DEFAULT_GROUP = "sales-mongo"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "consume",
         help="consume the sales topic into MongoDB and its rollups (Ctrl-C stops gracefully)",
     )
-    parser.add_argument("--group", default=DEFAULT_GROUP, help="consumer group id")
+    parser.add_argument("--group", default=MONGO_GROUP, help="consumer group id")
     parser.add_argument(
         "--until-idle",
         type=non_negative_float,

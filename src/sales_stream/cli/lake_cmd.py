@@ -6,11 +6,10 @@ import argparse
 from datetime import date
 
 from sales_stream.cli.argtypes import positive_float, positive_int
+from sales_stream.groups import LAKE_GROUP
 
 #: Seconds between two progress lines while the sink runs.
 PROGRESS_EVERY_S = 10.0
-#: The default group of `sales_stream.app.Stack.lake` (kept here for a light import).
-DEFAULT_GROUP = "sales-lake"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lake.add_argument(
         "--flush-seconds", type=positive_float, default=30.0, metavar="S", help="run: flush age"
     )
-    lake.add_argument("--group", default=DEFAULT_GROUP, help="run: consumer group")
+    lake.add_argument("--group", default=LAKE_GROUP, help="run: consumer group")
     lake.add_argument(
         "--before",
         type=date.fromisoformat,
