@@ -110,11 +110,7 @@ def run_every_feature(rate: float, seconds: float) -> FullRun:
             stack.ensure_topic()
             setup_endpoint(endpoints, stack.db)
             extract = work / "sales.hyper"
-            workers = [
-                stack.consumer_worker(),
-                stack.lake_worker(work / "lake", flush_seconds=5.0),
-                stack.hyper_worker(extract, flush_seconds=1.0),
-            ]
+            workers = stack.live_workers(lake=work / "lake", hyper=extract)
             observer = ExtractObserver(extract)
             for worker in workers:
                 worker.start()

@@ -71,9 +71,10 @@ def consume(
 ) -> float:
     """Consume the topic into ``db``; return the rate in events/s."""
     stack = Stack(settings.model_copy(update={"topic": TOPIC, "db": db}), endpoints)
-    consumer = stack.consumer(group_id=f"bench_{db}", rollups=rollups)
     start = time.perf_counter()
-    stats = consumer.run(max_events=n)
+    stats = stack.consumer(group_id=f"bench_{db}").run(max_events=n)
+    if rollups:
+        stack.rollups(group_id=f"bench_{db}_rollups").run(max_events=n)
     stack.close()
     if stats.stored != n:
         raise SystemExit(f"consumed {stats.stored} sales into {db}, expected {n}")

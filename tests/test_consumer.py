@@ -60,6 +60,13 @@ def make_consumer(
     return stack_for(settings, endpoints, topic, db).consumer(group_id=group, **kw)
 
 
+def count_rollups(
+    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group: str
+) -> None:
+    """Run the rollups (their own group, behind the consumer) until they caught up."""
+    stack_for(settings, endpoints, topic, db).rollups(group_id=f"{group}-r").run(until_idle=1)
+
+
 def make_thread(
     settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group: str, **kw
 ) -> StreamWorker:
@@ -93,6 +100,7 @@ def test_round_trip_stores_every_event_and_commits(
         e.event_id: e for e in events
     }
     assert all(doc["ingested_at"].tzinfo is not None for doc in docs.values())
+    count_rollups(settings, endpoints, topic, db, group_id)
     assert rollup_totals(db) == [(3000, sum(round(e.amount * 100) for e in events))] * 2
     assert list(db[SALES].index_information()) == ["_id_"]  # the hot collection: _id only
     # Offsets were committed: the same group finds nothing left to read.
@@ -122,6 +130,7 @@ def test_resent_events_are_counted_as_duplicates(
     assert {d["detail"].split()[1] for d in letters} == {e.event_id for e in changed}
     assert all(d["detail"].count("sha256") == 1 and "this one" in d["detail"] for d in letters)
     # The rollups count each sale once: no re-send, no conflicting version.
+    count_rollups(settings, endpoints, topic, db, group_id)
     assert rollup_totals(db) == [(1500, sum(round(e.amount * 100) for e in events))] * 2
 
 
@@ -277,6 +286,7 @@ def test_two_members_share_the_topic_without_loss(
     assert sum(s.stored for s in final) == 4000
     assert sum(s.consumed for s in final) == 4000 + sum(s.duplicates for s in final)
     assert set(db[SALES].distinct("_id")) == {e.event_id for e in events}
+    count_rollups(settings, endpoints, topic, db, group_id)
     assert rollup_totals(db)[0] == (4000, sum(round(e.amount * 100) for e in events))
 
 

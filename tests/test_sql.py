@@ -277,7 +277,8 @@ def test_live_through_the_consumer_with_replays(
         producer.flush()
 
     def consume(group: str, count: int, *, max_batch: int) -> None:
-        stack.consumer(group_id=group, max_batch=max_batch, rollups=True).run(max_events=count)
+        stack.consumer(group_id=group, max_batch=max_batch).run(max_events=count)
+        stack.rollups(group_id=f"{group}_rollups").run(max_events=count)
 
     try:
         produce(events[:half])

@@ -6,10 +6,8 @@ consumer, lake and extract runtimes here, so they cannot disagree on what a cons
 for a worker again (a notebook cell re-run) stops the one built before.
 
     stack = Stack.from_settings(load_settings())
-    consumer = stack.consumer_worker()   # MongoDB sales + dead letters, then the rollups
-    lake = stack.lake_worker("lake")     # the Parquet lake, its own group
-    hyper = stack.hyper_worker("out/sales.hyper")
-    for worker in (consumer, lake, hyper):
+    workers = stack.live_workers(lake="lake", hyper="out/sales.hyper")
+    for worker in workers:  # MongoDB, the rollups, the lake, the extract: one group each
         worker.start()
 """
 
@@ -20,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sales_stream.groups import HYPER_GROUP, LAKE_GROUP, MONGO_GROUP
+from sales_stream.groups import HYPER_GROUP, LAKE_GROUP, MONGO_GROUP, ROLLUP_GROUP
 from sales_stream.stream.runtime import StreamRuntime
 from sales_stream.stream.worker import StreamWorker
 
@@ -35,9 +33,8 @@ if TYPE_CHECKING:
 #: The loop polls at least every second, so a short limit is safe; it also bounds how long
 #: a rebalance waits for a member that died mid-join.
 MAX_POLL_INTERVAL_MS = 30_000
-#: The consumer gathers polls for up to this long: the rollups' upserts (one per cell touched)
-#: then serve more sales each.
-CONSUMER_FLUSH_S = 0.5
+#: The rollups' checkpoint interval: each upsert (one per cell) then serves many sales.
+ROLLUP_FLUSH_S = 2.0
 #: A hung MongoDB must not block a write attempt forever.
 SOCKET_TIMEOUT_MS = 60_000
 
@@ -94,33 +91,42 @@ class Stack:
     # Runtimes.
 
     def consumer(
-        self,
-        *,
-        group_id: str = MONGO_GROUP,
-        db: str | None = None,
-        rollups: bool | None = None,
-        max_batch: int = 5000,
-        flush_seconds: float = CONSUMER_FLUSH_S,
+        self, *, group_id: str = MONGO_GROUP, db: str | None = None, max_batch: int = 5000
     ) -> StreamRuntime:
-        """Kafka → MongoDB (sales, dead letters) → rollups (unless turned off in settings).
+        """Kafka → MongoDB: the sales (``_id`` only) and the dead letters.
 
         Args:
             group_id: Consumer group.
             db: Database name (default: the settings').
-            rollups: Keep the rollups (default: ``settings.sql_rollups``).
             max_batch: Most records per checkpoint.
-            flush_seconds: Gather polls for up to this long per checkpoint (fewer, fuller
-                rollup upserts at a small latency cost).
         """
-        from sales_stream.rollups import RollupSink
         from sales_stream.sinks.mongo import MongoSink
 
+        sink = MongoSink(self.mongo[db or self.settings.db])
+        return self._runtime("mongodb", group_id, [sink], max_batch=max_batch)
+
+    def rollups(
+        self,
+        *,
+        group_id: str = ROLLUP_GROUP,
+        db: str | None = None,
+        flush_seconds: float = ROLLUP_FLUSH_S,
+    ) -> StreamRuntime:
+        """Kafka → the rollups, behind the consumer: the sales it stored, one upsert per cell.
+
+        Its own group and cadence: a checkpoint every ``flush_seconds`` serves thousands of
+        sales per upsert, and the consumer's write path stays an ``insert_many``.
+        """
+        from sales_stream.rollups import RollupSink
+        from sales_stream.sinks.mongo import StoredSales
+
         database = self.mongo[db or self.settings.db]
-        sinks: list[Sink] = [MongoSink(database)]
-        if self.settings.sql_rollups if rollups is None else rollups:
-            sinks.append(RollupSink(database))
         return self._runtime(
-            "mongodb", group_id, sinks, max_batch=max_batch, flush_interval_s=flush_seconds
+            "rollups",
+            group_id,
+            [StoredSales(database), RollupSink(database)],
+            max_batch=50_000,
+            flush_interval_s=flush_seconds,
         )
 
     def lake(
@@ -159,6 +165,28 @@ class Stack:
         """`consumer` in a background thread; replaces this process's previous one."""
         runtime = self.consumer(**options)  # type: ignore[arg-type]
         return _replace(runtime, str(options.get("group_id", MONGO_GROUP)))
+
+    def rollups_worker(self, **options: object) -> StreamWorker:
+        """`rollups` in a background thread; replaces this process's previous one."""
+        runtime = self.rollups(**options)  # type: ignore[arg-type]
+        return _replace(runtime, str(options.get("group_id", ROLLUP_GROUP)))
+
+    def live_workers(
+        self, *, lake: str | Path | None = None, hyper: str | Path | None = None
+    ) -> list[StreamWorker]:
+        """What ``make run`` runs: the consumer, the rollups, the lake and the extract.
+
+        The rollups unless ``settings.sql_rollups`` is off; the lake and the extract where a
+        path is given.
+        """
+        workers = [self.consumer_worker()]
+        if self.settings.sql_rollups:
+            workers.append(self.rollups_worker())
+        if lake is not None:
+            workers.append(self.lake_worker(lake, flush_seconds=5.0))
+        if hyper is not None:
+            workers.append(self.hyper_worker(hyper, flush_seconds=1.0))
+        return workers
 
     def lake_worker(self, path: str | Path | None = None, **options: object) -> StreamWorker:
         """`lake` in a background thread; replaces this process's previous one."""

@@ -81,8 +81,7 @@ class DeadLetter:
     @property
     def dead_letter_id(self) -> str:
         """Deterministic id, so that re-processing a record after a crash never duplicates it."""
-        position = f"{self.topic}:{self.partition}:{self.offset}"
-        return f"{self.incarnation}:{position}" if self.incarnation else position
+        return position_id(self.incarnation, self.topic, self.partition, self.offset)
 
     def raw_text(self) -> str | None:
         """The payload decoded as UTF-8 with replacement characters (for display)."""
@@ -110,6 +109,12 @@ class DeadLetter:
     def minimal(self, why: str) -> DeadLetter:
         """The last-resort record: position, reason, sizes and hash only."""
         return replace(self, key=None, raw=None, detail=storable_text(why, MAX_DETAIL_CHARS))
+
+
+def position_id(incarnation: str, topic: str, partition: int, offset: int) -> str:
+    """The id of a Kafka record across topic incarnations (a dead letter's ``_id``)."""
+    position = f"{topic}:{partition}:{offset}"
+    return f"{incarnation}:{position}" if incarnation else position
 
 
 def dead_letter(

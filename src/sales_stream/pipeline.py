@@ -118,11 +118,7 @@ def _live_pipeline(
     stack.ensure_topic()
     tables = setup_endpoint(endpoints, stack.db)
     progress(f"[sql] {', '.join(tables)} at {endpoints.sql_uri}")
-    workers = [
-        stack.consumer_worker(),
-        stack.lake_worker(out / "lake", flush_seconds=5.0),
-        stack.hyper_worker(out / "sales.hyper", flush_seconds=5.0),
-    ]
+    workers = stack.live_workers(lake=out / "lake", hyper=out / "sales.hyper")
     for worker in workers:
         worker.start()
     try:

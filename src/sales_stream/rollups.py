@@ -7,15 +7,17 @@ sales), ``quantity``, ``amount`` (revenue), the UTC start of its bucket (``hour_
 ``day_start``), its dimensions and the region's ``lat``/``lon`` (its capital, as
 `sales_stream.queries.revenue_by_region`), and is indexed on (region, bucket start).
 
-`RollupSink` follows `sales_stream.sinks.mongo.MongoSink` in the runtime's chain: it receives
-only the sales that sink *kept* — stored now, or stored earlier by the same Kafka record (a
-replay after a crash) — never a re-sent duplicate. A batch is aggregated in memory and written
-as one upsert per cell (not per sale). It may see a batch again after a crash or a rebalance,
-with other boundaries; each sale still counts once thanks to **offset fences**: a cell holds
-``fence.<incarnation>:<topic>:<partition>``, the last offset of that partition already added
-to it. The incarnation (`sales_stream.stream.source.incarnation_of`: the broker's cluster id,
-fresh per start of the memory-only embedded broker) makes the fence survive a broker restart
-that starts offsets again at 0. Partitions are consumed in offset order from the last commit,
+`RollupSink` runs in its own runtime (`sales_stream.app.Stack.rollups`, its own consumer
+group), behind `sales_stream.sinks.mongo.StoredSales`: it receives only the sales the consumer
+stored from these very records — never a re-send, a conflicting version or a dead letter.
+A checkpoint (every two seconds) is aggregated in memory and written as one upsert per cell
+(not per sale), so the consumer's own write path stays one ``insert_many``. It may see a
+batch again after a crash or a rebalance, with other boundaries; each sale still counts once
+thanks to **offset fences**: a cell holds ``fence.<incarnation>:<topic>:<partition>``, the
+last offset of that partition already added to it. The incarnation
+(`sales_stream.stream.source.incarnation_of`: the broker's cluster id, fresh per start of
+the memory-only embedded broker) makes the fence survive a broker restart that starts offsets
+again at 0. Partitions are consumed in offset order from the last commit,
 so every offset at or below the fence is in the sums and every offset above it is not. One
 single-document update adds a batch's contribution and moves the fence, so a crash leaves each
 cell either before or after the batch. The normal path is one unordered bulk of upserts guarded

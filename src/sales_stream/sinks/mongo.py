@@ -5,8 +5,7 @@ partition, offset). A batch goes in with one ``insert_many(ordered=False)`` per 
 A duplicate key (code 11000) is read back and classified:
 
 * the stored sale came from the same position (``src``): a batch re-read after a crash — the
-  sale belongs to this record, so it is *kept* for the next sinks (the rollups count it once,
-  thanks to their fences);
+  sale belongs to this record, so it is *kept* for the next sinks of the chain;
 * same content from another position: an exact re-send, a counted duplicate, not kept;
 * different content: a ``conflicting_duplicate`` dead letter with both versions' hashes.
 
@@ -16,9 +15,10 @@ unencodable) is permanent: a sale becomes a dead letter, a dead letter falls bac
 minimal form (`DeadLetter.minimal`), and the batch moves on.
 
 The hot ``sales`` collection carries no secondary index (each costs about one insert on the
-embedded server): dashboards and SQL read the rollups (`sales_stream.sinks.rollups`), the
-Hyper extract is fed by its own runtime. Every sale also gets ``ingested_at`` (the sink's UTC
-clock at the write, for freshness) and ``src`` (the position that first stored it).
+embedded server): dashboards and SQL read the rollups (`sales_stream.rollups`, their own
+runtime behind `StoredSales`), the Hyper extract is fed by its own runtime. Every sale also
+gets ``ingested_at`` (the sink's UTC clock at the write, for freshness) and ``src`` (the
+position that first stored it).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from sales_stream.deadletters import (
     conflict_letter,
     dead_letter,
     event_hash,
+    position_id,
 )
 from sales_stream.events import encode, event_from_document
 from sales_stream.stream.batch import Batch
@@ -321,3 +322,72 @@ class MongoSink:
                 f"MongoDB refuses even the minimal dead letter {first.dead_letter_id}: "
                 f"{still[next(iter(still))][1]}"
             )
+
+
+class StoredSales:
+    """Keeps the sales MongoDB stored from these very records (`sales_stream.stream.Sink`).
+
+    Put first in the chain of a runtime that follows the consumer in its own group (the
+    rollups): a sale counts only if ``sales`` holds it with this record's ``src``, so a
+    re-send or a conflicting version is skipped, as the consumer skipped it; a record the
+    consumer dead-lettered is skipped too. A sale the consumer has not written yet makes the
+    batch wait (`SinkUnavailable`, retried with backoff).
+
+    Args:
+        db: The database the consumer writes.
+    """
+
+    name = "stored"
+
+    def __init__(self, db: Database) -> None:
+        self._sales = db[SALES]
+        self._dead_letters = db[DEAD_LETTERS]
+
+    def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
+        """Nothing to load."""
+
+    def close(self) -> None:
+        """The database's client belongs to the caller."""
+
+    def write(self, batch: Batch) -> SinkResult:
+        """Keep the events stored from their own position; see the class doc."""
+        try:
+            return self._keep(batch)
+        except PyMongoError as exc:
+            raise (unavailable(exc) if is_transient(exc) else exc) from exc
+
+    def _keep(self, batch: Batch) -> SinkResult:
+        ids = sorted({event.event_id for event in batch.events})
+        sources: dict[str, str | None] = {}
+        for chunk in chunks(ids):
+            for doc in self._sales.find({"_id": {"$in": chunk}}, {SOURCE_FIELD: 1}):
+                sources[doc["_id"]] = doc.get(SOURCE_FIELD)
+        keep: list[int] = []
+        missing: dict[str, tuple[int, int]] = {}
+        for index, (event, (partition, offset)) in enumerate(
+            zip(batch.events, batch.positions, strict=True)
+        ):
+            if event.event_id not in sources:
+                position = position_id(batch.incarnation, batch.topic, partition, offset)
+                missing[position] = (partition, offset)
+            elif sources[event.event_id] == source_id(batch.incarnation, partition, offset):
+                keep.append(index)
+        if missing:
+            lettered: set[str] = set()
+            for chunk in chunks(sorted(missing)):
+                lettered.update(d["_id"] for d in self._dead_letters.find({"_id": {"$in": chunk}}))
+            waiting = sorted(missing[p] for p in missing if p not in lettered)
+            if waiting:
+                partition, offset = waiting[0]
+                raise SinkUnavailable(
+                    "the consumer",
+                    LookupError(
+                        f"{len(waiting)} sales not stored in MongoDB yet, "
+                        f"first at {batch.topic}:{partition}:{offset}"
+                    ),
+                )
+        return SinkResult(
+            stored=len(keep),
+            duplicates=len(batch.events) - len(keep),
+            kept=batch.with_events(keep),
+        )
