@@ -125,7 +125,7 @@ class Stack:
             "rollups",
             group_id,
             [StoredSales(database), RollupSink(database)],
-            max_batch=50_000,
+            max_batch=10_000,
             flush_interval_s=flush_seconds,
         )
 

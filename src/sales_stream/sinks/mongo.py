@@ -73,6 +73,8 @@ DEAD_LETTER_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
     (("received_at", ASCENDING),),
     (("reason", ASCENDING),),
 )
+#: How soon `StoredSales` looks again for sales the consumer has not written yet.
+CONSUMER_BEHIND_RETRY_S = 0.3
 #: ``$in`` lists longer than this are split (SecantusDB's cost grows with the list's square).
 IN_CHUNK = 100
 _SERVICE = "MongoDB"
@@ -342,6 +344,9 @@ class StoredSales:
     def __init__(self, db: Database) -> None:
         self._sales = db[SALES]
         self._dead_letters = db[DEAD_LETTERS]
+        # What earlier attempts at the same batch found (a retry reads only what was missing).
+        self._sources: dict[str, str | None] = {}
+        self._lettered: set[str] = set()
 
     def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
         """Nothing to load."""
@@ -357,8 +362,8 @@ class StoredSales:
             raise (unavailable(exc) if is_transient(exc) else exc) from exc
 
     def _keep(self, batch: Batch) -> SinkResult:
-        ids = sorted({event.event_id for event in batch.events})
-        sources: dict[str, str | None] = {}
+        sources = self._sources
+        ids = sorted({event.event_id for event in batch.events} - sources.keys())
         for chunk in chunks(ids):
             for doc in self._sales.find({"_id": {"$in": chunk}}, {SOURCE_FIELD: 1}):
                 sources[doc["_id"]] = doc.get(SOURCE_FIELD)
@@ -373,8 +378,8 @@ class StoredSales:
             elif sources[event.event_id] == source_id(batch.incarnation, partition, offset):
                 keep.append(index)
         if missing:
-            lettered: set[str] = set()
-            for chunk in chunks(sorted(missing)):
+            lettered = self._lettered
+            for chunk in chunks(sorted(missing.keys() - lettered)):
                 lettered.update(d["_id"] for d in self._dead_letters.find({"_id": {"$in": chunk}}))
             waiting = sorted(missing[p] for p in missing if p not in lettered)
             if waiting:
@@ -385,7 +390,9 @@ class StoredSales:
                         f"{len(waiting)} sales not stored in MongoDB yet, "
                         f"first at {batch.topic}:{partition}:{offset}"
                     ),
+                    retry_after=CONSUMER_BEHIND_RETRY_S,
                 )
+        self._sources, self._lettered = {}, set()
         return SinkResult(
             stored=len(keep),
             duplicates=len(batch.events) - len(keep),

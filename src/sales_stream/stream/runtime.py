@@ -429,7 +429,10 @@ class _Session:
         exc = future.exception()
         if exc is not None:
             self._failed = True
-            self._retry_at = time.monotonic() + self._backoff.next_delay()
+            cause = exc.cause if isinstance(exc, _SinkFailed) else exc
+            after = cause.retry_after if isinstance(cause, SinkUnavailable) else None
+            delay = self._backoff.next_delay() if after is None else after
+            self._retry_at = time.monotonic() + delay
             self._report_failure(exc)
             return
         self._failed = False

@@ -29,12 +29,17 @@ class SinkUnavailable(Exception):
     Args:
         sink: Display name of the unavailable service (``"MongoDB"``, ``"lake"``...).
         cause: The underlying error.
+        retry_after: Seconds before the next attempt (default: the runtime's backoff), as
+            quix-streams' ``SinkBackpressureError``: for a wait known to be short.
     """
 
-    def __init__(self, sink: str, cause: BaseException) -> None:
+    def __init__(
+        self, sink: str, cause: BaseException, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{sink} unavailable: {type(cause).__name__}: {cause}")
         self.sink = sink
         self.cause = cause
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
