@@ -12,6 +12,7 @@ import pytest
 
 from sales_stream.events import FIELDS
 from sales_stream.export.workbook import (
+    CITY_SHEET,
     DASHBOARD,
     MAP_SHEET,
     TIME_SHEET,
@@ -21,7 +22,7 @@ from sales_stream.export.workbook import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SHEETS = [TIME_SHEET, MAP_SHEET, TOP_SHEET]
+SHEETS = [TIME_SHEET, MAP_SHEET, CITY_SHEET, TOP_SHEET]
 SHARED_FIELDS = {"[none:ts:qk]", "[none:region:nk]", "[none:product:nk]"}
 
 
@@ -151,18 +152,47 @@ def test_sheet_contents(books: tuple[Path, Path]):
     shelves = {name: (t.findtext("rows"), t.findtext("cols")) for name, t in sheets.items()}
     marks = {name: t.find("panes/pane/mark").get("class") for name, t in sheets.items()}
     assert shelves[TIME_SHEET] == (f"[{ds}].[sum:amount:qk]", f"[{ds}].[thr:ts:qk]")
-    assert shelves[MAP_SHEET] == (f"[{ds}].[avg:lat:qk]", f"[{ds}].[avg:lon:qk]")
+    assert shelves[MAP_SHEET] == (
+        f"[{ds}].[Latitude (generated)]",
+        f"[{ds}].[Longitude (generated)]",
+    )
+    assert shelves[CITY_SHEET] == (f"[{ds}].[none:lat:qk]", f"[{ds}].[none:lon:qk]")
     assert shelves[TOP_SHEET] == (f"[{ds}].[none:product:nk]", f"[{ds}].[sum:amount:qk]")
-    assert marks == {TIME_SHEET: "Line", MAP_SHEET: "Circle", TOP_SHEET: "Bar"}
+    assert marks == {
+        TIME_SHEET: "Line",
+        MAP_SHEET: "Multipolygon",
+        CITY_SHEET: "Circle",
+        TOP_SHEET: "Bar",
+    }
     roles = {c.get("name"): c.get("semantic-role") for c in root.iter("column")}
     assert roles["[lat]"] == "[Geographical].[Latitude]"
     assert roles["[lon]"] == "[Geographical].[Longitude]"
+    assert roles["[region]"] == "[State].[Name]"
+    assert roles["[city]"] == "[City].[Name]"
     top_filter = sheets[TOP_SHEET].find("view/filter")
     assert top_filter.get("column").startswith(f"[{ds}].[usr:Calculation_")
     assert (top_filter.findtext("min"), top_filter.findtext("max")) == ("1", "7")
     amount = root.find("datasources/datasource/column[@name='[amount]']")
     assert amount.get("caption") == "Montant"
     assert "€" in amount.get("default-format")
+
+
+def test_the_region_sheet_is_a_filled_map_of_france(books: tuple[Path, Path]):
+    root = root_of(books[0])
+    ds = datasource_name(root)
+    country = root.find("datasources/datasource/semantic-values/semantic-value")
+    assert (country.get("key"), country.get("value")) == ("[Country].[Name]", '"France"')
+    sheets = {w.get("name"): w for w in root.findall("worksheets/worksheet")}
+    pane = sheets[MAP_SHEET].find("table/panes/pane")
+    encodings = {e.tag: e.get("column") for e in pane.find("encodings")}
+    assert encodings == {
+        "color": f"[{ds}].[sum:amount:qk]",
+        "lod": f"[{ds}].[none:region:nk]",
+        "geometry": f"[{ds}].[Geometry (generated)]",
+    }
+    assert sheets[MAP_SHEET].find("table/view/mapsources/mapsource").get("name") == "Tableau"
+    city = {e.tag: e.get("column") for e in sheets[CITY_SHEET].find("table/panes/pane/encodings")}
+    assert city["lod"] == f"[{ds}].[none:city:nk]"
 
 
 def test_columns_follow_the_event_contract(books: tuple[Path, Path]):

@@ -9,20 +9,24 @@ small model (fields, shelf pills, filters, sheets); only the data connection dif
   password is stored, Tableau asks for it when the workbook is opened.
 
 Sheets: "CA dans le temps" (line, SUM(amount) by hour of ``ts``, continuous axis), "Ventes par
-région" (map), "Top produits" (horizontal bars, SUM(amount) by product, the ``top_n`` best) and
-the dashboard "Tableau de bord ventes" with quick filters on period (``ts`` range), region and
-product. Those three filters are data-source filters ("apply to all worksheets using this data
-source"): Tableau stores them once in ``<shared-views>`` and each worksheet lists the fields in
-its ``<slices>``. The top N is a table calculation, ``RANK_UNIQUE(SUM([amount]))`` kept in
-1..N, so it ranks the products left by the dashboard filters (a native Top N filter on
-``product`` would clash with the shared product filter). Amounts are formatted in euros and the
-workbook locale is ``fr_FR``.
+région" (filled map), "Ventes par ville" (one point per city), "Top produits" (horizontal bars,
+SUM(amount) by product, the ``top_n`` best) and the dashboard "Tableau de bord ventes" with
+quick filters on period (``ts`` range), region and product. Those three filters are data-source
+filters ("apply to all worksheets using this data source"): Tableau stores them once in
+``<shared-views>`` and each worksheet lists the fields in its ``<slices>``. The top N is a table
+calculation, ``RANK_UNIQUE(SUM([amount]))`` kept in 1..N, so it ranks the products left by the
+dashboard filters (a native Top N filter on ``product`` would clash with the shared product
+filter). Amounts are formatted in euros and the workbook locale is ``fr_FR``.
 
-Map choice: one circle per region placed at AVG(lat), AVG(lon) of its sales, size and colour =
-SUM(amount). ``lat``/``lon`` carry the geographic roles Latitude/Longitude, so Tableau draws
-the map from our own coordinates. A filled map by region name was not chosen: it depends on
-Tableau's geocoding recognising the 13 French region names as spelled in the data, which
-cannot be checked here.
+Maps: ``region`` carries the State/Province geographic role (``[State].[Name]``) and the data
+source sets the country context France (``[Country].[Name]`` = "France"), so "Ventes par
+région" is a filled map the way Tableau saves one: mark ``Multipolygon``, the generated
+``[Latitude (generated)]``/``[Longitude (generated)]`` on rows/columns, ``[Geometry
+(generated)]`` on the geometry encoding, ``region`` on detail and SUM(amount) on colour. The
+shapes come from Tableau's own geocoding of the 13 region names (the INSEE names, as in the
+data). "Ventes par ville" puts one circle per city at its ``lat``/``lon`` used as they are
+(not aggregated: every sale of a city carries the city's reference coordinates from
+`sales_stream.reference`), size and colour = SUM(amount).
 
 Honesty: the files validate against the official Tableau workbook schema 2026.2
 (``twb_2026.2.0.xsd``) and their structure is modelled on workbooks saved by Tableau Desktop
@@ -45,10 +49,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "CITY_SHEET",
     "DASHBOARD",
     "MAP_SHEET",
     "TIME_SHEET",
     "TOP_SHEET",
+    "render_extract_workbook",
     "write_extract_workbook",
     "write_live_workbook",
 ]
@@ -61,6 +67,7 @@ SOURCE_BUILD = "2026.2.0 (20262.26.0528.2205)"  # build of the schema the files 
 DASHBOARD = "Tableau de bord ventes"
 TIME_SHEET = "CA dans le temps"
 MAP_SHEET = "Ventes par région"
+CITY_SHEET = "Ventes par ville"
 TOP_SHEET = "Top produits"
 EUR_FORMAT = 'c#,##0.00" €";-#,##0.00" €"'
 
@@ -91,7 +98,8 @@ def _measure(name: str, caption: str, datatype: str, aggregation: str, **extra: 
 
 _TS = _Field("ts", "Horodatage (UTC)", "datetime", kind="ordinal", aggregation="Year")
 _PRODUCT = _Field("product", "Produit", "string")
-_REGION = _Field("region", "Région", "string")
+_REGION = _Field("region", "Région", "string", semantic_role="[State].[Name]")
+_CITY = _Field("city", "Ville", "string", semantic_role="[City].[Name]")
 _LAT = _measure("lat", "Latitude", "real", "Avg", semantic_role="[Geographical].[Latitude]")
 _LON = _measure("lon", "Longitude", "real", "Avg", semantic_role="[Geographical].[Longitude]")
 _AMOUNT = _measure("amount", "Montant", "real", "Sum", default_format=EUR_FORMAT)
@@ -104,7 +112,7 @@ _SALES_FIELDS = (
     _PRODUCT,
     _Field("category", "Catégorie", "string"),
     _REGION,
-    _Field("city", "Ville", "string"),
+    _CITY,
     _LAT,
     _LON,
     _measure("quantity", "Quantité", "integer", "Sum"),
@@ -141,9 +149,22 @@ _TS_HOUR = _Pill(_TS, "Hour-Trunc", "quantitative")
 _REGION_DIM = _Pill(_REGION, "None", "nominal")
 _PRODUCT_DIM = _Pill(_PRODUCT, "None", "nominal")
 _AMOUNT_SUM = _Pill(_AMOUNT, "Sum", "quantitative")
-_LAT_AVG = _Pill(_LAT, "Avg", "quantitative")
-_LON_AVG = _Pill(_LON, "Avg", "quantitative")
+_CITY_DIM = _Pill(_CITY, "None", "nominal")
+_LAT_VALUE = _Pill(_LAT, "None", "quantitative")
+_LON_VALUE = _Pill(_LON, "None", "quantitative")
 _RANK_DOWN = _Pill(_RANK, "User", "quantitative", table_calc="Rows")
+
+
+@dataclass(frozen=True)
+class _Generated:
+    """A field Tableau generates from a geographic role (no column, no column-instance)."""
+
+    name: str
+
+
+_GEN_LAT = _Generated("[Latitude (generated)]")
+_GEN_LON = _Generated("[Longitude (generated)]")
+_GEN_GEOMETRY = _Generated("[Geometry (generated)]")
 
 
 @dataclass(frozen=True)
@@ -169,10 +190,10 @@ class _Sheet:
 
     name: str
     mark: str
-    rows: _Pill
-    cols: _Pill
+    rows: _Pill | _Generated
+    cols: _Pill | _Generated
     zone: tuple[int, int, int, int]
-    encodings: tuple[tuple[str, _Pill], ...] = ()
+    encodings: tuple[tuple[str, _Pill | _Generated], ...] = ()
     sort_by: _Pill | None = None  # measure sorting the rows dimension, descending
     keep_up_to: tuple[_Pill, int] | None = None  # table-calculation filter kept in 1..N
     is_map: bool = False
@@ -183,8 +204,9 @@ class _Sheet:
 
     @property
     def pills(self) -> tuple[_Pill, ...]:
-        encoded = tuple(pill for _, pill in self.encodings)
-        return (self.rows, self.cols, *encoded, *self.local_filters, *_SHARED_PILLS)
+        shelved = (self.rows, self.cols, *(pill for _, pill in self.encodings))
+        used = tuple(pill for pill in shelved if isinstance(pill, _Pill))
+        return (*used, *self.local_filters, *_SHARED_PILLS)
 
 
 def _sheets(top_n: int) -> tuple[_Sheet, ...]:
@@ -192,11 +214,24 @@ def _sheets(top_n: int) -> tuple[_Sheet, ...]:
         _Sheet(TIME_SHEET, "Line", _AMOUNT_SUM, _TS_HOUR, (0, 14000, 100000, 43000)),
         _Sheet(
             MAP_SHEET,
+            "Multipolygon",
+            _GEN_LAT,
+            _GEN_LON,
+            (0, 57000, 34000, 43000),
+            encodings=(
+                ("color", _AMOUNT_SUM),
+                ("lod", _REGION_DIM),
+                ("geometry", _GEN_GEOMETRY),
+            ),
+            is_map=True,
+        ),
+        _Sheet(
+            CITY_SHEET,
             "Circle",
-            _LAT_AVG,
-            _LON_AVG,
-            (0, 57000, 50000, 43000),
-            encodings=(("color", _AMOUNT_SUM), ("size", _AMOUNT_SUM), ("lod", _REGION_DIM)),
+            _LAT_VALUE,
+            _LON_VALUE,
+            (34000, 57000, 33000, 43000),
+            encodings=(("color", _AMOUNT_SUM), ("size", _AMOUNT_SUM), ("lod", _CITY_DIM)),
             is_map=True,
         ),
         _Sheet(
@@ -204,7 +239,7 @@ def _sheets(top_n: int) -> tuple[_Sheet, ...]:
             "Bar",
             _PRODUCT_DIM,
             _AMOUNT_SUM,
-            (50000, 57000, 50000, 43000),
+            (67000, 57000, 33000, 43000),
             sort_by=_AMOUNT_SUM,
             keep_up_to=(_RANK_DOWN, top_n),
         ),
@@ -265,6 +300,26 @@ def write_extract_workbook(
         relative = os.path.relpath(os.path.abspath(extract_path), os.path.abspath(path.parent))
     except ValueError as exc:  # Windows: the two files are on different drives
         raise ValueError(f"no relative path from {path.parent} to {extract_path}") from exc
+    if path.suffix != ".twb":
+        raise ValueError(f"path must be a .twb file, got {path}")
+    data = render_extract_workbook(
+        Path(relative).as_posix(), top_n=top_n, explain_data=explain_data
+    )
+    return _replace(path, data)
+
+
+def render_extract_workbook(dbname: str, *, top_n: int = 10, explain_data: bool = False) -> bytes:
+    """Return the extract workbook's XML, reading the extract at ``dbname``.
+
+    Args:
+        dbname: The ``.hyper`` path as Tableau resolves it: relative to the workbook's folder,
+            or a path inside the package (``Data/Extracts/sales.hyper``) for a ``.twbx``.
+        top_n: how many products "Top produits" shows.
+        explain_data: also write ``<explain-data>``.
+
+    Raises:
+        ValueError: ``top_n`` < 1.
+    """
     connection = _Connection(
         kind="hyper",
         caption="Ventes (extrait Hyper)",
@@ -272,7 +327,7 @@ def write_extract_workbook(
             "authentication": "auth-none",
             "author-locale": "en_US",
             "class": "hyper",
-            "dbname": Path(relative).as_posix(),
+            "dbname": dbname,
             "default-settings": "yes",
             "port": "",
             "sslmode": "",
@@ -281,7 +336,7 @@ def write_extract_workbook(
         table="[Extract].[Extract]",
         relation="Extract",
     )
-    return _write(path, connection, top_n=top_n, explain_data=explain_data)
+    return _render(connection, top_n=top_n, explain_data=explain_data)
 
 
 def write_live_workbook(
@@ -338,18 +393,22 @@ def write_live_workbook(
         table="[public].[ventes]",
         relation="ventes",
     )
-    return _write(Path(path), connection, top_n=top_n, explain_data=explain_data)
-
-
-def _write(path: Path, connection: _Connection, *, top_n: int, explain_data: bool) -> Path:
-    """Render the workbook and replace ``path`` atomically (Tableau may be reading it)."""
+    path = Path(path)
     if path.suffix != ".twb":
         raise ValueError(f"path must be a .twb file, got {path}")
+    return _replace(path, _render(connection, top_n=top_n, explain_data=explain_data))
+
+
+def _render(connection: _Connection, *, top_n: int, explain_data: bool) -> bytes:
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1, got {top_n}")
     root = _workbook(connection, _sheets(top_n), explain_data=explain_data)
     ET.indent(root, space="  ")
-    data = ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _replace(path: Path, data: bytes) -> Path:
+    """Replace ``path`` atomically (Tableau may be reading it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
