@@ -45,7 +45,11 @@ import pyarrow.compute as pc
 import tableauserverclient as TSC
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from tableauserverclient.server.endpoint.exceptions import JobFailedException
+from tableauserverclient.server.endpoint.exceptions import (
+    JobFailedException,
+    TableauError,
+    XMLError,
+)
 
 from sales_stream.errors import ConfigError, SalesStreamError
 from sales_stream.export.hyper import EXTRACT_TABLE
@@ -352,21 +356,27 @@ def _signed_in(requests: PublishRequests, settings: PublishSettings) -> Iterator
     server = requests.server
     try:
         server.auth.sign_in(requests.auth)
-    except TSC.ServerResponseError as exc:
+    except TableauError as exc:
         raise SalesStreamError(
             f"Tableau refused the sign-in to site {settings.site!r} at {settings.server_url} "
-            f"(check TABLEAU_SITE and the token): {exc.summary}: {exc.detail}"
+            f"(check TABLEAU_SITE and the token): {_one_line(exc)}"
         ) from None
     try:
         server.use_server_version()
         yield server
-    except (TSC.ServerResponseError, TSC.NotSignedInError) as exc:
-        raise SalesStreamError(f"Tableau refused the publication: {exc}") from exc
     except JobFailedException as exc:
-        raise SalesStreamError(f"Tableau could not apply the update: {exc}") from exc
+        raise SalesStreamError(f"Tableau could not apply the update: {_one_line(exc)}") from exc
+    except TableauError as exc:
+        raise SalesStreamError(f"Tableau refused the publication: {_one_line(exc)}") from exc
     finally:
         if server.is_signed_in():
             server.auth.sign_out()
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, XMLError):
+        return f"{exc.code} {exc.summary}: {exc.detail}"
+    return " ".join(str(exc).split())
 
 
 def _project(server: TSC.Server, name: str, url: str) -> TSC.ProjectItem:
