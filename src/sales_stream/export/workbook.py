@@ -1,12 +1,17 @@
 """Generated Tableau workbooks (.twb) over the sales data: a Hyper extract or live PostgreSQL.
 
-Both workbooks hold the same three worksheets and one dashboard, built by one renderer from a
-small model (fields, shelf pills, filters, sheets); only the data connection differs:
+Both workbooks are built by one renderer from a small model (data sources with their columns
+and shared filters, shelf pills, sheets) and hold the same dashboard:
 
-* ``write_extract_workbook``: a ``hyper`` connection to the extract file by a path relative to
-  the workbook's folder, table ``[Extract].[Extract]``;
-* ``write_live_workbook``: a live ``postgres`` connection to the view ``public.ventes``; no
-  password is stored, Tableau asks for it when the workbook is opened.
+* ``write_extract_workbook`` / `render_extract_workbook`: one ``hyper`` connection to the
+  extract, by a path relative to the workbook's folder (or inside a ``.twbx``, see
+  `sales_stream.export.package`), table ``[Extract].[Extract]``, one row per sale;
+* ``write_live_workbook``: live ``postgres`` connections to the rollup tables
+  ``ventes_par_heure`` (the time sheet) and ``ventes_par_jour`` (map and top products), not
+  to the per-sale view ``ventes``; no password is stored, Tableau asks for it when the
+  workbook is opened. The rollups have no city, so the live workbook has no city sheet; each
+  rollup data source has its own shared filters (period and region, plus product on the
+  daily one): the product filter does not apply to the hourly curve (no product there).
 
 Sheets: "CA dans le temps" (line, SUM(amount) by hour of ``ts``, continuous axis), "Ventes par
 région" (filled map), "Ventes par ville" (one point per city), "Top produits" (horizontal bars,
@@ -47,6 +52,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from sales_stream.rollups import DAILY, HOURLY
 
 __all__ = [
     "CITY_SHEET",
@@ -121,6 +128,15 @@ _SALES_FIELDS = (
     _Field("currency", "Devise", "string"),
     _Field("channel", "Canal", "string"),
 )
+_CATEGORY = next(f for f in _SALES_FIELDS if f.name == "category")
+_SALES_COUNT = _measure("sales", "Nombre de ventes", "integer", "Sum")
+_QUANTITY = next(f for f in _SALES_FIELDS if f.name == "quantity")
+_HOUR_START = _Field("hour_start", "Début de l'heure (UTC)", "datetime", kind="ordinal")
+_DAY_START = _Field("day_start", "Début du jour (UTC)", "datetime", kind="ordinal")
+# The rollup tables' columns in table order (`sales_stream.sql.schema.TABLES`).
+_ROLLUP_MEASURES = (_LAT, _LON, _SALES_COUNT, _QUANTITY, _AMOUNT)
+_HOURLY_FIELDS = (_HOUR_START, _REGION, *_ROLLUP_MEASURES)
+_DAILY_FIELDS = (_DAY_START, _REGION, _PRODUCT, _CATEGORY, *_ROLLUP_MEASURES)
 _RANK = _measure(
     "Calculation_5717483093018746881",
     "Rang produit (CA)",
@@ -146,6 +162,9 @@ class _Pill:
 
 _TS_VALUE = _Pill(_TS, "None", "quantitative")
 _TS_HOUR = _Pill(_TS, "Hour-Trunc", "quantitative")
+_HOUR_VALUE = _Pill(_HOUR_START, "None", "quantitative")
+_HOUR_TRUNC = _Pill(_HOUR_START, "Hour-Trunc", "quantitative")
+_DAY_VALUE = _Pill(_DAY_START, "None", "quantitative")
 _REGION_DIM = _Pill(_REGION, "None", "nominal")
 _PRODUCT_DIM = _Pill(_PRODUCT, "None", "nominal")
 _AMOUNT_SUM = _Pill(_AMOUNT, "Sum", "quantitative")
@@ -176,12 +195,20 @@ class _SharedFilter:
     mode: str | None = None  # quick-filter widget; None = Tableau's default for the filter type
 
 
-_SHARED_FILTERS = (
+_SALES_FILTERS = (
     _SharedFilter(_TS_VALUE, TIME_SHEET),
     _SharedFilter(_REGION_DIM, MAP_SHEET, "checkdropdown"),
     _SharedFilter(_PRODUCT_DIM, TOP_SHEET, "checkdropdown"),
 )
-_SHARED_PILLS = tuple(f.pill for f in _SHARED_FILTERS)
+_HOURLY_FILTERS = (
+    _SharedFilter(_HOUR_VALUE, TIME_SHEET),
+    _SharedFilter(_REGION_DIM, TIME_SHEET, "checkdropdown"),
+)
+_DAILY_FILTERS = (
+    _SharedFilter(_DAY_VALUE, MAP_SHEET),
+    _SharedFilter(_REGION_DIM, MAP_SHEET, "checkdropdown"),
+    _SharedFilter(_PRODUCT_DIM, TOP_SHEET, "checkdropdown"),
+)
 
 
 @dataclass(frozen=True)
@@ -206,42 +233,76 @@ class _Sheet:
     def pills(self) -> tuple[_Pill, ...]:
         shelved = (self.rows, self.cols, *(pill for _, pill in self.encodings))
         used = tuple(pill for pill in shelved if isinstance(pill, _Pill))
-        return (*used, *self.local_filters, *_SHARED_PILLS)
+        return (*used, *self.local_filters)
 
 
-def _sheets(top_n: int) -> tuple[_Sheet, ...]:
+_TOP = (0, 14000, 100000, 43000)  # dashboard zones (x, y, w, h out of 100000)
+
+
+def _time_sheet(cols: _Pill) -> _Sheet:
+    return _Sheet(TIME_SHEET, "Line", _AMOUNT_SUM, cols, _TOP)
+
+
+def _map_sheet(zone: tuple[int, int, int, int]) -> _Sheet:
+    encodings = (("color", _AMOUNT_SUM), ("lod", _REGION_DIM), ("geometry", _GEN_GEOMETRY))
+    return _Sheet(MAP_SHEET, "Multipolygon", _GEN_LAT, _GEN_LON, zone, encodings, is_map=True)
+
+
+def _city_sheet(zone: tuple[int, int, int, int]) -> _Sheet:
+    encodings = (("color", _AMOUNT_SUM), ("size", _AMOUNT_SUM), ("lod", _CITY_DIM))
+    return _Sheet(CITY_SHEET, "Circle", _LAT_VALUE, _LON_VALUE, zone, encodings, is_map=True)
+
+
+def _top_sheet(zone: tuple[int, int, int, int], top_n: int) -> _Sheet:
+    return _Sheet(
+        TOP_SHEET,
+        "Bar",
+        _PRODUCT_DIM,
+        _AMOUNT_SUM,
+        zone,
+        sort_by=_AMOUNT_SUM,
+        keep_up_to=(_RANK_DOWN, top_n),
+    )
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One data source of a workbook: its connection, columns, shared filters and sheets."""
+
+    connection: _Connection
+    columns: tuple[_Field, ...]  # table columns, in table order
+    filters: tuple[_SharedFilter, ...]
+    sheets: tuple[_Sheet, ...]
+    calculated: tuple[_Field, ...] = (_RANK,)
+
+    @property
+    def shared_pills(self) -> tuple[_Pill, ...]:
+        return tuple(f.pill for f in self.filters)
+
+    def pills(self, sheet: _Sheet) -> tuple[_Pill, ...]:
+        return (*sheet.pills, *self.shared_pills)
+
+
+def _extract_source(connection: _Connection, top_n: int) -> _Source:
+    third = (33000, 43000)
+    sheets = (
+        _time_sheet(_TS_HOUR),
+        _map_sheet((0, 57000, 34000, 43000)),
+        _city_sheet((34000, 57000, *third)),
+        _top_sheet((67000, 57000, *third), top_n),
+    )
+    return _Source(connection, _SALES_FIELDS, _SALES_FILTERS, sheets)
+
+
+def _rollup_sources(hourly: _Connection, daily: _Connection, top_n: int) -> tuple[_Source, ...]:
+    half = (50000, 43000)
     return (
-        _Sheet(TIME_SHEET, "Line", _AMOUNT_SUM, _TS_HOUR, (0, 14000, 100000, 43000)),
-        _Sheet(
-            MAP_SHEET,
-            "Multipolygon",
-            _GEN_LAT,
-            _GEN_LON,
-            (0, 57000, 34000, 43000),
-            encodings=(
-                ("color", _AMOUNT_SUM),
-                ("lod", _REGION_DIM),
-                ("geometry", _GEN_GEOMETRY),
-            ),
-            is_map=True,
-        ),
-        _Sheet(
-            CITY_SHEET,
-            "Circle",
-            _LAT_VALUE,
-            _LON_VALUE,
-            (34000, 57000, 33000, 43000),
-            encodings=(("color", _AMOUNT_SUM), ("size", _AMOUNT_SUM), ("lod", _CITY_DIM)),
-            is_map=True,
-        ),
-        _Sheet(
-            TOP_SHEET,
-            "Bar",
-            _PRODUCT_DIM,
-            _AMOUNT_SUM,
-            (67000, 57000, 33000, 43000),
-            sort_by=_AMOUNT_SUM,
-            keep_up_to=(_RANK_DOWN, top_n),
+        _Source(hourly, _HOURLY_FIELDS, _HOURLY_FILTERS, (_time_sheet(_HOUR_TRUNC),), ()),
+        _Source(
+            daily,
+            _DAILY_FIELDS,
+            _DAILY_FILTERS,
+            (_map_sheet((0, 57000, *half)), _top_sheet((50000, 57000, *half), top_n)),
         ),
     )
 
@@ -258,8 +319,9 @@ class _Connection:
 
     @property
     def _token(self) -> str:
-        """28 base-36 characters like Tableau's generated names, derived from ``kind``."""
-        number = int(hashlib.sha256(f"sales-stream/{self.kind}".encode()).hexdigest(), 16)
+        """28 base-36 characters like Tableau's generated names, from ``kind`` and the table."""
+        key = f"sales-stream/{self.kind}/{self.relation}"
+        number = int(hashlib.sha256(key.encode()).hexdigest(), 16)
         digits = []
         for _ in range(28):
             number, rest = divmod(number, 36)
@@ -336,7 +398,9 @@ def render_extract_workbook(dbname: str, *, top_n: int = 10, explain_data: bool 
         table="[Extract].[Extract]",
         relation="Extract",
     )
-    return _render(connection, top_n=top_n, explain_data=explain_data)
+    if top_n < 1:
+        raise ValueError(f"top_n must be at least 1, got {top_n}")
+    return _render((_extract_source(connection, top_n),), explain_data=explain_data)
 
 
 def write_live_workbook(
@@ -350,15 +414,18 @@ def write_live_workbook(
     require_ssl: bool = False,
     explain_data: bool = False,
 ) -> Path:
-    """Write the workbook with a live PostgreSQL connection to the view ``public.ventes``.
+    """Write the workbook with live PostgreSQL connections to the rollup tables.
 
-    No password is written: Tableau asks for it when it connects.
+    "CA dans le temps" reads ``public.ventes_par_heure``; "Ventes par région" and "Top
+    produits" read ``public.ventes_par_jour`` (the per-sale view ``ventes`` is too slow for a
+    dashboard at 100,000 sales, and has the only city column: the live workbook has no city
+    sheet). No password is written: Tableau asks for it when it connects.
 
     Args:
         path: the ``.twb`` file to write (its folder is created if needed).
         host: PostgreSQL server name or address.
         port: PostgreSQL port.
-        database: database holding the view ``ventes``.
+        database: database holding the rollup tables.
         user: PostgreSQL user name.
         top_n: how many products "Top produits" shows.
         require_ssl: tick Tableau's "Require SSL" (``sslmode='require'``).
@@ -376,33 +443,41 @@ def write_live_workbook(
             raise ValueError(f"{name} must be non-empty without outer spaces, got {value!r}")
     if not 1 <= port <= 65535:
         raise ValueError(f"port must be in 1..65535, got {port}")
-    connection = _Connection(
-        kind="postgres",
-        caption="Ventes (PostgreSQL, direct)",
-        attributes={
-            "authentication": "username-password",
-            "class": "postgres",
-            "dbname": database,
-            "odbc-native-protocol": "yes",
-            "one-time-sql": "",
-            "port": str(port),
-            "server": host,
-            "sslmode": "require" if require_ssl else "",
-            "username": user,
-        },
-        table="[public].[ventes]",
-        relation="ventes",
+    if top_n < 1:
+        raise ValueError(f"top_n must be at least 1, got {top_n}")
+    attributes = {
+        "authentication": "username-password",
+        "class": "postgres",
+        "dbname": database,
+        "odbc-native-protocol": "yes",
+        "one-time-sql": "",
+        "port": str(port),
+        "server": host,
+        "sslmode": "require" if require_ssl else "",
+        "username": user,
+    }
+    hourly, daily = (
+        _Connection(
+            kind="postgres",
+            caption=caption,
+            attributes=attributes,
+            table=f"[public].[{table}]",
+            relation=table,
+        )
+        for table, caption in (
+            (HOURLY.collection, "Ventes par heure (PostgreSQL, direct)"),
+            (DAILY.collection, "Ventes par jour (PostgreSQL, direct)"),
+        )
     )
     path = Path(path)
     if path.suffix != ".twb":
         raise ValueError(f"path must be a .twb file, got {path}")
-    return _replace(path, _render(connection, top_n=top_n, explain_data=explain_data))
+    sources = _rollup_sources(hourly, daily, top_n)
+    return _replace(path, _render(sources, explain_data=explain_data))
 
 
-def _render(connection: _Connection, *, top_n: int, explain_data: bool) -> bytes:
-    if top_n < 1:
-        raise ValueError(f"top_n must be at least 1, got {top_n}")
-    root = _workbook(connection, _sheets(top_n), explain_data=explain_data)
+def _render(sources: tuple[_Source, ...], *, explain_data: bool) -> bytes:
+    root = _workbook(sources, explain_data=explain_data)
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
@@ -430,9 +505,7 @@ def _simple_id(parent: ET.Element, key: str) -> None:
     _sub(parent, "simple-id", {"uuid": "{" + str(uuid.uuid5(_UUID_NAMESPACE, key)).upper() + "}"})
 
 
-def _workbook(
-    connection: _Connection, sheets: tuple[_Sheet, ...], *, explain_data: bool
-) -> ET.Element:
+def _workbook(sources: tuple[_Source, ...], *, explain_data: bool) -> ET.Element:
     root = ET.Element(
         "workbook", {"locale": "fr_FR", "source-build": SOURCE_BUILD, "version": TWB_VERSION}
     )
@@ -442,17 +515,23 @@ def _workbook(
     preferences = _sub(root, "preferences")
     _sub(preferences, "preference", {"name": "ui.encoding.shelf.height", "value": "24"})
     _sub(preferences, "preference", {"name": "ui.shelf.height", "value": "26"})
-    _datasource(_sub(root, "datasources"), connection)
+    datasources = _sub(root, "datasources")
+    for source in sources:
+        _datasource(datasources, source)
     _sub(_sub(root, "mapsources"), "mapsource", {"name": "Tableau"})
-    shared = _sub(_sub(root, "shared-views"), "shared-view", {"name": connection.datasource})
-    _view_header(shared, connection, _SHARED_PILLS)
-    for shared_filter in _SHARED_FILTERS:
-        _shared_filter(shared, connection.datasource, shared_filter.pill)
+    shared_views = _sub(root, "shared-views")
+    for source in sources:
+        name = source.connection.datasource
+        shared = _sub(shared_views, "shared-view", {"name": name})
+        _view_header(shared, (source,), {name: source.shared_pills})
+        for shared_filter in source.filters:
+            _shared_filter(shared, name, shared_filter.pill)
     worksheets = _sub(root, "worksheets")
-    for sheet in sheets:
-        _worksheet(worksheets, connection, sheet)
-    _dashboard(_sub(root, "dashboards"), connection, sheets)
-    _windows(_sub(root, "windows", {"source-height": "30"}), connection.datasource, sheets)
+    for source in sources:
+        for sheet in source.sheets:
+            _worksheet(worksheets, source, sheet)
+    _dashboard(_sub(root, "dashboards"), sources)
+    _windows(_sub(root, "windows", {"source-height": "30"}), sources)
     if explain_data:
         explain = _sub(
             root,
@@ -463,7 +542,8 @@ def _workbook(
     return root
 
 
-def _datasource(parent: ET.Element, connection: _Connection) -> None:
+def _datasource(parent: ET.Element, source: _Source) -> None:
+    connection = source.connection
     ds = _sub(
         parent,
         "datasource",
@@ -484,7 +564,7 @@ def _datasource(parent: ET.Element, connection: _Connection) -> None:
     relation = {"name": connection.relation, "table": connection.table, "type": "table"}
     _sub(federated, "relation", {"connection": connection.leaf, **relation})
     records = _sub(federated, "metadata-records")
-    for ordinal, column in enumerate(_SALES_FIELDS):
+    for ordinal, column in enumerate(source.columns):
         record = _sub(records, "metadata-record", {"class": "column"})
         for tag, value in (
             ("remote-name", column.name),
@@ -499,7 +579,7 @@ def _datasource(parent: ET.Element, connection: _Connection) -> None:
         ):
             _sub(record, tag, text=value)
     _sub(ds, "aliases", {"enabled": "yes"})
-    for column in sorted((*_SALES_FIELDS, _RANK), key=lambda f: f.name):
+    for column in sorted((*source.columns, *source.calculated), key=lambda f: f.name):
         _column(ds, column)
     layout = {"dim-ordering": "alphabetic", "measure-ordering": "alphabetic"}
     _sub(ds, "layout", {**layout, "show-structure": "true"})
@@ -527,14 +607,28 @@ def _column(parent: ET.Element, column: _Field) -> None:
 
 
 def _view_header(
-    parent: ET.Element, connection: _Connection, pills: Iterable[_Pill], *, map_view: bool = False
+    parent: ET.Element,
+    sources: Iterable[_Source],
+    pills: Mapping[str, Iterable[_Pill]],
+    *,
+    map_view: bool = False,
 ) -> None:
-    """Write ``<datasources>``, ``<mapsources>`` and ``<datasource-dependencies>`` of a view."""
-    ds_ref = {"caption": connection.caption, "name": connection.datasource}
-    _sub(_sub(parent, "datasources"), "datasource", ds_ref)
+    """Write ``<datasources>``, ``<mapsources>`` and ``<datasource-dependencies>`` of a view.
+
+    ``pills`` maps each data source name to the pills the view uses from it.
+    """
+    listed = _sub(parent, "datasources")
+    for source in sources:
+        ds_ref = {"caption": source.connection.caption, "name": source.connection.datasource}
+        _sub(listed, "datasource", ds_ref)
     if map_view:
         _sub(_sub(parent, "mapsources"), "mapsource", {"name": "Tableau"})
-    dependencies = _sub(parent, "datasource-dependencies", {"datasource": connection.datasource})
+    for name, used in pills.items():
+        _dependencies(parent, name, used)
+
+
+def _dependencies(parent: ET.Element, datasource: str, pills: Iterable[_Pill]) -> None:
+    dependencies = _sub(parent, "datasource-dependencies", {"datasource": datasource})
     unique = {pill.name: pill for pill in pills}
     for column in sorted({pill.field for pill in unique.values()}, key=lambda f: f.name):
         _column(dependencies, column)
@@ -575,12 +669,13 @@ def _shared_filter(parent: ET.Element, datasource: str, pill: _Pill) -> None:
     )
 
 
-def _worksheet(parent: ET.Element, connection: _Connection, sheet: _Sheet) -> None:
-    ref = f"[{connection.datasource}]."
+def _worksheet(parent: ET.Element, source: _Source, sheet: _Sheet) -> None:
+    name = source.connection.datasource
+    ref = f"[{name}]."
     worksheet = _sub(parent, "worksheet", {"name": sheet.name})
     table = _sub(worksheet, "table")
     view = _sub(table, "view")
-    _view_header(view, connection, sheet.pills, map_view=sheet.is_map)
+    _view_header(view, (source,), {name: source.pills(sheet)}, map_view=sheet.is_map)
     if sheet.keep_up_to:
         pill, top_n = sheet.keep_up_to
         kept = {"class": "quantitative", "column": ref + pill.name, "included-values": "in-range"}
@@ -600,7 +695,7 @@ def _worksheet(parent: ET.Element, connection: _Connection, sheet: _Sheet) -> No
             },
         )
     slices = _sub(view, "slices")
-    for pill in (*_SHARED_PILLS, *sheet.local_filters):
+    for pill in (*source.shared_pills, *sheet.local_filters):
         _sub(slices, "column", text=ref + pill.name)
     _sub(view, "aggregation", {"value": "true"})
     _sub(table, "style")
@@ -620,27 +715,29 @@ def _worksheet(parent: ET.Element, connection: _Connection, sheet: _Sheet) -> No
     _simple_id(worksheet, f"worksheet/{sheet.name}")
 
 
-def _dashboard(parent: ET.Element, connection: _Connection, sheets: tuple[_Sheet, ...]) -> None:
+def _dashboard(parent: ET.Element, sources: tuple[_Source, ...]) -> None:
     """Write the dashboard: title, one quick filter per shared filter, then the sheets."""
     dashboard = _sub(parent, "dashboard", {"name": DASHBOARD})
     _sub(dashboard, "style")
     _sub(dashboard, "size", {"sizing-mode": "automatic"})
-    _view_header(dashboard, connection, _SHARED_PILLS)
+    _view_header(dashboard, sources, {s.connection.datasource: s.shared_pills for s in sources})
     zones = _sub(dashboard, "zones")
     layout = _sub(zones, "zone", _zone(1, (0, 0, 100000, 100000), {"type-v2": "layout-basic"}))
     _sub(layout, "zone", _zone(2, (0, 0, 100000, 6000), {"type-v2": "title"}))
-    edges = [round(i * 100000 / len(_SHARED_FILTERS)) for i in range(len(_SHARED_FILTERS) + 1)]
-    for index, shared_filter in enumerate(_SHARED_FILTERS):
+    filters = [(s.connection.datasource, f) for s in sources for f in s.filters]
+    edges = [round(i * 100000 / len(filters)) for i in range(len(filters) + 1)]
+    for index, (name, shared_filter) in enumerate(filters):
         attrs = {
             "name": shared_filter.owner,
-            "param": f"[{connection.datasource}].{shared_filter.pill.name}",
+            "param": f"[{name}].{shared_filter.pill.name}",
             "type-v2": "filter",
         }
         if shared_filter.mode:
             attrs["mode"] = shared_filter.mode
         box = (edges[index], 6000, edges[index + 1] - edges[index], 8000)
         _sub(layout, "zone", _zone(3 + index, box, attrs))
-    for index, sheet in enumerate(sheets, start=3 + len(_SHARED_FILTERS)):
+    sheets = [sheet for source in sources for sheet in source.sheets]
+    for index, sheet in enumerate(sheets, start=3 + len(filters)):
         _sub(layout, "zone", _zone(index, sheet.zone, {"name": sheet.name}))
     _simple_id(dashboard, f"dashboard/{DASHBOARD}")
 
@@ -651,31 +748,38 @@ def _zone(zone_id: int, box: tuple[int, int, int, int], attrs: Mapping[str, str]
     return {"id": str(zone_id), "x": str(x), "y": str(y), "w": str(w), "h": str(h), **attrs}
 
 
-def _windows(parent: ET.Element, datasource: str, sheets: tuple[_Sheet, ...]) -> None:
+def _windows(parent: ET.Element, sources: tuple[_Source, ...]) -> None:
     """Write the dashboard window (opened first) and one window per worksheet."""
     attrs = {"class": "dashboard", "maximized": "true", "name": DASHBOARD}
     dashboard = _sub(parent, "window", attrs)
     viewpoints = _sub(dashboard, "viewpoints")
-    for sheet in sheets:
-        _sub(viewpoints, "viewpoint", {"name": sheet.name})
+    for source in sources:
+        for sheet in source.sheets:
+            _sub(viewpoints, "viewpoint", {"name": sheet.name})
     _sub(dashboard, "active", {"id": "-1"})
     _simple_id(dashboard, f"window/{DASHBOARD}")
-    for sheet in sheets:
-        window = _sub(parent, "window", {"class": "worksheet", "name": sheet.name})
-        cards = _sub(window, "cards")
-        left = _sub(_sub(cards, "edge", {"name": "left"}), "strip", {"size": "160"})
-        for card in ("pages", "filters", "marks"):
-            _sub(left, "card", {"type": card})
-        top = _sub(cards, "edge", {"name": "top"})
-        for card in ("columns", "rows", "title"):
-            _sub(_sub(top, "strip", {"size": "31"}), "card", {"type": card})
-        right = _sub(_sub(cards, "edge", {"name": "right"}), "strip", {"size": "160"})
-        for shared_filter in _SHARED_FILTERS:
-            card = {"param": f"[{datasource}].{shared_filter.pill.name}", "type": "filter"}
-            if shared_filter.mode:
-                card["mode"] = shared_filter.mode
-            _sub(right, "card", card)
-        for channel, pill in sheet.encodings:
-            if channel in ("color", "size"):
-                _sub(right, "card", {"param": f"[{datasource}].{pill.name}", "type": channel})
-        _simple_id(window, f"window/{sheet.name}")
+    for source in sources:
+        for sheet in source.sheets:
+            _sheet_window(parent, source, sheet)
+
+
+def _sheet_window(parent: ET.Element, source: _Source, sheet: _Sheet) -> None:
+    datasource = source.connection.datasource
+    window = _sub(parent, "window", {"class": "worksheet", "name": sheet.name})
+    cards = _sub(window, "cards")
+    left = _sub(_sub(cards, "edge", {"name": "left"}), "strip", {"size": "160"})
+    for card in ("pages", "filters", "marks"):
+        _sub(left, "card", {"type": card})
+    top = _sub(cards, "edge", {"name": "top"})
+    for card in ("columns", "rows", "title"):
+        _sub(_sub(top, "strip", {"size": "31"}), "card", {"type": card})
+    right = _sub(_sub(cards, "edge", {"name": "right"}), "strip", {"size": "160"})
+    for shared_filter in source.filters:
+        card = {"param": f"[{datasource}].{shared_filter.pill.name}", "type": "filter"}
+        if shared_filter.mode:
+            card["mode"] = shared_filter.mode
+        _sub(right, "card", card)
+    for channel, pill in sheet.encodings:
+        if channel in ("color", "size"):
+            _sub(right, "card", {"param": f"[{datasource}].{pill.name}", "type": channel})
+    _simple_id(window, f"window/{sheet.name}")
