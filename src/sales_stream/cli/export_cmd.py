@@ -99,6 +99,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.snapshot is not None:
         if args.watch is not None or args.full or args.publish:
             raise SalesStreamError("--snapshot takes no --watch, --full or --publish")
+        if args.snapshot.suffix != ".twbx":
+            raise SalesStreamError(f"--snapshot needs a .twbx path, got {args.snapshot}")
         return _snapshot(args)
     if args.share_with is not None and not args.publish:
         raise SalesStreamError("--share-with only makes sense with --publish")

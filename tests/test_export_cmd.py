@@ -1,0 +1,60 @@
+"""The ``export`` command's snapshot and argument checks (no server needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import sales_stream.cli
+from sales_stream.cli import main
+
+
+def test_snapshot_writes_a_packaged_workbook(tmp_path: Path, capsys: pytest.CaptureFixture):
+    target = tmp_path / "ventes.twbx"
+    assert main(["export", "--snapshot", str(target), "--days", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"[snapshot] {target}: ")
+    assert " sales from " in line
+    with zipfile.ZipFile(target) as archive:
+        assert sorted(archive.namelist()) == ["Data/Extracts/ventes.hyper", "ventes.twb"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--hyper", "x.hyper", "--share-with", "prof"], "--share-with only makes sense with"),
+        (["--snapshot", "x.twb"], "--snapshot needs a .twbx path, got x.twb"),
+        (["--snapshot", "x.twbx", "--publish"], "--snapshot takes no --watch, --full or"),
+        (["--hyper", "x.hyper", "--days", "3"], "--seed and --days only make sense with"),
+    ],
+)
+def test_bad_combinations_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture, tmp_path: Path
+):
+    argv = [str(tmp_path / a) if a.startswith("x.") else a for a in argv]
+    assert main(["export", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("error: ")
+    assert message.replace("x.twb", str(tmp_path / "x.twb")) in err
+
+
+def test_the_export_command_module_imports_nothing_heavy():
+    """The command's own imports stay light (the CLI package itself is not loaded here)."""
+    cli = Path(sales_stream.cli.__file__).parent
+    script = (
+        "import sys, types; import sales_stream; "
+        "package = types.ModuleType('sales_stream.cli'); "
+        f"package.__path__ = [{str(cli)!r}]; sys.modules['sales_stream.cli'] = package; "
+        "import sales_stream.cli.export_cmd; "
+        "heavy = {'pymongo', 'tableauhyperapi', 'tableauserverclient', 'pandas', 'pantab'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "[]"
