@@ -184,10 +184,11 @@ def test_watch_appends_only_the_new_rows(
     assert patch.query["uploadSessionId"] == [rest.UPLOAD_ID]
     assert patch.headers["requestid"]
     table = {"schema": "Extract", "table": "Extract"}
-    action = {"action": "insert"}
+    action = {"action": "upsert"}
     action |= {
         f"{side}-{key}": value for side in ("source", "target") for key, value in table.items()
     }
+    action["condition"] = {"op": "eq", "target-col": "event_id", "source-col": "event_id"}
     assert json.loads(patch.body) == {"actions": [action]}
     assert b"\r\n\r\nHyper" in tableau.requests[count + 3].body  # a Hyper file is uploaded
     assert f"POST {base('datasources')}" not in routes
@@ -232,3 +233,46 @@ def test_the_notebook_panel_publishes_and_shares(
     tableau.routes[:] = rest.routes(user=None)
     assert panel.share() is None
     assert "Échec de la publication : no user named &#x27;nobody&#x27;" in panel.status.value
+
+
+def test_a_retried_update_reuses_its_request_id(
+    tableau: rest.RecordedTableau, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    def request_ids() -> list[str]:
+        return [r.headers["requestid"] for r in tableau.requests if r.method == "PATCH"]
+
+    hyper = extract(tmp_path / "sales.hyper", ["a"])
+    first = WatchPublisher(settings_for(tableau, monkeypatch))
+    first.push(hyper)
+    extract(hyper, ["a", "b", "c"])
+    first.push(hyper)
+    again = WatchPublisher(settings_for(tableau, monkeypatch))  # e.g. after a restart
+    again.push(extract(hyper, ["a"]))
+    again.push(extract(hyper, ["c", "a", "b"]))
+    [one, two] = request_ids()
+    assert one == two  # the server runs a request id once
+
+
+def test_watch_republishes_the_workbook_when_due(
+    tableau: rest.RecordedTableau, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    now = [0.0]
+    publisher = WatchPublisher(
+        settings_for(tableau, monkeypatch), workbook_every_s=60, clock=lambda: now[0]
+    )
+    hyper = extract(tmp_path / "sales.hyper", ["a"])
+    books = write_workbooks(hyper)
+    publisher.push(hyper, workbook_path=books.twbx)
+    workbook_posts = f"POST {base('workbooks')}"
+    assert routes_of(tableau).count(workbook_posts) == 1
+    now[0] = 30.0
+    extract(hyper, ["a", "b"])
+    assert publisher.push(hyper, workbook_path=books.twbx).workbook_id is None
+    assert routes_of(tableau).count(workbook_posts) == 1  # not due: rows only
+    now[0] = 61.0
+    extract(hyper, ["a", "b", "c"])
+    result = publisher.push(hyper, workbook_path=books.twbx)
+    assert (result.rows_sent, result.workbook_id) == (1, rest.WORKBOOK_ID)
+    assert routes_of(tableau).count(workbook_posts) == 2
+    with pytest.raises(ValueError, match=r"must be a packaged \.twbx"):
+        publisher.push(hyper, workbook_path=books.twb)

@@ -20,9 +20,12 @@ Read on the project, the same View capabilities as the project's default permiss
 workbooks and data sources, then on the published workbook and data source themselves.
 
 `WatchPublisher` (``export --watch --publish``): the first call publishes in full; later calls
-send only the rows not yet published, as a small ``.hyper`` with an ``insert`` action through
-"Update Data in Hyper Data Source" (``PATCH .../datasources/{id}/data``, REST API 3.12+), and
-fall back to a full overwrite on older servers.
+send only the rows not yet published, as a small ``.hyper`` with an ``upsert`` action on
+``event_id`` through "Update Data in Hyper Data Source" (``PATCH .../datasources/{id}/data``,
+REST API 3.13+), so a retried update adds nothing twice (its request id is also derived from
+the rows sent); older servers get a full overwrite. The published workbook is a packaged copy
+(its own extract), so it is re-published (overwritten) at most every ``workbook_every_s``
+seconds while the data source gets every batch of new rows.
 
 What is verified here: the exact REST requests tableauserverclient sends, against recorded
 server responses on a local HTTP server (``tests/test_share.py``). No real Tableau site was
@@ -31,9 +34,11 @@ reachable from this project's machines.
 
 from __future__ import annotations
 
+import math
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +160,9 @@ VIEWER_WORKBOOK = (
 )
 VIEWER_DATASOURCE = (_CAP.Read, _CAP.Connect)
 #: Lowest REST API version with "Update Data in Hyper Data Source".
-HYPER_UPDATE_API = (3, 12)
+HYPER_UPDATE_API = (3, 13)
+#: Default seconds between two re-publications of the workbook while watching.
+DEFAULT_WORKBOOK_EVERY_S = 60.0
 
 
 def build_requests(
@@ -272,23 +279,43 @@ class WatchPublisher:
         settings: From `PublishSettings.from_env`.
         project: Target project name.
         share_with: User granted View at the first (full) publication.
+        workbook_every_s: Least seconds between two publications of the workbook.
+        clock: Monotonic seconds (injectable for tests).
     """
 
     def __init__(
-        self, settings: PublishSettings, *, project: str = "default", share_with: str | None = None
+        self,
+        settings: PublishSettings,
+        *,
+        project: str = "default",
+        share_with: str | None = None,
+        workbook_every_s: float = DEFAULT_WORKBOOK_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if workbook_every_s < 0:
+            raise ValueError(f"workbook_every_s must be >= 0, got {workbook_every_s}")
         self._settings = settings
         self._project = project
         self._share_with = share_with
+        self._workbook_every_s = workbook_every_s
+        self._clock = clock
+        self._workbook_at = -math.inf  # clock() of the last workbook publication
         self._datasource_id: str | None = None
         self._published: pa.Array | None = None  # event ids the server holds
 
     def push(self, hyper_path: Path, *, workbook_path: Path | None = None) -> PublishResult | None:
         """Publish what the server lacks; return None when it has every row already.
 
+        Args:
+            hyper_path: The extract (table ``Extract.Extract``, column ``event_id``).
+            workbook_path: A packaged workbook (``.twbx``) over it, if one is published.
+
         Raises:
+            ValueError: ``workbook_path`` is not a ``.twbx``.
             ConfigError, SalesStreamError, FileNotFoundError: as `publish`.
         """
+        if workbook_path is not None and workbook_path.suffix != ".twbx":
+            raise ValueError(f"workbook_path must be a packaged .twbx, got {workbook_path}")
         rows = pa.table(
             pantab.frame_from_hyper(hyper_path, table=EXTRACT_TABLE, return_type="pyarrow")
         )
@@ -301,6 +328,7 @@ class WatchPublisher:
                 share_with=self._share_with,
             )
             self._datasource_id, self._published = result.datasource_id, rows["event_id"]
+            self._workbook_at = self._clock()
             return result
         fresh = rows.filter(pc.invert(pc.is_in(rows["event_id"], value_set=self._published)))
         if not fresh.num_rows:
@@ -313,41 +341,61 @@ class WatchPublisher:
         self, hyper_path: Path, fresh: pa.Table, workbook_path: Path | None
     ) -> PublishResult:
         assert self._datasource_id is not None
-        requests = build_requests(self._settings, hyper_path=hyper_path)
+        requests = build_requests(
+            self._settings, hyper_path=hyper_path, workbook_file=workbook_path
+        )
+        workbook_id = None
         with _signed_in(requests, self._settings) as server:
-            version = tuple(int(part) for part in server.version.split(".")[:2])
-            if version < HYPER_UPDATE_API:
-                supported = False
-            else:
-                supported = True
-                with tempfile.TemporaryDirectory(prefix="sales-stream-delta-") as scratch:
-                    delta = Path(scratch) / "delta.hyper"
-                    pantab.frame_to_hyper(fresh, delta, table=EXTRACT_TABLE)
-                    job = server.datasources.update_hyper_data(
-                        self._datasource_id,
-                        request_id=str(uuid.uuid4()),
-                        actions=[_INSERT],
-                        payload=delta,
-                    )
-                server.jobs.wait_for_job(job, timeout=300)
+            supported = _api(server) >= HYPER_UPDATE_API
+            if supported:
+                workbook_id = self._send(server, requests, fresh)
         if not supported:
-            return publish(
-                hyper_path,
-                workbook_path=workbook_path,
-                project=self._project,
-                settings=self._settings,
+            return self._overwrite(hyper_path, workbook_path)
+        return PublishResult(self._datasource_id, workbook_id, rows_sent=fresh.num_rows)
+
+    def _send(self, server: TSC.Server, requests: PublishRequests, fresh: pa.Table) -> str | None:
+        """Upsert the new rows; re-publish the workbook if due; return its id if it was."""
+        assert self._datasource_id is not None
+        workbook_id = None
+        ids = sorted(fresh["event_id"].to_pylist())
+        request_id = str(uuid.uuid5(_REQUEST_NAMESPACE, "\n".join(ids)))
+        with tempfile.TemporaryDirectory(prefix="sales-stream-delta-") as scratch:
+            delta = Path(scratch) / "delta.hyper"
+            pantab.frame_to_hyper(fresh, delta, table=EXTRACT_TABLE)
+            job = server.datasources.update_hyper_data(
+                self._datasource_id, request_id=request_id, actions=[_UPSERT], payload=delta
             )
-        return PublishResult(self._datasource_id, None, rows_sent=fresh.num_rows)
+        server.jobs.wait_for_job(job, timeout=300)
+        due = self._clock() - self._workbook_at >= self._workbook_every_s
+        if requests.workbook is not None and requests.workbook_file is not None and due:
+            requests.workbook.project_id = _project(
+                server, self._project, self._settings.server_url
+            ).id
+            workbook_id = server.workbooks.publish(
+                requests.workbook, requests.workbook_file, requests.mode
+            ).id
+            self._workbook_at = self._clock()
+        return workbook_id
+
+    def _overwrite(self, hyper_path: Path, workbook_path: Path | None) -> PublishResult:
+        result = publish(
+            hyper_path, workbook_path=workbook_path, project=self._project, settings=self._settings
+        )
+        self._workbook_at = self._clock()
+        return result
 
 
 _TABLE = {"schema": EXTRACT_TABLE.schema_name.name.unescaped, "table": EXTRACT_TABLE.name.unescaped}
-_INSERT = {
-    "action": "insert",
+# Upsert on event_id: rows the server already holds (a retried update) are replaced, not added.
+_UPSERT = {
+    "action": "upsert",
     "source-schema": _TABLE["schema"],
     "source-table": _TABLE["table"],
     "target-schema": _TABLE["schema"],
     "target-table": _TABLE["table"],
+    "condition": {"op": "eq", "target-col": "event_id", "source-col": "event_id"},
 }
+_REQUEST_NAMESPACE = uuid.UUID("0b5f1c1e-7f4e-4d59-9a3e-2f6a3c1d9e27")
 
 
 @contextmanager
@@ -371,6 +419,10 @@ def _signed_in(requests: PublishRequests, settings: PublishSettings) -> Iterator
     finally:
         if server.is_signed_in():
             server.auth.sign_out()
+
+
+def _api(server: TSC.Server) -> tuple[int, ...]:
+    return tuple(int(part) for part in server.version.split(".")[:2])
 
 
 def _one_line(exc: Exception) -> str:
