@@ -190,7 +190,6 @@ def test_sheet_contents(books: tuple[Path, Path]):
     assert roles["[lat]"] == "[Geographical].[Latitude]"
     assert roles["[lon]"] == "[Geographical].[Longitude]"
     assert roles["[region]"] == "[State].[Name]"
-    assert roles["[city]"] == "[City].[Name]"
     top_filter = sheets[TOP_SHEET].find("view/filter")
     assert top_filter.get("column").startswith(f"[{ds}].[usr:Calculation_")
     assert (top_filter.findtext("min"), top_filter.findtext("max")) == ("1", "7")

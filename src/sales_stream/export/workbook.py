@@ -50,9 +50,10 @@ import os
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sales_stream.contract import tableau_fields
 from sales_stream.rollups import DAILY, HOURLY
 
 __all__ = [
@@ -76,7 +77,6 @@ TIME_SHEET = "CA dans le temps"
 MAP_SHEET = "Ventes par région"
 CITY_SHEET = "Ventes par ville"
 TOP_SHEET = "Top produits"
-EUR_FORMAT = 'c#,##0.00" €";-#,##0.00" €"'
 
 _UUID_NAMESPACE = uuid.UUID("6b0c5a52-4d8e-4e1f-9a57-3f1f0f2b7a11")
 _PREFIX = {"None": "none", "Sum": "sum", "Avg": "avg", "Hour-Trunc": "thr", "User": "usr"}
@@ -103,34 +103,13 @@ def _measure(name: str, caption: str, datatype: str, aggregation: str, **extra: 
     return _Field(name, caption, datatype, "measure", "quantitative", aggregation, **extra)
 
 
-_TS = _Field("ts", "Horodatage (UTC)", "datetime", kind="ordinal", aggregation="Year")
-_PRODUCT = _Field("product", "Produit", "string")
-_REGION = _Field("region", "Région", "string", semantic_role="[State].[Name]")
-_CITY = _Field("city", "Ville", "string", semantic_role="[City].[Name]")
-_LAT = _measure("lat", "Latitude", "real", "Avg", semantic_role="[Geographical].[Latitude]")
-_LON = _measure("lon", "Longitude", "real", "Avg", semantic_role="[Geographical].[Longitude]")
-_AMOUNT = _measure("amount", "Montant", "real", "Sum", default_format=EUR_FORMAT)
 # The sales table's columns in table order: same names in the extract and in the view ``ventes``.
-_SALES_FIELDS = (
-    _Field("event_id", "Identifiant", "string"),
-    _TS,
-    _Field("date", "Date", "date", kind="ordinal", aggregation="Year"),
-    _Field("hour", "Heure", "integer", kind="ordinal", aggregation="Sum"),
-    _PRODUCT,
-    _Field("category", "Catégorie", "string"),
-    _REGION,
-    _CITY,
-    _LAT,
-    _LON,
-    _measure("quantity", "Quantité", "integer", "Sum"),
-    _measure("unit_price", "Prix unitaire", "real", "Avg", default_format=EUR_FORMAT),
-    _AMOUNT,
-    _Field("currency", "Devise", "string"),
-    _Field("channel", "Canal", "string"),
+_SALES_FIELDS = tuple(_Field(**asdict(field)) for field in tableau_fields())
+_TS, _PRODUCT, _CATEGORY, _REGION, _CITY, _LAT, _LON, _QUANTITY, _AMOUNT = (
+    next(f for f in _SALES_FIELDS if f.name == name)
+    for name in ("ts", "product", "category", "region", "city", "lat", "lon", "quantity", "amount")
 )
-_CATEGORY = next(f for f in _SALES_FIELDS if f.name == "category")
 _SALES_COUNT = _measure("sales", "Nombre de ventes", "integer", "Sum")
-_QUANTITY = next(f for f in _SALES_FIELDS if f.name == "quantity")
 _HOUR_START = _Field("hour_start", "Début de l'heure (UTC)", "datetime", kind="ordinal")
 _DAY_START = _Field("day_start", "Début du jour (UTC)", "datetime", kind="ordinal")
 # The rollup tables' columns in table order (`sales_stream.sql.schema.TABLES`).

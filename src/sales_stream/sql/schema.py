@@ -28,6 +28,7 @@ import psycopg
 from pymongo.database import Database
 
 from sales_stream.config import Settings
+from sales_stream.contract import sql_table_columns, sql_view_select
 from sales_stream.errors import InfraError
 from sales_stream.infra import Endpoints
 from sales_stream.rollups import DAILY, HOURLY
@@ -41,12 +42,7 @@ DAILY_TABLE = DAILY.collection
 _ROLLUP_MEASURES = "lat double precision, lon double precision, sales bigint, quantity bigint, "
 #: Declared table → its columns (documents may hold more fields, e.g. the rollup fences).
 TABLES: dict[str, str] = {
-    SALES: (
-        "_id text PRIMARY KEY, ts timestamptz, product text, category text, region text, "
-        "city text, lat double precision, lon double precision, quantity integer, "
-        "unit_price double precision, amount double precision, currency text, channel text, "
-        "schema_version integer, ingested_at timestamptz"
-    ),
+    SALES: sql_table_columns(),
     HOURLY_TABLE: f"hour_start timestamptz, region text, {_ROLLUP_MEASURES}amount numeric",
     DAILY_TABLE: (
         f"day_start timestamptz, region text, product text, category text, {_ROLLUP_MEASURES}"
@@ -55,11 +51,7 @@ TABLES: dict[str, str] = {
 }
 #: View → its SELECT.
 VIEWS: dict[str, str] = {
-    SALES_VIEW: (
-        "SELECT _id AS event_id, ts, ts::date AS date, date_part('hour', ts)::integer AS hour, "
-        "product, category, region, city, lat, lon, quantity, unit_price, amount, currency, "
-        f"channel FROM {SALES}"
-    ),
+    SALES_VIEW: sql_view_select(SALES),
 }
 
 
