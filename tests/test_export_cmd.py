@@ -1,16 +1,23 @@
-"""The ``export`` command's snapshot and argument checks (no server needed)."""
+"""The ``export`` command: workbooks beside the extract, snapshot, one-line argument errors."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from pymongo.database import Database
 
 import sales_stream.cli
 from sales_stream.cli import main
+from sales_stream.config import Settings
+from sales_stream.export.hyper import read_extract
+from sales_stream.export.package import packaged_extracts
+from sales_stream.generator import SaleGenerator
+from sales_stream.sinks.mongo import MongoSink
 
 
 def test_snapshot_writes_a_packaged_workbook(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -58,3 +65,37 @@ def test_the_export_command_module_imports_nothing_heavy():
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_export_leaves_the_workbooks_beside_the_extract(
+    settings: Settings, db: Database, tmp_path: Path
+):
+    MongoSink(db).write(SaleGenerator(seed=3).events(40), [])
+    path = tmp_path / "out" / "ventes.hyper"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALES_STREAM_", "TABLEAU_"))}
+    env |= {
+        "SALES_STREAM_MODE": "embedded",
+        "SALES_STREAM_STATE_DIR": str(settings.state_dir.resolve()),
+        "SALES_STREAM_DB": db.name,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "sales_stream", "export", "--hyper", str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    twb, twbx = path.with_suffix(".twb"), path.with_suffix(".twbx")
+    assert f"[export] workbooks {twb} and {twbx}" in done.stdout
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "ventes.hyper",
+        "ventes.twb",
+        "ventes.twbx",
+    ]
+    assert packaged_extracts(twbx) == {"Data/Extracts/ventes.hyper": "Data/Extracts/ventes.hyper"}
+    with zipfile.ZipFile(twbx) as archive:
+        inside = Path(archive.extract("Data/Extracts/ventes.hyper", tmp_path / "unzipped"))
+    assert len(read_extract(inside)) == len(read_extract(path)) == 40
