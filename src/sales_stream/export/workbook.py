@@ -1,7 +1,8 @@
 """Generated Tableau workbooks (.twb) over the sales data: a Hyper extract or live PostgreSQL.
 
 Both workbooks are built by one renderer from a small model (data sources with their columns
-and shared filters, shelf pills, sheets) and hold the same dashboard:
+and shared filters, shelf pills, sheets) and hold the same dashboard (the live one without the
+city sheet):
 
 * ``write_extract_workbook`` / `render_extract_workbook`: one ``hyper`` connection to the
   extract, by a path relative to the workbook's folder (or inside a ``.twbx``, see
