@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import tableau_rest as rest
 from pymongo.database import Database
 
 import sales_stream.cli
@@ -67,17 +68,23 @@ def test_the_export_command_module_imports_nothing_heavy():
     assert out.strip() == "[]"
 
 
+def export_env(settings: Settings, db: Database, **tableau: str) -> dict[str, str]:
+    """The environment of an ``export`` subprocess on the test services (no .env read)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALES_STREAM_", "TABLEAU_"))}
+    return env | {
+        "SALES_STREAM_MODE": "embedded",
+        "SALES_STREAM_STATE_DIR": str(settings.state_dir.resolve()),
+        "SALES_STREAM_DB": db.name,
+        **{f"TABLEAU_{name.upper()}": value for name, value in tableau.items()},
+    }
+
+
 def test_export_leaves_the_workbooks_beside_the_extract(
     settings: Settings, db: Database, tmp_path: Path
 ):
     MongoSink(db).write(SaleGenerator(seed=3).events(40), [])
     path = tmp_path / "out" / "ventes.hyper"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALES_STREAM_", "TABLEAU_"))}
-    env |= {
-        "SALES_STREAM_MODE": "embedded",
-        "SALES_STREAM_STATE_DIR": str(settings.state_dir.resolve()),
-        "SALES_STREAM_DB": db.name,
-    }
+    env = export_env(settings, db)
     done = subprocess.run(
         [sys.executable, "-m", "sales_stream", "export", "--hyper", str(path)],
         cwd=tmp_path,
@@ -99,3 +106,27 @@ def test_export_leaves_the_workbooks_beside_the_extract(
     with zipfile.ZipFile(twbx) as archive:
         inside = Path(archive.extract("Data/Extracts/ventes.hyper", tmp_path / "unzipped"))
     assert len(read_extract(inside)) == len(read_extract(path)) == 40
+
+
+def test_sharing_with_a_wrong_user_is_one_line(settings: Settings, db: Database, tmp_path: Path):
+    MongoSink(db).write(SaleGenerator(seed=4).events(5), [])
+    tableau = rest.RecordedTableau(rest.routes(user=None))
+    server, url = tableau.serve()
+    try:
+        env = export_env(settings, db, server_url=url, site="ventes", pat_name="n", pat_secret="s")
+        argv = ["--hyper", str(tmp_path / "s.hyper"), "--publish", "--share-with", "porf"]
+        done = subprocess.run(
+            [sys.executable, "-m", "sales_stream", "export", *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 2
+    assert done.stderr == f"error: no user named 'porf' on site 'ventes' at {url}\n"
+    assert not [r for r in tableau.requests if r.method in {"PUT", "PATCH"}]
