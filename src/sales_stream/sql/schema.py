@@ -27,7 +27,6 @@ from __future__ import annotations
 import psycopg
 from pymongo.database import Database
 
-from sales_stream.config import Settings
 from sales_stream.contract import sql_table_columns, sql_view_select
 from sales_stream.errors import InfraError
 from sales_stream.infra import Endpoints
@@ -85,16 +84,19 @@ def ensure_schema(conn: psycopg.Connection, db: Database) -> tuple[str, ...]:
     return (*TABLES, *VIEWS)
 
 
-def setup_endpoint(endpoints: Endpoints, settings: Settings, db: Database) -> tuple[str, ...]:
-    """Declare the schema through ``endpoints.sql_uri`` (embedded mode); () without SQL endpoint.
+def setup_endpoint(endpoints: Endpoints, db: Database) -> tuple[str, ...]:
+    """Declare the schema in ``db`` through the SQL admin login; () without SQL endpoint.
+
+    The BI login (``endpoints.sql_uri``) is read-only: only the admin login of
+    ``endpoints.sql_admin_uri`` may declare tables and views.
 
     Raises:
         InfraError: If the endpoint refuses a statement or cannot be reached.
     """
-    if endpoints.sql_uri is None:
+    if endpoints.sql_uri is None or endpoints.sql_admin_uri is None:
         return ()
     try:
-        with connect(endpoints.sql_uri, settings=settings) as conn:
+        with connect(endpoints.sql_admin_uri.get_secret_value(), dbname=db.name) as conn:
             return ensure_schema(conn, db)
     except psycopg.Error as exc:
         raise InfraError(f"{endpoints.sql_uri}: {exc}".strip()) from exc
