@@ -7,6 +7,8 @@ import pytest
 
 from sales_stream.events import SaleEvent, decode, encode
 from sales_stream.generator import (
+    DEFAULT_BACKFILL_DAYS,
+    LIVE_SPEEDUP,
     PARIS,
     STORE_HOURS,
     SaleGenerator,
@@ -242,3 +244,32 @@ def test_seasonality_factor_averages_one_over_a_week() -> None:
     assert seasonality_factor(datetime(2024, 5, 11, 20, tzinfo=PARIS)) > 5 * seasonality_factor(
         datetime(2024, 5, 7, 4, tzinfo=PARIS)
     )
+
+
+def _hourly(events: list[SaleEvent]) -> Counter[datetime]:
+    revenue: Counter[datetime] = Counter()
+    for e in events:
+        revenue[e.ts.replace(minute=0, second=0, microsecond=0)] += e.amount
+    return revenue
+
+
+@pytest.mark.parametrize("live_seconds", [20, 600])
+def test_live_stream_at_the_default_rate_does_not_dwarf_the_history(live_seconds: int) -> None:
+    """A generated run: 7 days of history, then the live stream on the simulated clock."""
+    end = datetime(2026, 11, 25, 17, 40, tzinfo=UTC)
+    history = list(SaleGenerator(1).backfill(DEFAULT_BACKFILL_DAYS, end=end))
+    real = [0.0]
+    clock = SimulatedClock(end, speedup=LIVE_SPEEDUP, monotonic=lambda: real[0])
+    generator = SaleGenerator(2, clock=clock)
+    rate = live_rate(at=end)
+    live = []
+    for k in range(round(live_seconds * rate)):
+        real[0] = k / rate  # the producer's schedule: event k is due at k / rate
+        live.append(generator.next_event())
+    assert live, "the live stream shows new sales"
+    past = _hourly(history)
+    combined = _hourly(history + live)
+    largest = max(past.values())
+    live_hours = {e.ts.replace(minute=0, second=0, microsecond=0) for e in live}
+    assert max(combined[h] for h in live_hours) <= 3 * largest
+    assert sum(e.amount for e in live) > 0
