@@ -47,8 +47,11 @@ SELECTIONS = (
     Selection(),
     Selection(period="1h"),
     Selection(period="24h", regions=("Bretagne",)),
-    Selection(period="7d", products=("Smartphone Nova 12",)),
-    Selection(regions=("Île-de-France", "Occitanie"), products=("Câble USB-C", "Casque Audio")),
+    Selection(period="7d", products=("Smartphone premium",)),
+    Selection(
+        regions=("Île-de-France", "Occitanie"),
+        products=("Câble USB-C", "Casque à réduction de bruit"),
+    ),
     Selection(products=("Câble USB-C",)),
 )
 

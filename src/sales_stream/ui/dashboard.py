@@ -228,7 +228,7 @@ class LiveDashboard:
             control.observe(self._on_filter, names="value")
         controls = widgets.HBox(
             [self.period, self.regions, self.products],
-            layout={"flex_flow": "row wrap", "gap": "12px"},
+            layout={"flex_flow": "row wrap"},
         )
         side_by_side = {"flex": "1 1 420px", "min_width": "320px"}
         self.charts["regions"].layout = widgets.Layout(**side_by_side)
