@@ -1,15 +1,18 @@
 """Tables for the notebooks in French: labelled columns, ``1 234,50 €``, dates ``25/11/2026``.
 
 `french_table` returns a pandas ``Styler`` (rendered as an HTML table in JupyterLab and on
-GitHub, never truncated); it works on empty frames too.
+GitHub, never truncated); for an empty frame, a French « aucune ligne » line instead of a
+table of headers only.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
+from IPython.display import HTML
 from pandas.io.formats.style import Styler
 
 from sales_stream.ui.format import fr_float, fr_int
@@ -68,7 +71,8 @@ def french_table(
     labels: Mapping[str, str] | None = None,
     index: bool = False,
     caption: str | None = None,
-) -> Styler:
+    empty: str = "aucune ligne pour l'instant",
+) -> Styler | HTML:
     """``frame`` with French number/date formats and column labels.
 
     Args:
@@ -76,7 +80,12 @@ def french_table(
         labels: Extra or overriding column labels (defaults: `LABELS`).
         index: Whether to show the index.
         caption: An optional caption above the table.
+        empty: What to show instead of an empty table.
     """
+    if frame.empty:
+        return HTML(
+            f"<p><i>{html.escape(caption + ' : ' if caption else '')}{html.escape(empty)}</i></p>"
+        )
     names = {**LABELS, **(labels or {})}
     formats = {}
     for name in frame.columns:
