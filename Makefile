@@ -26,7 +26,7 @@ notebooks: run
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## lab: JupyterLab on the notebooks
+## lab: JupyterLab on the notebooks; it owns the embedded services its kernels start (they stop with it)
 lab: $(STAMP)
 	$(BIN)/jupyter lab
 

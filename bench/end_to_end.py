@@ -164,7 +164,7 @@ def main() -> int:
         settings = Settings(_env_file=None, state_dir=work / "state")
         with infra.up(settings) as endpoints:
             db = mongo_client(endpoints.mongo_uri.get_secret_value())[settings.db]
-            setup_endpoint(endpoints, settings, db)
+            setup_endpoint(endpoints, db)
             sent, mongo, hyper, drain = step(
                 endpoints, settings, args.rate, args.seconds, work, hyper=True, rollups=rollups
             )

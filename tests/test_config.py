@@ -1,3 +1,5 @@
+import os
+import socket
 import subprocess
 import sys
 
@@ -106,3 +108,76 @@ def test_cli_config_errors_are_one_line(tmp_path, env: dict[str, str], expected:
     assert result.stderr.startswith(expected), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_secrets_in_uri_query_strings_are_masked() -> None:
+    uri = "mongodb://u:pw@db.example/?tls=true&tlsCertificateKeyFilePassword=s3cret&w=1"
+    assert redact_uri(uri) == (
+        "mongodb://u:***@db.example/?tls=true&tlsCertificateKeyFilePassword=***&w=1"
+    )
+
+
+def _bad_config_cases(tmp_path) -> list[tuple[str, dict[str, str], str]]:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    tmp_path.joinpath("taken").write_text(str(port))  # keeps the number for the message
+    _BUSY.append(taken)
+    leaky = "http://u:hunter2@h/?tlsCertificateKeyFilePassword=s3cret"
+    return [
+        ("up", {"SALES_STREAM_STATE_DIR": "/proc/sales"}, "SALES_STREAM_STATE_DIR: /proc/sales"),
+        ("up", {"SALES_STREAM_STATE_DIR": "/dev/null/x"}, "SALES_STREAM_STATE_DIR: /dev/null/x"),
+        ("status", {"SALES_STREAM_STATE_DIR": str(a_file)}, f"SALES_STREAM_STATE_DIR: {a_file}"),
+        ("down", {"SALES_STREAM_STATE_DIR": str(a_file)}, f"SALES_STREAM_STATE_DIR: {a_file}"),
+        ("status", {"SALES_STREAM_MONGO_URI": leaky}, "SALES_STREAM_MONGO_URI: 'http://u:***@h/"),
+        ("up", {"SALES_STREAM_MONGO_URI": "mongodb://h:99999/"}, "SALES_STREAM_MONGO_URI:"),
+        ("up", {"SALES_STREAM_SQL_PORT": str(port)}, f"SALES_STREAM_SQL_PORT: port {port} on"),
+        ("up", {"SALES_STREAM_SQL_PASSWORD": "change-me"}, "SALES_STREAM_SQL_PASSWORD is 'change"),
+        (
+            "up",
+            {
+                "SALES_STREAM_MODE": "docker",
+                "SALES_STREAM_MONGO_USER": "sales",
+                "SALES_STREAM_MONGO_PASSWORD": "change-me",
+            },
+            "SALES_STREAM_MONGO_PASSWORD is 'change-me', the placeholder of .env.example: "
+            "set a real password as SALES_STREAM_MONGO_PASSWORD=... in .env",
+        ),
+        ("status", {"SALES_STREAM_PARTITIONS": "0"}, "SALES_STREAM_PARTITIONS:"),
+    ]
+
+
+_BUSY: list[socket.socket] = []
+PYTHONPATH = os.environ.get("PYTHONPATH", "")
+
+
+def test_bad_config_table_one_line_exit_2_no_traceback(tmp_path) -> None:
+    failures = []
+    try:
+        for command, env, expected in _bad_config_cases(tmp_path):
+            result = subprocess.run(
+                [sys.executable, "-m", "sales_stream", command],
+                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": PYTHONPATH, **env},
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            err = result.stderr
+            if not (
+                result.returncode == 2
+                and err.startswith(f"error: {expected}")
+                and len(err.strip().splitlines()) == 1
+                and "Traceback" not in err
+                and "hunter2" not in err
+                and "s3cret" not in err
+            ):
+                failures.append((command, env, result.returncode, err))
+    finally:
+        for sock in _BUSY:
+            sock.close()
+    assert failures == []

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from sales_stream.contract import EVENT_FIELDS
 from sales_stream.events import (
     AMOUNT_TOLERANCE,
     DETAIL_MAX_CHARS,
@@ -151,6 +152,11 @@ CASES: list[tuple[bytes | str | None, InvalidReason, str]] = [
     (payload(raw={"lat": "-Infinity"}), InvalidReason.NOT_JSON, "Infinity"),
     (b"[" * 5000, InvalidReason.NOT_JSON, "recursion"),
     (payload(raw={"quantity": "9" * 5000}), InvalidReason.NOT_JSON, "4300 digits"),
+    (payload(raw={"amount": '99.98, "amount": 1'}), InvalidReason.DUPLICATE_JSON_KEY, "amount"),
+    (b'{"a": {"b": 1, "b": 1}}', InvalidReason.DUPLICATE_JSON_KEY, "'b'"),
+    (encode(BASE)[:-1] + b',"\\ud800":1}', InvalidReason.LONE_SURROGATE, "\\ud800"),
+    (payload(raw={"city": '"Paris\\udc00"'}), InvalidReason.LONE_SURROGATE, "\\udc00"),
+    (b'[{"x": ["\\uDBFF"]}]', InvalidReason.LONE_SURROGATE, "\\udbff"),
     (b"[]", InvalidReason.NOT_OBJECT, "list"),
     (b'"sale"', InvalidReason.NOT_OBJECT, "str"),
     (b"null", InvalidReason.NOT_OBJECT, "NoneType"),
@@ -228,6 +234,25 @@ def test_invalid_message_gets_specific_reason_and_detail(
 
 def test_every_reason_is_reachable() -> None:
     assert {reason for _, reason, _ in CASES} == set(InvalidReason)
+
+
+def test_unicode_escapes_and_surrogate_pairs_are_text() -> None:
+    escaped = payload(raw={"product": '"\\u00c9couteurs sans fil"'})
+    assert decode(escaped) == BASE
+    emoji = decode(payload(raw={"city": '"\\ud83d\\ude00"'}))  # a valid pair: U+1F600
+    assert isinstance(emoji, InvalidEvent)
+    assert emoji.reason is InvalidReason.CITY_NOT_IN_REGION
+
+
+def test_lone_surrogate_detail_is_encodable() -> None:
+    result = decode(b'{"\\ud800": 1}')
+    assert isinstance(result, InvalidEvent)
+    assert result.reason is InvalidReason.LONE_SURROGATE
+    assert result.detail.encode("utf-8")  # no surrogate left in the detail
+
+
+def test_sale_event_attributes_are_the_contract_fields() -> None:
+    assert tuple(SaleEvent.__dataclass_fields__) == FIELDS == EVENT_FIELDS
 
 
 def test_detail_is_truncated() -> None:

@@ -16,8 +16,9 @@ from sales_stream.infra.process import pid_alive, wait_until
 
 
 def _server_pids(state_dir) -> list[int]:
+    """The pids of both servers and of their supervisor."""
     status = infra.embedded.status(state_dir)
-    return [status.kafka.pid, status.database.pid] if status else []
+    return [status.kafka.pid, status.database.pid, status.supervisor_pid] if status else []
 
 
 def _cli_up(tmp_path) -> tuple[subprocess.Popen, dict[str, str], str]:
@@ -73,7 +74,7 @@ def test_cli_up_status_down_leaves_no_process(tmp_path) -> None:
     assert "kafka: 127.0.0.1:" in output
     assert "postgresql: postgresql://tableau@127.0.0.1:" in output
     pids = _server_pids(tmp_path / "state")
-    assert len(pids) == 2
+    assert len(pids) == 3
     assert all(pid_alive(pid) for pid in pids)
     status = subprocess.run(
         [sys.executable, "-m", "sales_stream", "status"],

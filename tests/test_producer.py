@@ -23,7 +23,7 @@ from sales_stream.errors import InfraError
 from sales_stream.events import InvalidEvent, SaleEvent, decode
 from sales_stream.generator import SaleGenerator
 from sales_stream.infra.embedded import free_port
-from sales_stream.infra.process import terminate, wait_until
+from sales_stream.infra.process import wait_until
 from sales_stream.producer import ProducerStats, ProducerThread, backfill, backfill_seed
 from sales_stream.ui.format import parse_percent
 from sales_stream.ui.producer_panel import producer_panel, sparkline, summary_text
@@ -235,7 +235,7 @@ def test_broker_crash_mid_run_counts_failures(tmp_path) -> None:
         ensure_topic(bootstrap, "sales", partitions=3)
         thread.start()
         assert wait_until(lambda: thread.stats.acked >= 20, timeout=15)
-        terminate(infra.embedded.status(settings.state_dir).kafka.pid, kill=True)
+        infra.embedded.hold_server(settings.state_dir, "kafka", kill=True)  # and keep it down
         assert wait_until(lambda: thread.stats.failed > 0, timeout=15)
         stats = thread.stats
         assert stats.state == "running"

@@ -132,7 +132,7 @@ def _wait_until(condition: Callable[[], bool], *, timeout: float = 30.0) -> None
 def sql(endpoints: infra.Endpoints, db: Database) -> Iterator[psycopg.Connection]:
     """A PostgreSQL connection to the test's own database, tables and views declared."""
     ensure_indexes(db)
-    with connect(endpoints.sql_uri, dbname=db.name) as conn:
+    with connect(endpoints.sql_admin_uri.get_secret_value(), dbname=db.name) as conn:
         ensure_schema(conn, db)
         yield conn
 
@@ -319,7 +319,7 @@ def test_cli_sql_setup(
     monkeypatch.setenv("SALES_STREAM_STATE_DIR", str(settings.state_dir))
     assert cli.main(["sql", "setup"]) == 0
     assert f"{', '.join([*TABLES, *VIEWS])} ready at postgresql://" in capsys.readouterr().out
-    with connect(endpoints.sql_uri, dbname=db.name) as conn:
+    with connect(endpoints.sql_admin_uri.get_secret_value(), dbname=db.name) as conn:
         listed = conn.execute("SELECT relname FROM pg_catalog.pg_class WHERE relkind = 'v'")
         assert [name for (name,) in listed] == list(VIEWS)
 
@@ -340,8 +340,7 @@ def test_both_endpoints_survive_sigkill(tmp_path) -> None:
         client = mongo_client(endpoints.mongo_uri.get_secret_value())
         db = client[settings.db]
         _consume(db, RollupWriter(db), _positions(events))
-        with connect(endpoints.sql_uri) as conn:
-            ensure_schema(conn, db)
+        with connect(endpoints.sql_uri) as conn:  # the BI login: up declared the schema
             assert conn.execute(f"SELECT COUNT(*) FROM {SALES_VIEW}").fetchone() == (len(events),)
         infra.embedded.stop_database(settings.state_dir, kill=True)
         with pytest.raises(psycopg.OperationalError):

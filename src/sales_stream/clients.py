@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
-from pymongo import MongoClient
+if TYPE_CHECKING:  # the clients are imported on use, so the CLI starts at once
+    from pymongo import MongoClient
+
+#: URI query options whose value is a secret (compared lower-case).
+SECRET_QUERY_OPTIONS = frozenset(
+    {
+        "password",
+        "tlscertificatekeyfilepassword",
+        "sslclientcertificatekeypassword",
+        "authmechanismproperties",
+    }
+)
 
 #: Consumer-group timings: the embedded broker waits half the session timeout on join.
 GROUP_TIMINGS: dict[str, int] = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 2000}
@@ -53,6 +61,8 @@ def mongo_client(uri: str, **kwargs: Any) -> MongoClient:
     unjournaled write is lost if the process is killed right after, and offsets are only
     committed once a write is durable.
     """
+    from pymongo import MongoClient
+
     kwargs.setdefault("tz_aware", True)
     kwargs.setdefault("journal", True)
     kwargs.setdefault("serverSelectionTimeoutMS", 5000)
@@ -60,13 +70,23 @@ def mongo_client(uri: str, **kwargs: Any) -> MongoClient:
 
 
 def redact_uri(uri: str) -> str:
-    """Return ``uri`` with any password replaced by ``***``."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    """Return ``uri`` with its password and secret query options replaced by ``***``."""
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+    except ValueError:  # unparsable: show nothing that could be a secret
+        return "<unparsable URI>"
+    if password is not None:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:***@{netloc[1]}")
+    if parts.query:
+        query = [
+            (key, "***" if key.lower() in SECRET_QUERY_OPTIONS else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*:/,"))
+    return urlunsplit(parts)
 
 
 def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 3, timeout: float = 15.0) -> None:
@@ -75,6 +95,10 @@ def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 3, timeout: fl
     Raises:
         ValueError: the topic exists with fewer partitions than asked.
     """
+    from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sales-stream-admin")
     try:
         with contextlib.suppress(TopicAlreadyExistsError):

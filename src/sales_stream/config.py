@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sales_stream.clients import redact_uri
 from sales_stream.errors import ConfigError
 
 ENV_PREFIX = "SALES_STREAM_"
+#: The password ``.env.example`` ships with; never accepted as a real one.
+PLACEHOLDER_PASSWORD = "change-me"
+MONGO_SCHEMES = ("mongodb", "mongodb+srv")
+#: Fields whose value is never shown in an error message.
+_SECRET_FIELDS = frozenset({"mongo_uri", "mongo_password", "sql_password"})
+#: Filesystems that cannot hold a state directory (kernel views, devices).
+_PSEUDO_FILESYSTEMS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2"})
 
 
 class Mode(StrEnum):
@@ -46,13 +56,99 @@ class Settings(BaseSettings):
     compose_file: Path = Path("docker-compose.yml")
     lake: str = "lake"
 
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir_is_writable(cls, value: Path) -> Path:
+        problem = state_dir_problem(value)
+        if problem:
+            raise ValueError(
+                f"{problem}: set it to a writable directory (in .env or the environment)"
+            )
+        return value
+
+    @field_validator("mongo_uri")
+    @classmethod
+    def _mongo_uri_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value.get_secret_value())
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(f"not a URI ({exc})") from None
+        if parts.scheme not in MONGO_SCHEMES or not parts.hostname:
+            raise ValueError(
+                f"{redact_uri(value.get_secret_value())!r} is not a MongoDB URI: "
+                "use mongodb://HOST:PORT/ or mongodb+srv://HOST/"
+            )
+        return value
+
+    @field_validator("sql_password")
+    @classmethod
+    def _sql_password_not_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() == PLACEHOLDER_PASSWORD:
+            raise ValueError(_placeholder_message("SQL_PASSWORD"))
+        return value
+
     @model_validator(mode="after")
-    def _sql_password_beyond_loopback(self) -> Settings:
+    def _passwords(self) -> Settings:
         if not _is_loopback(self.sql_host) and self.sql_password is None:
             raise ValueError(
                 f"sql_host={self.sql_host!r} is not loopback: set SALES_STREAM_SQL_PASSWORD in .env"
             )
+        password = self.mongo_password
+        if (
+            self.mode is Mode.DOCKER
+            and password
+            and password.get_secret_value() == PLACEHOLDER_PASSWORD
+        ):
+            raise ValueError(_placeholder_message("MONGO_PASSWORD"))
         return self
+
+
+def _placeholder_message(name: str) -> str:
+    return (
+        f"{ENV_PREFIX}{name} is {PLACEHOLDER_PASSWORD!r}, the placeholder of .env.example: "
+        f"set a real password as {ENV_PREFIX}{name}=... in .env (or the environment)"
+    )
+
+
+def state_dir_problem(path: Path) -> str | None:
+    """Return why ``path`` cannot be (or become) a writable state directory, or None."""
+    path = Path(os.path.abspath(path))
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        return f"{path} is below {existing}, which is not a directory"
+    if existing == path and not path.is_dir():
+        return f"{path} exists and is not a directory"
+    fstype = _filesystem_type(existing)
+    if fstype in _PSEUDO_FILESYSTEMS:
+        return f"{path} is on the {fstype} pseudo-filesystem"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def _filesystem_type(path: Path) -> str:
+    """Return the type of the filesystem mounted deepest above ``path`` ('' if unknown)."""
+    best, fstype = "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, fstype = point, fields[2]
+    except OSError:
+        return ""
+    return fstype
 
 
 def _is_loopback(host: str) -> bool:
@@ -82,6 +178,9 @@ def _one_line(exc: ValidationError) -> str:
     loc = [str(part) for part in first.get("loc", ()) if part]
     name = ENV_PREFIX + loc[0].upper() if loc else "settings"
     message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    if message.startswith(ENV_PREFIX):  # the message names its variable(s) already
+        return message
     value = first.get("input")
-    shown = "" if loc == [] or isinstance(value, dict) else f" (got {value!r})"
+    hidden = loc == [] or isinstance(value, dict) or loc[0] in _SECRET_FIELDS
+    shown = "" if hidden or first.get("type") == "value_error" else f" (got {value!r})"
     return f"{name}: {message}{shown}"

@@ -1,12 +1,21 @@
-"""The sale event contract: the `SaleEvent` schema, its JSON wire format and its validation.
+r"""The sale event contract: the `SaleEvent` schema, its JSON wire format and its validation.
 
 Wire format: one compact UTF-8 JSON object per Kafka message, with exactly the fields of
 `SaleEvent` (schema version 1). `decode` is the single validation gate of the pipeline: it
 never raises and returns either a `SaleEvent` or an `InvalidEvent` whose `reason` is a
 specific `InvalidReason` code and whose `detail` names the offending field and value.
 
+The fields, their order, types and bounds come from the schema contract
+(`sales_stream.contract`), which also publishes them as a JSON Schema
+(``docs/sale_event.schema.json``); `SaleEvent` must declare exactly those fields.
+
 Decisions of the contract:
 
+* A key that appears twice in any JSON object is rejected
+  (`InvalidReason.DUPLICATE_JSON_KEY`) rather than letting the last value win; a ``\u``
+  escape that leaves a lone UTF-16 surrogate in a key or value (``{"\ud800": 1}``) is
+  rejected as `InvalidReason.LONE_SURROGATE` (it cannot be encoded to UTF-8, hence not
+  stored); a detail never carries such a character (it is shown escaped).
 * Unknown extra fields are rejected (`InvalidReason.UNKNOWN_FIELD`): schema version 1 is
   closed, any new field comes with a new ``schema_version``; nothing is silently dropped.
 * ``ts`` must carry a UTC offset (naive → `InvalidReason.NAIVE_TIMESTAMP`). Non-UTC offsets
@@ -30,20 +39,46 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
+from sales_stream.contract import (
+    AMOUNT_TOLERANCE,
+    COLUMN_BY_NAME,
+    CURRENCY,
+    EVENT_FIELDS,
+    LAT_RANGE,
+    LON_RANGE,
+    MAX_PAYLOAD_BYTES,
+    MAX_QUANTITY,
+    MAX_UNIT_PRICE,
+    SCHEMA_VERSION,
+    TS_MAX,
+    TS_MIN,
+    Kind,
+)
 from sales_stream.reference import CHANNELS, CITY_NAMES_BY_REGION, PRODUCT_BY_NAME
 
-SCHEMA_VERSION = 1
-CURRENCY = "EUR"
-MAX_PAYLOAD_BYTES = 16 * 1024
-AMOUNT_TOLERANCE = 0.01
-MAX_QUANTITY = 10_000
-MAX_UNIT_PRICE = 1_000_000.0
-TS_MIN = datetime(2000, 1, 1, tzinfo=UTC)
-TS_MAX = datetime(2100, 1, 1, tzinfo=UTC)
-LAT_RANGE = (41.0, 51.5)
-LON_RANGE = (-5.5, 10.0)
+__all__ = [
+    "AMOUNT_TOLERANCE",
+    "CURRENCY",
+    "FIELDS",
+    "LAT_RANGE",
+    "LON_RANGE",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_QUANTITY",
+    "MAX_UNIT_PRICE",
+    "SCHEMA_VERSION",
+    "TS_MAX",
+    "TS_MIN",
+    "InvalidEvent",
+    "InvalidReason",
+    "SaleEvent",
+    "decode",
+    "encode",
+    "event_from_document",
+]
+
 DETAIL_MAX_CHARS = 200
 
 
@@ -85,41 +120,13 @@ class SaleEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready mapping of the event (``ts`` as ISO-8601 with offset)."""
-        return {
-            "event_id": self.event_id,
-            "ts": self.ts.isoformat(timespec="milliseconds"),
-            "product": self.product,
-            "category": self.category,
-            "region": self.region,
-            "city": self.city,
-            "lat": self.lat,
-            "lon": self.lon,
-            "quantity": self.quantity,
-            "unit_price": self.unit_price,
-            "amount": self.amount,
-            "currency": self.currency,
-            "channel": self.channel,
-            "schema_version": self.schema_version,
-        }
+        fields = dict(zip(FIELDS, _values(self), strict=True))
+        fields["ts"] = self.ts.isoformat(timespec="milliseconds")
+        return fields
 
     def to_document(self) -> dict[str, Any]:
         """Return the MongoDB document: ``_id`` = event id, ``ts`` as an aware datetime."""
-        return {
-            "_id": self.event_id,
-            "ts": self.ts,
-            "product": self.product,
-            "category": self.category,
-            "region": self.region,
-            "city": self.city,
-            "lat": self.lat,
-            "lon": self.lon,
-            "quantity": self.quantity,
-            "unit_price": self.unit_price,
-            "amount": self.amount,
-            "currency": self.currency,
-            "channel": self.channel,
-            "schema_version": self.schema_version,
-        }
+        return dict(zip(_DOCUMENT_KEYS, _values(self), strict=True))
 
 
 class InvalidReason(StrEnum):
@@ -131,6 +138,8 @@ class InvalidReason(StrEnum):
     NOT_UTF8 = "not_utf8"
     NOT_JSON = "not_json"
     NOT_OBJECT = "not_object"
+    DUPLICATE_JSON_KEY = "duplicate_json_key"
+    LONE_SURROGATE = "lone_surrogate"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     MISSING_FIELD = "missing_field"
     UNKNOWN_FIELD = "unknown_field"
@@ -167,21 +176,61 @@ class InvalidEvent:
     detail: str
 
 
-FIELDS: tuple[str, ...] = tuple(SaleEvent.__dataclass_fields__)
+FIELDS: tuple[str, ...] = EVENT_FIELDS
+if tuple(SaleEvent.__dataclass_fields__) != FIELDS:
+    raise ImportError("SaleEvent's attributes differ from the contract's event fields")
+_values = attrgetter(*FIELDS)
+_DOCUMENT_KEYS = tuple(COLUMN_BY_NAME[name].stored_as for name in FIELDS)
 _FIELD_SET = frozenset(FIELDS)
 _UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _CHANNEL_SET = frozenset(CHANNELS)
 _CATEGORY_BY_PRODUCT = {name: p.category for name, p in PRODUCT_BY_NAME.items()}
 _LAT_MIN, _LAT_MAX = LAT_RANGE
 _LON_MIN, _LON_MAX = LON_RANGE
-_MAX_AMOUNT = MAX_QUANTITY * MAX_UNIT_PRICE
+_MAX_AMOUNT = COLUMN_BY_NAME["amount"].maximum
 
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+class _DuplicateKeyError(Exception):
+    """A JSON object names the same key twice (not a ValueError: `_parse` retries those)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """The first string (object key or value, at any depth) holding a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is str:
+            if _SURROGATE.search(item):
+                return item
+        elif type(item) is dict:
+            stack.extend(item.values())
+            stack.extend(item.keys())
+        elif type(item) is list:
+            stack.extend(item)
+    return None
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_object)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_WHITESPACE = " \t\n\r"
 _NUMBER_TYPES = frozenset((int, float))
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -264,6 +313,17 @@ def decode(raw: bytes | None) -> SaleEvent | InvalidEvent:
         obj = _parse(text)
     except (ValueError, RecursionError) as exc:
         return _invalid(InvalidReason.NOT_JSON, f"invalid JSON: {exc}")
+    except _DuplicateKeyError as exc:
+        return _invalid(
+            InvalidReason.DUPLICATE_JSON_KEY, f"key {exc.key!a} appears twice in an object"
+        )
+    if "\\u" in text:  # a lone surrogate can only come from a \u escape
+        found = _lone_surrogate(obj)
+        if found is not None:
+            return _invalid(
+                InvalidReason.LONE_SURROGATE,
+                f"string {ascii(found)[:80]} holds a lone UTF-16 surrogate (not Unicode text)",
+            )
     if type(obj) is not dict:
         return _invalid(
             InvalidReason.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}"
@@ -455,21 +515,17 @@ def event_from_document(doc: dict[str, Any]) -> SaleEvent:
     Raises:
         KeyError: If a contract field is missing from the document.
     """
-    ts: datetime = doc["ts"]
-    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    return SaleEvent(
-        event_id=str(doc["_id"]),
-        ts=ts,
-        product=doc["product"],
-        category=doc["category"],
-        region=doc["region"],
-        city=doc["city"],
-        lat=float(doc["lat"]),
-        lon=float(doc["lon"]),
-        quantity=int(doc["quantity"]),
-        unit_price=float(doc["unit_price"]),
-        amount=float(doc["amount"]),
-        currency=doc["currency"],
-        channel=doc["channel"],
-        schema_version=int(doc["schema_version"]),
-    )
+    values = {
+        name: doc[key] if convert is None else convert(doc[key])
+        for name, key, convert in _DOCUMENT_READERS
+    }
+    ts: datetime = values["ts"]
+    values["ts"] = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return SaleEvent(**values)
+
+
+_CONVERTERS = {Kind.TEXT: str, Kind.FLOAT: float, Kind.INT: int, Kind.SMALLINT: int}
+_DOCUMENT_READERS = tuple(
+    (name, key, _CONVERTERS.get(COLUMN_BY_NAME[name].kind))
+    for name, key in zip(FIELDS, _DOCUMENT_KEYS, strict=True)
+)

@@ -48,6 +48,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sales_stream.contract import lake_file_schema, lake_partition_schema
 from sales_stream.deadletters import DeadLetter
 from sales_stream.events import FIELDS, SaleEvent
 from sales_stream.frames import region_frame
@@ -58,29 +59,13 @@ COMPRESSION = "zstd"
 #: URL schemes that pyarrow opens natively; any other scheme goes through fsspec.
 ARROW_SCHEMES = frozenset({"file", "hdfs", "viewfs", "s3", "gs", "gcs", "abfs", "abfss"})
 
-TS_TYPE = pa.timestamp("ms", tz="UTC")
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
 #: Columns of an event file (``date`` and ``region`` are in the directory names).
-EVENT_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("ts", TS_TYPE),
-        ("product", _DICT),
-        ("category", _DICT),
-        ("city", _DICT),
-        ("lat", pa.float64()),
-        ("lon", pa.float64()),
-        ("quantity", pa.int32()),
-        ("unit_price", pa.float64()),
-        ("amount", pa.float64()),
-        ("currency", _DICT),
-        ("channel", _DICT),
-        ("schema_version", pa.int16()),
-    ]
-)
+EVENT_SCHEMA = lake_file_schema()
+TS_TYPE = EVENT_SCHEMA.field("ts").type
 #: The hive partition columns, from the directory names.
-PARTITION_SCHEMA = pa.schema([("date", pa.date32()), ("region", pa.string())])
+PARTITION_SCHEMA = lake_partition_schema()
 PARTITIONING = ds.partitioning(PARTITION_SCHEMA, flavor="hive")
 #: Columns of a dead-letter file: the fields of `sales_stream.deadletters.DeadLetter`.
 DEAD_LETTER_SCHEMA = pa.schema(

@@ -122,7 +122,7 @@ def _live_pipeline(
     ensure_topic(bootstrap, settings.topic, partitions=settings.partitions)
     db = mongo_client(uri)[settings.db]
     ensure_indexes(db)
-    tables = setup_endpoint(endpoints, settings, db)
+    tables = setup_endpoint(endpoints, db)
     progress(f"[sql] {', '.join(tables)} at {endpoints.sql_uri}")
     consumer = ConsumerThread(
         bootstrap,

@@ -24,6 +24,7 @@ import pandas as pd
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from sales_stream.contract import INGESTED_AT
 from sales_stream.events import FIELDS, TS_MIN
 from sales_stream.frames import region_frame
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
@@ -31,7 +32,7 @@ from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 Unit = Literal["minute", "hour", "day"]
 UNITS: tuple[str, ...] = get_args(Unit)
 
-SALE_COLUMNS: tuple[str, ...] = (*FIELDS, "ingested_at")
+SALE_COLUMNS: tuple[str, ...] = (*FIELDS, INGESTED_AT)
 DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "received_at",
     "reason",
@@ -274,7 +275,7 @@ def latest_sales(db: Database, *, n: int = 20) -> pd.DataFrame:
     docs = _latest(db[SALES], "ts", n)
     frame = pd.DataFrame(docs, columns=["_id", *SALE_COLUMNS[1:]])
     frame = frame.rename(columns={"_id": "event_id"})
-    for column in ("ts", "ingested_at"):
+    for column in ("ts", INGESTED_AT):
         frame[column] = _utc(frame[column])
     return frame
 

@@ -12,6 +12,9 @@ import java.sql.Statement;
  *
  * <p>Arguments: JDBC URL, user, start and end (SQL timestamps, UTC), regions and products
  * (comma-separated). Output: one tab-separated line per table, column and result row.
+ *
+ * <p>With {@code --try} after the URL and user, it instead runs each statement read from
+ * standard input (one per line) and prints {@code OK} or {@code ERROR <SQLSTATE>} for each.
  */
 public final class TableauProbe {
     private TableauProbe() {}
@@ -19,6 +22,10 @@ public final class TableauProbe {
     public static void main(String[] args) throws SQLException {
         String url = args[0];
         String user = args[1];
+        if (args.length == 3 && "--try".equals(args[2])) {
+            tryStatements(url, user);
+            return;
+        }
         try (Connection conn = DriverManager.getConnection(url, user, "")) {
             DatabaseMetaData meta = conn.getMetaData();
             System.out.println("DRIVER\t" + meta.getDriverName() + "\t" + meta.getDriverVersion());
@@ -62,6 +69,25 @@ public final class TableauProbe {
                 while (rows.next()) {
                     System.out.println(
                             "TOP\t" + rows.getString(1) + "\t" + cents(rows.getBigDecimal(2)));
+                }
+            }
+        }
+    }
+
+    private static void tryStatements(String url, String user) throws SQLException {
+        java.util.Scanner in = new java.util.Scanner(System.in, "UTF-8");
+        try (Connection conn = DriverManager.getConnection(url, user, "")) {
+            conn.setAutoCommit(true);
+            while (in.hasNextLine()) {
+                String sql = in.nextLine();
+                if (sql.isBlank()) {
+                    continue;
+                }
+                try (Statement statement = conn.createStatement()) {
+                    statement.execute(sql);
+                    System.out.println("OK\t" + sql);
+                } catch (SQLException e) {
+                    System.out.println("ERROR " + e.getSQLState() + "\t" + sql);
                 }
             }
         }

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
+from pathlib import Path
 
 from sales_stream import infra
-from sales_stream.config import Mode, load_settings
+from sales_stream.config import Mode, Settings, load_settings
+
+_MODES = [m.value for m in Mode]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the infrastructure commands."""
-    up = subparsers.add_parser("up", help="start the infrastructure and stay up until Ctrl-C")
-    up.add_argument("--mode", choices=[m.value for m in Mode], help="override SALES_STREAM_MODE")
+    up = subparsers.add_parser(
+        "up", help="start the infrastructure (supervised) and stay up until Ctrl-C"
+    )
+    up.add_argument("--mode", choices=_MODES, help="override SALES_STREAM_MODE")
     up.set_defaults(func=_up)
     down = subparsers.add_parser("down", help="stop the infrastructure")
-    down.add_argument("--mode", choices=[m.value for m in Mode])
+    down.add_argument("--mode", choices=_MODES)
     down.set_defaults(func=_down)
     status = subparsers.add_parser("status", help="show the running endpoints")
-    status.add_argument("--mode", choices=[m.value for m in Mode])
+    status.add_argument("--mode", choices=_MODES)
     status.set_defaults(func=_status)
 
 
@@ -31,6 +37,8 @@ def print_endpoints(endpoints: infra.Endpoints) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     settings = load_settings(mode=args.mode)
+    log = _supervisor_log(settings.state_dir) if settings.mode is Mode.EMBEDDED else None
+    offset = log.stat().st_size if log is not None and log.exists() else 0
     endpoints = infra.up(settings)
     print_endpoints(endpoints)
     if not endpoints.started_here:
@@ -40,13 +48,45 @@ def _up(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print("up; press Ctrl-C to stop", flush=True)
-    while not stop.wait(1.0):
-        if infra.status(settings) is None:
-            print("the servers were stopped (python -m sales_stream down)")
-            break
+    while not stop.wait(0.5):
+        if log is not None:
+            offset = _follow(log, offset)
+        if infra.status(settings) is None and _stopped_for_good(settings):
+            if log is not None:
+                _follow(log, offset)
+            print("the services are stopped")
+            return 0
     stopped = infra.down(settings)
     print(f"stopped: {', '.join(stopped) or 'nothing left running'}")
     return 0
+
+
+def _supervisor_log(state_dir: Path) -> Path:
+    return infra.embedded.log_files(state_dir)["supervisor"]
+
+
+def _follow(log: Path, offset: int) -> int:
+    """Print what the supervisor logged since ``offset``; return the new offset."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+    except OSError:
+        return offset
+    end = chunk.rfind(b"\n") + 1
+    if end:
+        sys.stdout.write(
+            "".join(f"[supervisor] {line}\n" for line in chunk[:end].decode().splitlines())
+        )
+        sys.stdout.flush()
+    return offset + end
+
+
+def _stopped_for_good(settings: Settings) -> bool:
+    """True once no supervisor runs (a restart in progress is not a stop)."""
+    if settings.mode is not Mode.EMBEDDED:
+        return True
+    return not infra.embedded.supervisor_running(settings.state_dir)
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -56,9 +96,14 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    endpoints = infra.status(load_settings(mode=args.mode))
+    settings = load_settings(mode=args.mode)
+    endpoints = infra.status(settings)
     if endpoints is None:
-        print("not running; start with: python -m sales_stream up")
+        if settings.mode is Mode.EMBEDDED and infra.embedded.supervisor_running(settings.state_dir):
+            log = _supervisor_log(settings.state_dir)
+            print(f"a server is restarting; see {log}")
+        else:
+            print("not running; start with: python -m sales_stream up")
         return 1
     print_endpoints(endpoints)
     return 0

@@ -79,6 +79,7 @@ from pymongo import ASCENDING
 from pymongo.cursor import Cursor
 from tableauhyperapi import (
     NOT_NULLABLE,
+    NULLABLE,
     Connection,
     CreateMode,
     HyperProcess,
@@ -90,6 +91,7 @@ from tableauhyperapi import (
 )
 
 from sales_stream.clients import mongo_client
+from sales_stream.contract import INGESTED_AT, extract_arrow_schema, hyper_columns
 
 __all__ = [
     "ARROW_SCHEMA",
@@ -108,29 +110,18 @@ log = logging.getLogger(__name__)
 
 EXTRACT_TABLE = TableName("Extract", "Extract")
 STATE_TABLE = TableName("sales_stream", "export_state")
-WATERMARK_FIELD = "ingested_at"
+WATERMARK_FIELD = INGESTED_AT
 DEFAULT_LATE_WINDOW_S = 5.0
 DEFAULT_BATCH_SIZE = 10_000
 
-_TEXT_FIELDS = ("product", "category", "region", "city")
-_COLUMNS: tuple[tuple[str, SqlType, pa.DataType], ...] = (
-    ("event_id", SqlType.text(), pa.string()),
-    ("ts", SqlType.timestamp(), pa.timestamp("us")),
-    ("date", SqlType.date(), pa.date32()),
-    ("hour", SqlType.small_int(), pa.int16()),
-    *((name, SqlType.text(), pa.string()) for name in _TEXT_FIELDS),
-    ("lat", SqlType.double(), pa.float64()),
-    ("lon", SqlType.double(), pa.float64()),
-    ("quantity", SqlType.int(), pa.int32()),
-    ("unit_price", SqlType.double(), pa.float64()),
-    ("amount", SqlType.double(), pa.float64()),
-    ("currency", SqlType.text(), pa.string()),
-    ("channel", SqlType.text(), pa.string()),
-)
 #: Arrow schema of the extract's rows, in table order.
-ARROW_SCHEMA = pa.schema([pa.field(name, kind, nullable=False) for name, _, kind in _COLUMNS])
+ARROW_SCHEMA = extract_arrow_schema()
 _DEFINITION = TableDefinition(
-    EXTRACT_TABLE, [TableDefinition.Column(name, sql, NOT_NULLABLE) for name, sql, _ in _COLUMNS]
+    EXTRACT_TABLE,
+    [
+        TableDefinition.Column(name, sql, NULLABLE if nullable else NOT_NULLABLE)
+        for name, sql, nullable in hyper_columns()
+    ],
 )
 _STATE_DEFINITION = TableDefinition(
     STATE_TABLE,
@@ -140,8 +131,8 @@ _STATE_DEFINITION = TableDefinition(
     ],
 )
 # Document fields copied as they are (all but ``event_id``, ``ts`` and the derived columns).
-_COPIED = tuple((name, kind) for name, _, kind in _COLUMNS[4:])
-_COLUMN_LIST = ", ".join(f'"{name}"' for name, _, _ in _COLUMNS)
+_COPIED = tuple((field.name, field.type) for field in ARROW_SCHEMA)[4:]
+_COLUMN_LIST = ", ".join(f'"{name}"' for name in ARROW_SCHEMA.names)
 _HYPER_PARAMETERS = {"log_config": ""}  # no hyperd.log in the working directory
 _DONE = object()
 

@@ -41,8 +41,10 @@ import os
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from sales_stream.contract import tableau_fields
 
 __all__ = [
     "DASHBOARD",
@@ -62,7 +64,6 @@ DASHBOARD = "Tableau de bord ventes"
 TIME_SHEET = "CA dans le temps"
 MAP_SHEET = "Ventes par région"
 TOP_SHEET = "Top produits"
-EUR_FORMAT = 'c#,##0.00" €";-#,##0.00" €"'
 
 _UUID_NAMESPACE = uuid.UUID("6b0c5a52-4d8e-4e1f-9a57-3f1f0f2b7a11")
 _PREFIX = {"None": "none", "Sum": "sum", "Avg": "avg", "Hour-Trunc": "thr", "User": "usr"}
@@ -89,29 +90,11 @@ def _measure(name: str, caption: str, datatype: str, aggregation: str, **extra: 
     return _Field(name, caption, datatype, "measure", "quantitative", aggregation, **extra)
 
 
-_TS = _Field("ts", "Horodatage (UTC)", "datetime", kind="ordinal", aggregation="Year")
-_PRODUCT = _Field("product", "Produit", "string")
-_REGION = _Field("region", "Région", "string")
-_LAT = _measure("lat", "Latitude", "real", "Avg", semantic_role="[Geographical].[Latitude]")
-_LON = _measure("lon", "Longitude", "real", "Avg", semantic_role="[Geographical].[Longitude]")
-_AMOUNT = _measure("amount", "Montant", "real", "Sum", default_format=EUR_FORMAT)
 # The sales table's columns in table order: same names in the extract and in the view ``ventes``.
-_SALES_FIELDS = (
-    _Field("event_id", "Identifiant", "string"),
-    _TS,
-    _Field("date", "Date", "date", kind="ordinal", aggregation="Year"),
-    _Field("hour", "Heure", "integer", kind="ordinal", aggregation="Sum"),
-    _PRODUCT,
-    _Field("category", "Catégorie", "string"),
-    _REGION,
-    _Field("city", "Ville", "string"),
-    _LAT,
-    _LON,
-    _measure("quantity", "Quantité", "integer", "Sum"),
-    _measure("unit_price", "Prix unitaire", "real", "Avg", default_format=EUR_FORMAT),
-    _AMOUNT,
-    _Field("currency", "Devise", "string"),
-    _Field("channel", "Canal", "string"),
+_SALES_FIELDS = tuple(_Field(**asdict(field)) for field in tableau_fields())
+_TS, _PRODUCT, _REGION, _LAT, _LON, _AMOUNT = (
+    next(f for f in _SALES_FIELDS if f.name == name)
+    for name in ("ts", "product", "region", "lat", "lon", "amount")
 )
 _RANK = _measure(
     "Calculation_5717483093018746881",

