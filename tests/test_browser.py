@@ -7,8 +7,8 @@ One JupyterLab server on copies of the notebooks, one headless chromium; in orde
    number of sales in MongoDB keeps growing;
 3. a dashboard filter (04) changes the charts within 2 s;
 4. after a page reload the charts are drawn again;
-5. with 01's kernel shut down, 02–04 keep working (needs services that outlive the kernel
-   which started them).
+5. with 01's kernel shut down, 02–04 keep working (the supervised services belong to
+   JupyterLab, not to the kernel that started them).
 
 Skipped, with the reason, only where ``/usr/bin/chromium`` is absent (``.ci/run`` installs it).
 Screenshots land in ``out/browser/`` (gitignored).
@@ -315,11 +315,6 @@ def _counts_or_none(lab: Lab) -> tuple[int, int, int] | None:
         return None
 
 
-@pytest.mark.xfail(
-    reason="needs the infra supervisor (issue 14 point 5): today the embedded services are "
-    "children of the kernel that started them (01), so they stop with it",
-    strict=False,
-)
 def test_services_outlive_the_kernel_that_started_them(session: tuple[Lab, Any]) -> None:
     """5. 01's kernel started the embedded services; shutting it down leaves 02-04 working."""
     lab, _page = session

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
+import pandas as pd
 from matplotlib.figure import Figure
 from pymongo.database import Database
 
@@ -116,38 +117,28 @@ def figures(view: View) -> dict[str, dict[str, Any]]:
         ],
         "layout": _layout("En direct : dernière heure, par minute (UTC)", 240, yaxis=_EURO_AXIS),
     }
-    regions = view.by_region.sort_values("revenue")
-    region_fig = {
+    region_fig = _ranking(view.by_region, "region", "Ventes par région", "#d62728")
+    top_fig = _ranking(view.top, "product", f"Top {len(view.top)} produits", "#2ca02c")
+    return {"time": time_fig, "live": live_fig, "regions": region_fig, "products": top_fig}
+
+
+def _ranking(frame: pd.DataFrame, label: str, title: str, colour: str) -> dict[str, Any]:
+    """Horizontal bars of revenue by ``label``, largest at the top."""
+    ordered = frame.sort_values("revenue")
+    return {
         "data": [
             {
                 "type": "bar",
                 "orientation": "h",
-                "x": list(regions["revenue"]),
-                "y": list(regions["region"]),
-                "marker": {"color": "#d62728"},
-                "customdata": list(regions["sales"]),
+                "x": list(ordered["revenue"]),
+                "y": list(ordered[label]),
+                "marker": {"color": colour},
+                "customdata": list(ordered["sales"]),
                 "hovertemplate": "%{y}<br>%{x:,.2f} € (%{customdata} ventes)<extra></extra>",
             }
         ],
-        "layout": _layout("Ventes par région", 420, xaxis=_EURO_AXIS, yaxis={"automargin": True}),
+        "layout": _layout(title, 420, xaxis=_EURO_AXIS, yaxis={"automargin": True}),
     }
-    top = view.top.sort_values("revenue")
-    top_fig = {
-        "data": [
-            {
-                "type": "bar",
-                "orientation": "h",
-                "x": list(top["revenue"]),
-                "y": list(top["product"]),
-                "marker": {"color": "#2ca02c"},
-                "hovertemplate": "%{y}<br>%{x:,.2f} €<extra></extra>",
-            }
-        ],
-        "layout": _layout(
-            f"Top {len(top)} produits", 420, xaxis=_EURO_AXIS, yaxis={"automargin": True}
-        ),
-    }
-    return {"time": time_fig, "live": live_fig, "regions": region_fig, "products": top_fig}
 
 
 def _output(figure: dict[str, Any]) -> dict[str, Any]:
