@@ -198,6 +198,10 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Any
     for name in notebooks.NOTEBOOKS:
         shutil.copy(REPO / name, root / name)
     runtime_dir = root / "runtime"
+    settings_dir = root / "settings"
+    news = settings_dir / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false"}))  # no « notified about news? » toast
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO / "src"),
@@ -205,6 +209,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Any
         "SALES_STREAM_STATE_DIR": str(state),
         "JUPYTER_RUNTIME_DIR": str(runtime_dir),
         "JUPYTER_CONFIG_DIR": str(root / "config"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings_dir),
     }
     settings = Settings(_env_file=None, mode="embedded", state_dir=state)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -286,6 +291,7 @@ def test_student_session(session: tuple[Lab, Any]) -> None:
     period.select_option(label="24 dernières heures")
     changed = f"JSON.stringify(({_CHARTS})('{dashboard}')) !== {json.dumps(json.dumps(charts))}"
     page.wait_for_function(changed, timeout=2_000)
+    page.locator(f"#{dashboard} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "04_filtre.png"))
 
 
@@ -299,6 +305,7 @@ def test_reload_draws_the_charts_again(session: tuple[Lab, Any]) -> None:
     panel = page.evaluate(_SHOW_DASHBOARD, "04_export_tableau.ipynb")
     try:
         page.wait_for_function(f"({_CHARTS})('{panel}').length >= 4", timeout=60_000)
+        page.locator(f"#{panel} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
     finally:
         page.screenshot(path=str(SHOTS / "04_apres_rechargement.png"))
 

@@ -13,6 +13,7 @@ from sales_stream.generator import (
     STORE_HOURS,
     SaleGenerator,
     SimulatedClock,
+    catch_up_clock,
     live_rate,
     price_points,
     seasonality_factor,
@@ -273,3 +274,11 @@ def test_live_stream_at_the_default_rate_does_not_dwarf_the_history(live_seconds
     live_hours = {e.ts.replace(minute=0, second=0, microsecond=0) for e in live}
     assert max(combined[h] for h in live_hours) <= 3 * largest
     assert sum(e.amount for e in live) > 0
+
+
+def test_catch_up_clock_ends_the_live_phase_now() -> None:
+    clock = catch_up_clock(live_seconds=20, speedup=720, now=NOW)
+    assert clock.start == NOW - timedelta(hours=4)
+    assert clock.speedup == 720
+    with pytest.raises(ValueError, match="live_seconds"):
+        catch_up_clock(live_seconds=-1)

@@ -153,6 +153,28 @@ class SimulatedClock:
         return self.start + timedelta(seconds=elapsed * self.speedup)
 
 
+def catch_up_clock(
+    *, live_seconds: float, speedup: float = LIVE_SPEEDUP, now: datetime | None = None
+) -> SimulatedClock:
+    """A simulated clock that reaches ``now`` after ``live_seconds`` real seconds.
+
+    For a run of known length (``make run``): backfill the history up to ``clock.start``, then
+    stream on this clock at `live_rate`; the live phase fills the last
+    ``live_seconds * speedup`` seconds before ``now`` at the history's intensity, and no sale
+    is dated in the future.
+
+    Raises:
+        ValueError: If ``live_seconds`` is negative, ``speedup`` < 1 or ``now`` naive.
+    """
+    if live_seconds < 0:
+        raise ValueError(f"live_seconds must be >= 0, got {live_seconds}")
+    if now is not None and now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    span = timedelta(seconds=live_seconds * speedup)
+    return SimulatedClock(end - span, speedup=speedup)
+
+
 def new_event_id() -> str:
     """A fresh random event id (UUID v4 from the OS's random source, never seeded)."""
     return str(uuid.uuid4())
