@@ -450,7 +450,8 @@ class ProducerThread:
         if not samples or now <= samples[0][0]:
             return 0.0
         base_t, base_sent = samples[0]
-        return (self._sent - base_sent) / (now - base_t)
+        # over a full window even just after a start: one sale 60 ms in is not 17 sales/s
+        return (self._sent - base_sent) / max(now - base_t, RATE_WINDOW_S)
 
     def _sample(self, now: float) -> None:
         with self._lock:
