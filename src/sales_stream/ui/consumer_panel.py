@@ -95,8 +95,8 @@ class ConsumerPanel(widgets.VBox):
         colour = "#b00" if stats.mongo_down_since or stats.status.startswith("failed") else "#060"
         self.status.value = (
             f"<b>Consommateur</b> : <span style='color:{colour}'>"
-            f"{html.escape(status_fr(stats.status))}</span> — {rate:,.0f} messages/s"
-        ).replace(",", "\u202f")
+            f"{html.escape(status_fr(stats.status))}</span> — {fr_int(round(rate))} messages/s"
+        )
         lag = ", ".join(f"p{p} : {fr_int(v)}" for p, v in sorted(stats.lag.items())) or "—"
         rows = [
             ("messages traités", fr_int(stats.consumed)),
