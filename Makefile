@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lab lint format up down status bench clean
+.PHONY: run test lab lint format up down status bench clean notebooks
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): requirements.txt pyproject.toml
 ## run: the whole pipeline on the embedded services; leaves out/, executed notebooks, figures
 run: $(STAMP)
 	$(BIN)/python -m sales_stream run
+
+## notebooks: refresh the committed notebooks from the executed copies of `make run`
+## (out/notebooks/), without widget state or machine paths, each under 2 MB
+notebooks: run
+	$(BIN)/python -m sales_stream.notebooks out/notebooks .
 
 ## test: the test suite (real embedded Kafka, MongoDB and Hyper; executes the notebooks)
 test: $(STAMP)

@@ -7,9 +7,14 @@ import pytest
 
 from sales_stream.events import SaleEvent, decode, encode
 from sales_stream.generator import (
+    DEFAULT_BACKFILL_DAYS,
+    LIVE_SPEEDUP,
     PARIS,
     STORE_HOURS,
     SaleGenerator,
+    SimulatedClock,
+    catch_up_clock,
+    live_rate,
     price_points,
     seasonality_factor,
 )
@@ -75,19 +80,51 @@ def test_price_points_are_psychological_and_inside_the_band() -> None:
             assert f"{price:.2f}".endswith(("9.99", "4.99", ".49", ".99"))
 
 
-def test_same_seed_and_clock_give_identical_events() -> None:
-    first = [encode(e) for e in SaleGenerator(7, clock=fixed_clock).events(500)]
-    second = [encode(e) for e in SaleGenerator(7, clock=fixed_clock).events(500)]
-    other = [encode(e) for e in SaleGenerator(8, clock=fixed_clock).events(500)]
-    assert first == second
-    assert first != other
-    assert len(set(first)) == 500
+def _content(event: SaleEvent) -> dict[str, object]:
+    return {k: v for k, v in event.to_dict().items() if k != "event_id"}
 
 
-def test_same_seed_gives_identical_backfill() -> None:
+def test_same_seed_and_clock_give_the_same_content_under_new_ids() -> None:
+    first = SaleGenerator(7, clock=fixed_clock).events(500)
+    second = SaleGenerator(7, clock=fixed_clock).events(500)
+    other = SaleGenerator(8, clock=fixed_clock).events(500)
+    assert [_content(e) for e in first] == [_content(e) for e in second]
+    assert [_content(e) for e in first] != [_content(e) for e in other]
+    ids = {e.event_id for e in first + second + other}
+    assert len(ids) == 1500  # a seed never makes a new sale's identity
+
+
+def test_same_seed_gives_the_same_backfill_content() -> None:
     first = list(SaleGenerator(3).backfill(2, end=END, events_per_day=500))
     second = list(SaleGenerator(3).backfill(2, end=END, events_per_day=500))
-    assert first == second
+    assert [_content(e) for e in first] == [_content(e) for e in second]
+    assert {e.event_id for e in first}.isdisjoint(e.event_id for e in second)
+
+
+def test_ids_are_injectable_for_tests() -> None:
+    counter = iter(range(10))
+    events = SaleGenerator(1, clock=fixed_clock, ids=lambda: f"id-{next(counter)}").events(3)
+    assert [e.event_id for e in events] == ["id-0", "id-1", "id-2"]
+
+
+def test_simulated_clock_runs_faster_than_real_time() -> None:
+    now = [100.0]
+    clock = SimulatedClock(NOW, speedup=60, monotonic=lambda: now[0])
+    assert clock() == NOW
+    now[0] += 2.5
+    assert clock() == NOW + timedelta(minutes=2.5)
+    with pytest.raises(ValueError, match="speedup"):
+        SimulatedClock(NOW, speedup=0.5)
+
+
+def test_live_rate_matches_the_history_per_simulated_hour() -> None:
+    at = datetime(2024, 5, 15, 10, 30, tzinfo=UTC)
+    rate = live_rate(events_per_day=1440, speedup=60, at=at)
+    # one real second = one simulated minute: 1440/day is 1 a minute, times the hour's factor
+    assert rate == pytest.approx(seasonality_factor(at))
+    assert live_rate(events_per_day=1440, speedup=1) == pytest.approx(1440 / 86_400)
+    with pytest.raises(ValueError, match="events_per_day"):
+        live_rate(events_per_day=0)
 
 
 def test_next_event_uses_the_clock_in_utc_milliseconds() -> None:
@@ -208,3 +245,40 @@ def test_seasonality_factor_averages_one_over_a_week() -> None:
     assert seasonality_factor(datetime(2024, 5, 11, 20, tzinfo=PARIS)) > 5 * seasonality_factor(
         datetime(2024, 5, 7, 4, tzinfo=PARIS)
     )
+
+
+def _hourly(events: list[SaleEvent]) -> Counter[datetime]:
+    revenue: Counter[datetime] = Counter()
+    for e in events:
+        revenue[e.ts.replace(minute=0, second=0, microsecond=0)] += e.amount
+    return revenue
+
+
+@pytest.mark.parametrize("live_seconds", [20, 600])
+def test_live_stream_at_the_default_rate_does_not_dwarf_the_history(live_seconds: int) -> None:
+    """A generated run: 7 days of history, then the live stream on the simulated clock."""
+    end = datetime(2026, 11, 25, 17, 40, tzinfo=UTC)
+    history = list(SaleGenerator(1).backfill(DEFAULT_BACKFILL_DAYS, end=end))
+    real = [0.0]
+    clock = SimulatedClock(end, speedup=LIVE_SPEEDUP, monotonic=lambda: real[0])
+    generator = SaleGenerator(2, clock=clock)
+    rate = live_rate(at=end)
+    live = []
+    for k in range(round(live_seconds * rate)):
+        real[0] = k / rate  # the producer's schedule: event k is due at k / rate
+        live.append(generator.next_event())
+    assert live, "the live stream shows new sales"
+    past = _hourly(history)
+    combined = _hourly(history + live)
+    largest = max(past.values())
+    live_hours = {e.ts.replace(minute=0, second=0, microsecond=0) for e in live}
+    assert max(combined[h] for h in live_hours) <= 3 * largest
+    assert sum(e.amount for e in live) > 0
+
+
+def test_catch_up_clock_ends_the_live_phase_now() -> None:
+    clock = catch_up_clock(live_seconds=20, speedup=720, now=NOW)
+    assert clock.start == NOW - timedelta(hours=4)
+    assert clock.speedup == 720
+    with pytest.raises(ValueError, match="live_seconds"):
+        catch_up_clock(live_seconds=-1)

@@ -1,11 +1,14 @@
 """ProducerThread, backfill, the producer panel and ``produce`` on the real embedded broker."""
 
+import dataclasses
 import math
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,11 +25,18 @@ from sales_stream.generator import SaleGenerator
 from sales_stream.infra.embedded import free_port
 from sales_stream.infra.process import wait_until
 from sales_stream.producer import ProducerStats, ProducerThread, backfill, backfill_seed
+from sales_stream.ui.format import parse_percent
 from sales_stream.ui.producer_panel import producer_panel, sparkline, summary_text
 
 NOW = datetime(2024, 5, 15, 10, 30, tzinfo=UTC)
 #: Short client timeouts so that a dead broker shows up as failures within a few seconds.
 FAST_FAIL = {"request_timeout_ms": 1000, "delivery_timeout_ms": 2000, "bootstrap_timeout_ms": 1000}
+
+
+def counting_ids() -> Callable[[], str]:
+    """Deterministic UUID4-shaped ids, so a test can predict a seeded run exactly."""
+    numbers = iter(range(1, 1 << 60))
+    return lambda: str(uuid.UUID(int=next(numbers), version=4))
 
 
 def fixed_clock() -> datetime:
@@ -68,7 +78,7 @@ def test_events_read_back_valid_keyed_by_region_in_order(
         topic,
         rate=2000,
         max_events=1000,
-        generator=SaleGenerator(5, clock=fixed_clock),
+        generator=SaleGenerator(5, clock=fixed_clock, ids=counting_ids()),
     )
     thread.start()
     assert thread.wait(timeout=30)
@@ -83,7 +93,7 @@ def test_events_read_back_valid_keyed_by_region_in_order(
     assert all(r.key == e.region.encode() for r, e in zip(records, decoded, strict=True))
     # the partition any Kafka client's default partitioner gives the key
     assert all(r.partition == (murmur2(r.key) & 0x7FFFFFFF) % 3 for r in records)
-    expected = SaleGenerator(5, clock=fixed_clock).events(1000)
+    expected = SaleGenerator(5, clock=fixed_clock, ids=counting_ids()).events(1000)
     assert sorted(decoded, key=lambda e: e.event_id) == sorted(expected, key=lambda e: e.event_id)
     # one region -> one partition, in production order
     position = {e.event_id: i for i, e in enumerate(expected)}
@@ -110,7 +120,7 @@ def test_same_seed_same_messages(endpoints: infra.Endpoints, topic: str, group_i
             bad_ratio=0.3,
             seed=seed,
             max_events=300,
-            generator=SaleGenerator(seed, clock=fixed_clock),
+            generator=SaleGenerator(seed, clock=fixed_clock, ids=counting_ids()),
         )
         for name, seed in zip(topics, (11, 11, 12), strict=True)
     ]
@@ -250,16 +260,39 @@ def test_backfill_sends_the_seeded_history(
     stats = backfill(endpoints.kafka_bootstrap, topic, days=2, events_per_day=400, seed=4, end=NOW)
     expected = list(SaleGenerator(backfill_seed(4)).backfill(2, end=NOW, events_per_day=400))
     n = len(expected)
+    without_id = ("event_id",)
     assert (stats.state, stats.sent, stats.acked, stats.failed) == ("stopped", n, n, 0)
     assert stats.target_rate == math.inf
     records = read_back(endpoints.kafka_bootstrap, [topic], group_id, len(expected))
     assert len(records) == len(expected)
     decoded = {decode(r.value): r.timestamp for r in records}
-    assert set(decoded) == set(expected)
+
+    def content(e: SaleEvent) -> tuple[object, ...]:
+        return tuple(v for k, v in sorted(e.to_dict().items()) if k not in without_id)
+
+    assert sorted(map(content, decoded)) == sorted(map(content, expected))
     assert all(ts == round(e.ts.timestamp() * 1000) for e, ts in decoded.items())
     assert all(NOW - timedelta(days=2) <= e.ts < NOW for e in decoded)
-    live_ids = {e.event_id for e in SaleGenerator(4).events(len(expected))}
-    assert live_ids.isdisjoint(e.event_id for e in expected)
+    # a seed reproduces the content, never the identity: no id is ever sent twice
+    assert {e.event_id for e in decoded}.isdisjoint(e.event_id for e in expected)
+
+
+def test_two_runs_with_one_seed_send_new_sales(
+    endpoints: infra.Endpoints, topic: str, group_id: str
+) -> None:
+    threads = [
+        ProducerThread(endpoints.kafka_bootstrap, topic, rate=5000, seed=9, max_events=200)
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+        assert thread.wait(timeout=30)
+        assert thread.stop().acked == 200
+    ids = [
+        decode(r.value).event_id
+        for r in read_back(endpoints.kafka_bootstrap, [topic], group_id, 400)
+    ]
+    assert len(ids) == len(set(ids)) == 400
 
 
 def test_backfill_unreachable_broker_raises() -> None:
@@ -318,8 +351,14 @@ def test_panel_controls_the_thread(endpoints: infra.Endpoints, topic: str) -> No
         assert wait_until(lambda: nothing_sent not in panel.counters.value, timeout=15)
 
         panel.rate_slider.value = 1000.0
-        panel.bad_slider.value = 0.25
+        panel.bad_box.value = "25 %"
         assert (thread.rate, thread.bad_ratio) == (1000.0, 0.25)
+        panel.bad_box.value = "150"
+        assert thread.bad_ratio == 0.25  # rejected with a message, the ratio is kept
+        assert "entre 0 et 100" in panel.counters.value
+        panel.bad_box.value = "25"
+        assert "entre 0 et 100" not in panel.counters.value
+        assert "Horloge réelle" in panel.clock.value
 
         panel.pause_button.click()
         assert thread.stats.state == "paused"
@@ -339,6 +378,20 @@ def test_panel_controls_the_thread(endpoints: infra.Endpoints, topic: str) -> No
         thread.stop()
         panel.close()
     assert not panel.refreshing
+
+
+@pytest.mark.parametrize(
+    ("text", "ratio"),
+    [("5", 0.05), ("5%", 0.05), ("5 %", 0.05), ("50", 0.5), ("2,5", 0.025), ("0,05", 0.0005)],
+)
+def test_malformed_box_reads_french_percentages(text: str, ratio: float) -> None:
+    assert parse_percent(text) == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize("text", ["abc", "-1", "101 %", ""])
+def test_malformed_box_rejects_clearly(text: str) -> None:
+    with pytest.raises(ValueError, match="pourcentage"):
+        parse_percent(text)
 
 
 def test_summary_text_in_french() -> None:
@@ -364,6 +417,9 @@ def test_summary_text_in_french() -> None:
         "Dernière erreur : Kafka unreachable at 127.0.0.1:9092: KafkaTimeoutError: "
         "Expiring 5 record(s)",
     ]
+    short = summary_text(dataclasses.replace(stats, elapsed_s=0.04))
+    assert "sur 0,0 s" not in short
+    assert "pas encore mesurable" in short
     idle = ProducerThread("127.0.0.1:1", "sales").stats
     assert summary_text(idle).startswith("Producteur prêt (pas encore démarré).")
     assert sparkline([0.0, 50.0, 100.0]) == "▁▅█"

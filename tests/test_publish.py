@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
-import pandas as pd
-import pantab
 import pytest
 import tableauserverclient as TSC
 
 from sales_stream.errors import ConfigError
-from sales_stream.export.hyper import EXTRACT_TABLE
 from sales_stream.export.publish import (
     ENV_VARS,
     PublishSettings,
     build_requests,
-    package_workbook,
     publish,
 )
-from sales_stream.export.workbook import write_extract_workbook
 
 VALID = {
     "TABLEAU_SERVER_URL": "https://10ax.online.tableau.com/",
@@ -110,33 +104,6 @@ def test_without_a_workbook_only_the_datasource_is_sent(
     requests = build_requests(settings_from(environ, VALID), hyper_path=tmp_path / "x.hyper")
     assert (requests.workbook, requests.workbook_file) == (None, None)
     assert requests.datasource.project_id is None
-
-
-def test_package_holds_the_workbook_and_its_extract(tmp_path: Path):
-    extract = tmp_path / "data" / "sales.hyper"
-    extract.parent.mkdir()
-    pantab.frame_to_hyper(pd.DataFrame({"event_id": ["a"]}), extract, table=EXTRACT_TABLE)
-    workbook = write_extract_workbook(tmp_path / "sales.twb", extract_path=extract)
-    packaged = package_workbook(workbook, tmp_path / "out.twbx")
-    with zipfile.ZipFile(packaged) as archive:
-        assert sorted(archive.namelist()) == ["data/sales.hyper", "sales.twb"]
-        assert archive.read("data/sales.hyper") == extract.read_bytes()
-        assert archive.read("sales.twb") == workbook.read_bytes()
-
-
-def test_package_refuses_an_extract_outside_the_workbook_folder(tmp_path: Path):
-    extract = tmp_path / "extracts" / "sales.hyper"
-    extract.parent.mkdir()
-    extract.write_bytes(b"")
-    workbook = write_extract_workbook(tmp_path / "books" / "sales.twb", extract_path=extract)
-    with pytest.raises(ValueError, match=r"'../extracts/sales.hyper': only extracts in"):
-        package_workbook(workbook, tmp_path / "out.twbx")
-
-
-def test_package_refuses_a_missing_extract(tmp_path: Path):
-    workbook = write_extract_workbook(tmp_path / "sales.twb", extract_path=tmp_path / "s.hyper")
-    with pytest.raises(FileNotFoundError, match=r"references a missing extract: s.hyper"):
-        package_workbook(workbook, tmp_path / "out.twbx")
 
 
 def test_publish_checks_its_files_before_any_request(environ: pytest.MonkeyPatch, tmp_path: Path):

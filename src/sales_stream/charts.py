@@ -6,13 +6,22 @@ versions are in :mod:`sales_stream.ui.dashboard` (plotly).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
+from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
+from matplotlib.patches import Polygon
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter
+
+from sales_stream import geo
 
 CHART_FILES = {
     "time": "ca_dans_le_temps.png",
@@ -21,6 +30,13 @@ CHART_FILES = {
 }
 _EUR = FuncFormatter(lambda value, _pos: f"{value:,.0f} €".replace(",", " "))
 _SOURCE = "Données générées par sales-stream (ventes fictives), lues dans MongoDB"
+# Label moves (degrees) so that small or crowded regions keep their names readable.
+_LABEL_OFFSETS = {
+    "Grand Est": (0.9, 0.0),
+    "Corse": (-1.5, 0.0),
+    "Hauts-de-France": (0.0, 0.25),
+    "Centre-Val de Loire": (0.0, -0.35),
+}
 
 
 def revenue_over_time_figure(frame: pd.DataFrame, *, recent: pd.DataFrame | None = None) -> Figure:
@@ -58,24 +74,86 @@ def _line(ax: Axes, frame: pd.DataFrame, title: str, *, colour: str = "#1f77b4")
 
 
 def sales_by_region_figure(frame: pd.DataFrame) -> Figure:
-    """Bubble map on lat/lon plus a bar chart (columns ``region, revenue, sales, lat, lon``)."""
-    fig = Figure(figsize=(12, 5.5), layout="constrained")
+    """Choropleth of the 13 regions plus a bar chart (columns ``region``, ``revenue``).
+
+    The map is drawn from the shipped boundary file (`sales_stream.geo`), every region named
+    by its label; regions without sales are grey.
+    """
+    fig = Figure(figsize=(12, 5.8), layout="constrained")
     ax_map, ax_bar = fig.subplots(1, 2, width_ratios=[1, 1.1])
-    sizes = 2000 * frame["revenue"] / max(frame["revenue"].max(), 1.0)
-    ax_map.scatter(frame["lon"], frame["lat"], s=sizes, alpha=0.55, color="#d62728")
-    for row in frame.itertuples():
-        ax_map.annotate(row.region, (row.lon, row.lat), fontsize=7, ha="center", va="center")
-    ax_map.set(xlim=(-5.5, 10), ylim=(41, 51.5), xlabel="longitude", ylabel="latitude")
-    ax_map.set_aspect(1.45)
-    ax_map.set_title("Ventes par région (taille = chiffre d'affaires)")
-    ax_map.grid(alpha=0.3)
+    draw_choropleth(ax_map, dict(zip(frame["region"], frame["revenue"], strict=True)))
+    ax_map.set_title("Chiffre d'affaires par région")
     ordered = frame.sort_values("revenue")
-    ax_bar.barh(ordered["region"], ordered["revenue"], color="#d62728", alpha=0.8)
+    ax_bar.barh(ordered["region"], ordered["revenue"], color="#b2182b", alpha=0.8)
     ax_bar.xaxis.set_major_formatter(_EUR)
     ax_bar.set_title("Chiffre d'affaires par région")
     ax_bar.tick_params(axis="y", labelsize=8)
-    _caption(fig)
+    _caption(fig, f"{_SOURCE} · {geo.ATTRIBUTION}")
     return fig
+
+
+def draw_choropleth(ax: Axes, values: dict[str, float]) -> dict[str, Text]:
+    """Fill each region of ``ax`` by its value (sequential reds) and name it; return the labels.
+
+    Args:
+        ax: Axes to draw on (its aspect is set for a lon/lat plot at France's latitude).
+        values: Value per region name; a missing region is drawn in grey.
+    """
+    top = max((v for v in values.values() if v > 0), default=1.0)
+    cmap = colormaps["Reds"]
+    labels: dict[str, Text] = {}
+    for region in geo.regions():
+        value = values.get(region.name)
+        colour = "#dddddd" if value is None else cmap(0.15 + 0.8 * value / top)
+        for ring in region.rings:
+            ax.add_patch(Polygon(ring, closed=True, facecolor=colour, edgecolor="white", lw=0.8))
+        x, y = region.label_point
+        dx, dy = _LABEL_OFFSETS.get(region.name, (0.0, 0.0))
+        leader = math.hypot(dx, dy) > 1.0
+        arrow = {"arrowstyle": "-", "color": "#333333", "lw": 0.6} if leader else None
+        labels[region.name] = ax.annotate(
+            region.name.replace("-", "-\n", 1) if len(region.name) > 16 else region.name,
+            (x, y),
+            xytext=(x + dx, y + dy),
+            ha="center",
+            va="center",
+            fontsize=7,
+            arrowprops=arrow,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
+        )
+    ax.set(xlim=(-5.6, 10.2), ylim=(41.2, 51.3))
+    ax.set_aspect(1 / math.cos(math.radians(46.5)))
+    ax.set_axis_off()
+    norm = Normalize(vmin=0, vmax=top / 0.95)
+    colorbar = ax.figure.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.6, pad=0.01)
+    colorbar.ax.yaxis.set_major_formatter(_EUR)
+    return labels
+
+
+def region_choropleth_plotly(frame: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Plotly choropleth of revenue by region (columns ``region``, ``revenue``), for widgets.
+
+    Uses the shipped boundaries (no map tiles, works offline); hover shows name and revenue.
+    """
+    figure = go.Figure(
+        go.Choropleth(
+            geojson=geo.feature_collection(),
+            featureidkey="properties.nom",
+            locations=frame["region"],
+            z=frame["revenue"],
+            colorscale="Reds",
+            marker_line_color="white",
+            colorbar={"title": "CA (€)"},
+            hovertemplate="%{location}<br>%{z:,.0f} €<extra></extra>",
+        )
+    )
+    figure.update_geos(fitbounds="locations", visible=False)
+    figure.update_layout(
+        title=title or "Chiffre d'affaires par région",
+        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        separators=", ",
+    )
+    return figure
 
 
 def top_products_figure(frame: pd.DataFrame) -> Figure:
@@ -103,7 +181,7 @@ def save_charts(
 
     Args:
         over_time: Revenue per hour.
-        by_region: Revenue per region with lat/lon.
+        by_region: Revenue per region.
         top: Top products.
         out_dir: Destination folder.
         recent: Revenue per minute over the last hour (a live panel), if any.
@@ -121,6 +199,6 @@ def save_charts(
     return paths
 
 
-def _caption(fig: Figure) -> None:
+def _caption(fig: Figure, text: str = _SOURCE) -> None:
     fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
-    fig.text(0.995, 0.005, _SOURCE, ha="right", va="bottom", fontsize=7, color="#666666")
+    fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="#666666")

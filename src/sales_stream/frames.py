@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from sales_stream.events import FIELDS, SaleEvent
 from sales_stream.reference import REGION_BY_NAME
 
 
@@ -34,3 +35,13 @@ def region_frame(
         }
     )
     return frame.sort_values(["revenue", "region"], ascending=[False, True], ignore_index=True)
+
+
+def events_frame(events: Sequence[SaleEvent]) -> pd.DataFrame:
+    """Sale events as a frame with the contract's fields (``ts`` an aware UTC datetime).
+
+    An empty sequence gives an empty frame with the same columns.
+    """
+    frame = pd.DataFrame([e.to_dict() for e in events], columns=list(FIELDS))
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    return frame

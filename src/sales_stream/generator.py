@@ -12,16 +12,25 @@ in larger quantities than laptops); prices are psychological price points (``x9.
 hours (Monday–Saturday, 09:00–20:00 Paris time); on some days a few products are on
 promotion (10–30 % off, and they sell twice as much). Seasonality (`seasonality_factor`)
 follows Paris local time: quiet nights, lunch and evening peaks, busier Saturdays.
+
+A seed makes the *content* reproducible, never the identity: every emitted sale gets a fresh
+random ``event_id`` (UUID v4 from the OS), so a re-run with the same seed sends new sales,
+not duplicates that the idempotent sinks would drop.
+
+History and live stream are one business: a live stream at `live_rate` on a
+`SimulatedClock` running `LIVE_SPEEDUP` times faster than real time has the history's
+intensity per simulated hour (see `live_rate`).
 """
 
 import random
+import time
+import uuid
 from bisect import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
 from math import ceil, floor
-from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from faker import Faker
@@ -30,7 +39,12 @@ from sales_stream.events import CURRENCY, SCHEMA_VERSION, SaleEvent
 from sales_stream.reference import CATALOGUE, CHANNELS, REGIONS, City, Product, Region
 
 PARIS = ZoneInfo("Europe/Paris")
-DEFAULT_EVENTS_PER_DAY = 2_000
+DEFAULT_EVENTS_PER_DAY = 1_500
+#: Simulated seconds per real second of the live stream: one real second is one minute of the
+#: shop's sales, so a live demo of a few minutes fills a few hours at the history's intensity.
+LIVE_SPEEDUP = 60.0
+#: Days of history ``make run`` and notebook 02 backfill before the live stream.
+DEFAULT_BACKFILL_DAYS = 7
 PROMOTION_DAY_PROBABILITY = 0.25
 PROMOTION_DISCOUNTS = (0.10, 0.15, 0.20, 0.25, 0.30)
 PROMOTION_POPULARITY_BOOST = 2.0
@@ -71,6 +85,99 @@ def seasonality_factor(ts: datetime) -> float:
         raise ValueError(f"ts must be timezone-aware, got naive {ts.isoformat()}")
     local = ts.astimezone(PARIS)
     return _HOUR_FACTORS[local.hour] * _WEEKDAY_FACTORS[local.weekday()]
+
+
+def live_rate(
+    *,
+    events_per_day: float = DEFAULT_EVENTS_PER_DAY,
+    speedup: float = LIVE_SPEEDUP,
+    at: datetime | None = None,
+) -> float:
+    """The real-time send rate (events/s) matching the history's intensity.
+
+    A backfill of ``events_per_day`` puts ``events_per_day / 24 * seasonality_factor(hour)``
+    sales in an hour; on a clock running ``speedup`` times faster, the same number of sales
+    per simulated hour takes ``speedup`` times fewer real seconds.
+
+    Args:
+        events_per_day: The history's average sales per day (``> 0``).
+        speedup: Simulated seconds per real second (``>= 1``).
+        at: Aware time whose hour-of-day and weekday factor applies; ``None`` for the weekly
+            average (factor 1).
+
+    Raises:
+        ValueError: If an argument is out of range or ``at`` is naive.
+    """
+    if not events_per_day > 0:
+        raise ValueError(f"events_per_day must be > 0, got {events_per_day}")
+    if not speedup >= 1:
+        raise ValueError(f"speedup must be >= 1, got {speedup}")
+    factor = 1.0 if at is None else seasonality_factor(at)
+    return events_per_day / 86_400 * factor * speedup
+
+
+class SimulatedClock:
+    """A clock starting at ``start`` and running ``speedup`` times faster than real time.
+
+    Use it as a `SaleGenerator` clock: the live stream's sale times then advance one
+    simulated minute per real second (with the default `LIVE_SPEEDUP`).
+
+    Args:
+        start: Aware simulated time at creation; defaults to now.
+        speedup: Simulated seconds per real second (``>= 1``).
+        monotonic: Real-time source in seconds (for tests); defaults to ``time.monotonic``.
+
+    Raises:
+        ValueError: If ``speedup`` is < 1 or ``start`` is naive.
+    """
+
+    def __init__(
+        self,
+        start: datetime | None = None,
+        *,
+        speedup: float = LIVE_SPEEDUP,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not speedup >= 1:
+            raise ValueError(f"speedup must be >= 1, got {speedup}")
+        if start is not None and start.tzinfo is None:
+            raise ValueError(f"start must be timezone-aware, got naive {start.isoformat()}")
+        self.start = (start or datetime.now(UTC)).astimezone(UTC)
+        self.speedup = float(speedup)
+        self._monotonic = monotonic
+        self._origin = monotonic()
+
+    def __call__(self) -> datetime:
+        """The current simulated time (aware UTC)."""
+        elapsed = self._monotonic() - self._origin
+        return self.start + timedelta(seconds=elapsed * self.speedup)
+
+
+def catch_up_clock(
+    *, live_seconds: float, speedup: float = LIVE_SPEEDUP, now: datetime | None = None
+) -> SimulatedClock:
+    """A simulated clock that reaches ``now`` after ``live_seconds`` real seconds.
+
+    For a run of known length (``make run``): backfill the history up to ``clock.start``, then
+    stream on this clock at `live_rate`; the live phase fills the last
+    ``live_seconds * speedup`` seconds before ``now`` at the history's intensity, and no sale
+    is dated in the future.
+
+    Raises:
+        ValueError: If ``live_seconds`` is negative, ``speedup`` < 1 or ``now`` naive.
+    """
+    if live_seconds < 0:
+        raise ValueError(f"live_seconds must be >= 0, got {live_seconds}")
+    if now is not None and now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    span = timedelta(seconds=live_seconds * speedup)
+    return SimulatedClock(end - span, speedup=speedup)
+
+
+def new_event_id() -> str:
+    """A fresh random event id (UUID v4 from the OS's random source, never seeded)."""
+    return str(uuid.uuid4())
 
 
 def price_points(product: Product) -> tuple[float, ...]:
@@ -156,9 +263,10 @@ class SaleGenerator:
 
     Args:
         seed: Seed of the random source; ``None`` for a random one. The same seed and the
-            same timestamps give the same events.
+            same timestamps give the same events, except their ``event_id``.
         promotions: Whether promotion days happen.
         clock: Returns the current aware datetime; used when no ``ts`` is given.
+        ids: Returns each new event's id; defaults to `new_event_id` (unique per emission).
     """
 
     def __init__(
@@ -167,13 +275,20 @@ class SaleGenerator:
         *,
         promotions: bool = True,
         clock: Callable[[], datetime] | None = None,
+        ids: Callable[[], str] = new_event_id,
     ) -> None:
         self._rng = random.Random(seed)
+        self._ids = ids
         self._promotions = promotions
         self._clock = clock or _system_clock
         self._promotion_seed = self._rng.getrandbits(64)
         self._faker = Faker("fr_FR")
         self._days: dict[date, _Day] = {}
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The clock stamping events generated without an explicit ``ts``."""
+        return self._clock
 
     def promotion_on(self, day: date) -> Promotion | None:
         """Return the promotion running on a Paris local date, if any (deterministic)."""
@@ -297,7 +412,7 @@ class SaleGenerator:
         channel_cum = _CHANNEL_CUM_OPEN if store_open else _CHANNEL_CUM_CLOSED
         channel = CHANNELS[bisect(channel_cum, random_() * channel_cum[-1], 0, len(CHANNELS) - 1)]
         return SaleEvent(
-            event_id=str(UUID(int=self._rng.getrandbits(128), version=4)),
+            event_id=self._ids(),
             ts=ts,
             product=product.name,
             category=product.category,

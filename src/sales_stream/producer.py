@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -282,6 +282,11 @@ class ProducerThread:
         return self._topic
 
     @property
+    def clock(self) -> Callable[[], datetime]:
+        """The clock stamping the live sales (see `sales_stream.generator.SimulatedClock`)."""
+        return self._generator.clock
+
+    @property
     def rate(self) -> float:
         """Target events per second; setting it takes effect immediately."""
         return self._rate
@@ -445,7 +450,8 @@ class ProducerThread:
         if not samples or now <= samples[0][0]:
             return 0.0
         base_t, base_sent = samples[0]
-        return (self._sent - base_sent) / (now - base_t)
+        # over a full window even just after a start: one sale 60 ms in is not 17 sales/s
+        return (self._sent - base_sent) / max(now - base_t, RATE_WINDOW_S)
 
     def _sample(self, now: float) -> None:
         with self._lock:
@@ -592,8 +598,8 @@ def backfill(
         topic: Topic to produce to (must exist).
         days: Length of the history in days, ``>= 1``.
         events_per_day: Average number of events per day, ``>= 1``.
-        seed: Seed of the history. It is hashed first (`backfill_seed`): a generator seeded
-            with ``seed`` itself would replay the event ids of ``ProducerThread(seed=seed)``.
+        seed: Seed of the history's content (ids are always new). It is hashed first
+            (`backfill_seed`) so the history does not repeat ``ProducerThread(seed=seed)``.
         end: Aware end of the history (exclusive); defaults to now.
         producer_config: kafka-python options overriding `BACKFILL_CONFIG`.
 
@@ -642,9 +648,9 @@ def backfill(
 def backfill_seed(seed: int | None) -> int | None:
     """Return the generator seed `backfill` uses for ``seed`` (``None`` stays random).
 
-    Two generators with one seed draw from the same random stream, only shifted, so a
-    history and a live run seeded alike share thousands of event ids, which the idempotent
-    Mongo sink would then drop as duplicates.
+    Two generators with one seed draw from the same random stream, so a history and a live
+    run seeded alike would repeat one sequence of products and places (their event ids
+    differ anyway: ids are never seeded).
     """
     if seed is None:
         return None
@@ -676,3 +682,32 @@ def _send_all(
             while sent - tally.settled() > BACKFILL_MAX_IN_FLIGHT:
                 time.sleep(MIN_SLEEP_S)
     return sent
+
+
+def topic_has_records(bootstrap: str, topic: str, *, timeout_s: float = 2.0) -> bool:
+    """Whether ``topic`` already holds a record (read from the start; end offsets may lag).
+
+    Notebook 02 asks this before a backfill, so re-running it never publishes the history twice.
+
+    Raises:
+        InfraError: If Kafka cannot be reached.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    except KafkaError as exc:
+        raise InfraError(describe_error(bootstrap, exc)) from exc
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            return False
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if consumer.poll(timeout_ms=250, max_records=1):
+                return True
+        return False
+    finally:
+        consumer.close()

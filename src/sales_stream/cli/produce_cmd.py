@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from kafka.errors import KafkaError
+from sales_stream.cli.argtypes import positive_int
 
-from sales_stream import infra
-from sales_stream.clients import ensure_topic
-from sales_stream.config import Mode, load_settings
-from sales_stream.errors import InfraError
-from sales_stream.generator import DEFAULT_EVENTS_PER_DAY
-from sales_stream.producer import ProducerStats, ProducerThread, backfill, describe_error
+if TYPE_CHECKING:  # the heavy modules load only when the command runs
+    from sales_stream.producer import ProducerStats
 
 PROGRESS_EVERY_S = 1.0
 
@@ -65,14 +62,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--events-per-day",
-        type=_int_at_least(1),
-        default=DEFAULT_EVENTS_PER_DAY,
-        help="average events per day of the backfilled history",
+        type=positive_int,
+        default=None,
+        help="average events per day of the backfilled history "
+        "(default: the generator's DEFAULT_EVENTS_PER_DAY)",
     )
     parser.set_defaults(func=_produce)
 
 
 def _produce(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    from sales_stream import infra
+    from sales_stream.clients import ensure_topic
+    from sales_stream.config import Mode, load_settings
+    from sales_stream.errors import InfraError
+    from sales_stream.generator import DEFAULT_EVENTS_PER_DAY
+    from sales_stream.producer import backfill, describe_error
+
     settings = load_settings()
     endpoints = infra.up(settings)
     if endpoints.started_here and settings.mode is Mode.EMBEDDED:
@@ -89,17 +96,17 @@ def _produce(args: argparse.Namespace) -> int:
         raise InfraError(str(exc)) from exc
     print(f"producing to topic {topic!r} at {bootstrap}", flush=True)
     failed = 0
+    events_per_day = args.events_per_day or DEFAULT_EVENTS_PER_DAY
     if args.backfill_days:
         print(
-            f"backfill: {args.backfill_days} day(s) of history, "
-            f"~{args.events_per_day} events/day ...",
+            f"backfill: {args.backfill_days} day(s) of history, ~{events_per_day} events/day ...",
             flush=True,
         )
         stats = backfill(
             bootstrap,
             topic,
             days=args.backfill_days,
-            events_per_day=args.events_per_day,
+            events_per_day=events_per_day,
             seed=args.seed,
         )
         _print_summary("backfill", stats)
@@ -111,6 +118,9 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _produce_live(args: argparse.Namespace, bootstrap: str, topic: str) -> ProducerStats:
+    from sales_stream.errors import InfraError
+    from sales_stream.producer import ProducerThread
+
     thread = ProducerThread(
         bootstrap,
         topic,

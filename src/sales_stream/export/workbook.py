@@ -1,28 +1,38 @@
 """Generated Tableau workbooks (.twb) over the sales data: a Hyper extract or live PostgreSQL.
 
-Both workbooks hold the same three worksheets and one dashboard, built by one renderer from a
-small model (fields, shelf pills, filters, sheets); only the data connection differs:
+Both workbooks are built by one renderer from a small model (data sources with their columns
+and shared filters, shelf pills, sheets) and hold the same dashboard (the live one without the
+city sheet):
 
-* ``write_extract_workbook``: a ``hyper`` connection to the extract file by a path relative to
-  the workbook's folder, table ``[Extract].[Extract]``;
-* ``write_live_workbook``: a live ``postgres`` connection to the view ``public.ventes``; no
-  password is stored, Tableau asks for it when the workbook is opened.
+* ``write_extract_workbook`` / `render_extract_workbook`: one ``hyper`` connection to the
+  extract, by a path relative to the workbook's folder (or inside a ``.twbx``, see
+  `sales_stream.export.package`), table ``[Extract].[Extract]``, one row per sale;
+* ``write_live_workbook``: live ``postgres`` connections to the rollup tables
+  ``ventes_par_heure`` (the time sheet) and ``ventes_par_jour`` (map and top products), not
+  to the per-sale view ``ventes``; no password is stored, Tableau asks for it when the
+  workbook is opened. The rollups have no city, so the live workbook has no city sheet; each
+  rollup data source has its own shared filters (period and region, plus product on the
+  daily one): the product filter does not apply to the hourly curve (no product there).
 
 Sheets: "CA dans le temps" (line, SUM(amount) by hour of ``ts``, continuous axis), "Ventes par
-région" (map), "Top produits" (horizontal bars, SUM(amount) by product, the ``top_n`` best) and
-the dashboard "Tableau de bord ventes" with quick filters on period (``ts`` range), region and
-product. Those three filters are data-source filters ("apply to all worksheets using this data
-source"): Tableau stores them once in ``<shared-views>`` and each worksheet lists the fields in
-its ``<slices>``. The top N is a table calculation, ``RANK_UNIQUE(SUM([amount]))`` kept in
-1..N, so it ranks the products left by the dashboard filters (a native Top N filter on
-``product`` would clash with the shared product filter). Amounts are formatted in euros and the
-workbook locale is ``fr_FR``.
+région" (filled map), "Ventes par ville" (one point per city), "Top produits" (horizontal bars,
+SUM(amount) by product, the ``top_n`` best) and the dashboard "Tableau de bord ventes" with
+quick filters on period (``ts`` range), region and product. Those three filters are data-source
+filters ("apply to all worksheets using this data source"): Tableau stores them once in
+``<shared-views>`` and each worksheet lists the fields in its ``<slices>``. The top N is a table
+calculation, ``RANK_UNIQUE(SUM([amount]))`` kept in 1..N, so it ranks the products left by the
+dashboard filters (a native Top N filter on ``product`` would clash with the shared product
+filter). Amounts are formatted in euros and the workbook locale is ``fr_FR``.
 
-Map choice: one circle per region placed at AVG(lat), AVG(lon) of its sales, size and colour =
-SUM(amount). ``lat``/``lon`` carry the geographic roles Latitude/Longitude, so Tableau draws
-the map from our own coordinates. A filled map by region name was not chosen: it depends on
-Tableau's geocoding recognising the 13 French region names as spelled in the data, which
-cannot be checked here.
+Maps: ``region`` carries the State/Province geographic role (``[State].[Name]``) and the data
+source sets the country context France (``[Country].[Name]`` = "France"), so "Ventes par
+région" is a filled map the way Tableau saves one: mark ``Multipolygon``, the generated
+``[Latitude (generated)]``/``[Longitude (generated)]`` on rows/columns, ``[Geometry
+(generated)]`` on the geometry encoding, ``region`` on detail and SUM(amount) on colour. The
+shapes come from Tableau's own geocoding of the 13 region names (the INSEE names, as in the
+data). "Ventes par ville" puts one circle per city at its ``lat``/``lon`` used as they are
+(not aggregated: every sale of a city carries the city's reference coordinates from
+`sales_stream.reference`), size and colour = SUM(amount).
 
 Honesty: the files validate against the official Tableau workbook schema 2026.2
 (``twb_2026.2.0.xsd``) and their structure is modelled on workbooks saved by Tableau Desktop
@@ -45,12 +55,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sales_stream.contract import tableau_fields
+from sales_stream.rollups import DAILY, HOURLY
 
 __all__ = [
+    "CITY_SHEET",
     "DASHBOARD",
     "MAP_SHEET",
     "TIME_SHEET",
     "TOP_SHEET",
+    "render_extract_workbook",
     "write_extract_workbook",
     "write_live_workbook",
 ]
@@ -63,6 +76,7 @@ SOURCE_BUILD = "2026.2.0 (20262.26.0528.2205)"  # build of the schema the files 
 DASHBOARD = "Tableau de bord ventes"
 TIME_SHEET = "CA dans le temps"
 MAP_SHEET = "Ventes par région"
+CITY_SHEET = "Ventes par ville"
 TOP_SHEET = "Top produits"
 
 _UUID_NAMESPACE = uuid.UUID("6b0c5a52-4d8e-4e1f-9a57-3f1f0f2b7a11")
@@ -92,10 +106,17 @@ def _measure(name: str, caption: str, datatype: str, aggregation: str, **extra: 
 
 # The sales table's columns in table order: same names in the extract and in the view ``ventes``.
 _SALES_FIELDS = tuple(_Field(**asdict(field)) for field in tableau_fields())
-_TS, _PRODUCT, _REGION, _LAT, _LON, _AMOUNT = (
+_TS, _PRODUCT, _CATEGORY, _REGION, _CITY, _LAT, _LON, _QUANTITY, _AMOUNT = (
     next(f for f in _SALES_FIELDS if f.name == name)
-    for name in ("ts", "product", "region", "lat", "lon", "amount")
+    for name in ("ts", "product", "category", "region", "city", "lat", "lon", "quantity", "amount")
 )
+_SALES_COUNT = _measure("sales", "Nombre de ventes", "integer", "Sum")
+_HOUR_START = _Field("hour_start", "Début de l'heure (UTC)", "datetime", kind="ordinal")
+_DAY_START = _Field("day_start", "Début du jour (UTC)", "datetime", kind="ordinal")
+# The rollup tables' columns in table order (`sales_stream.sql.schema.TABLES`).
+_ROLLUP_MEASURES = (_LAT, _LON, _SALES_COUNT, _QUANTITY, _AMOUNT)
+_HOURLY_FIELDS = (_HOUR_START, _REGION, *_ROLLUP_MEASURES)
+_DAILY_FIELDS = (_DAY_START, _REGION, _PRODUCT, _CATEGORY, *_ROLLUP_MEASURES)
 _RANK = _measure(
     "Calculation_5717483093018746881",
     "Rang produit (CA)",
@@ -121,12 +142,28 @@ class _Pill:
 
 _TS_VALUE = _Pill(_TS, "None", "quantitative")
 _TS_HOUR = _Pill(_TS, "Hour-Trunc", "quantitative")
+_HOUR_VALUE = _Pill(_HOUR_START, "None", "quantitative")
+_HOUR_TRUNC = _Pill(_HOUR_START, "Hour-Trunc", "quantitative")
+_DAY_VALUE = _Pill(_DAY_START, "None", "quantitative")
 _REGION_DIM = _Pill(_REGION, "None", "nominal")
 _PRODUCT_DIM = _Pill(_PRODUCT, "None", "nominal")
 _AMOUNT_SUM = _Pill(_AMOUNT, "Sum", "quantitative")
-_LAT_AVG = _Pill(_LAT, "Avg", "quantitative")
-_LON_AVG = _Pill(_LON, "Avg", "quantitative")
+_CITY_DIM = _Pill(_CITY, "None", "nominal")
+_LAT_VALUE = _Pill(_LAT, "None", "quantitative")
+_LON_VALUE = _Pill(_LON, "None", "quantitative")
 _RANK_DOWN = _Pill(_RANK, "User", "quantitative", table_calc="Rows")
+
+
+@dataclass(frozen=True)
+class _Generated:
+    """A field Tableau generates from a geographic role (no column, no column-instance)."""
+
+    name: str
+
+
+_GEN_LAT = _Generated("[Latitude (generated)]")
+_GEN_LON = _Generated("[Longitude (generated)]")
+_GEN_GEOMETRY = _Generated("[Geometry (generated)]")
 
 
 @dataclass(frozen=True)
@@ -138,12 +175,20 @@ class _SharedFilter:
     mode: str | None = None  # quick-filter widget; None = Tableau's default for the filter type
 
 
-_SHARED_FILTERS = (
+_SALES_FILTERS = (
     _SharedFilter(_TS_VALUE, TIME_SHEET),
     _SharedFilter(_REGION_DIM, MAP_SHEET, "checkdropdown"),
     _SharedFilter(_PRODUCT_DIM, TOP_SHEET, "checkdropdown"),
 )
-_SHARED_PILLS = tuple(f.pill for f in _SHARED_FILTERS)
+_HOURLY_FILTERS = (
+    _SharedFilter(_HOUR_VALUE, TIME_SHEET),
+    _SharedFilter(_REGION_DIM, TIME_SHEET, "checkdropdown"),
+)
+_DAILY_FILTERS = (
+    _SharedFilter(_DAY_VALUE, MAP_SHEET),
+    _SharedFilter(_REGION_DIM, MAP_SHEET, "checkdropdown"),
+    _SharedFilter(_PRODUCT_DIM, TOP_SHEET, "checkdropdown"),
+)
 
 
 @dataclass(frozen=True)
@@ -152,10 +197,10 @@ class _Sheet:
 
     name: str
     mark: str
-    rows: _Pill
-    cols: _Pill
+    rows: _Pill | _Generated
+    cols: _Pill | _Generated
     zone: tuple[int, int, int, int]
-    encodings: tuple[tuple[str, _Pill], ...] = ()
+    encodings: tuple[tuple[str, _Pill | _Generated], ...] = ()
     sort_by: _Pill | None = None  # measure sorting the rows dimension, descending
     keep_up_to: tuple[_Pill, int] | None = None  # table-calculation filter kept in 1..N
     is_map: bool = False
@@ -166,30 +211,78 @@ class _Sheet:
 
     @property
     def pills(self) -> tuple[_Pill, ...]:
-        encoded = tuple(pill for _, pill in self.encodings)
-        return (self.rows, self.cols, *encoded, *self.local_filters, *_SHARED_PILLS)
+        shelved = (self.rows, self.cols, *(pill for _, pill in self.encodings))
+        used = tuple(pill for pill in shelved if isinstance(pill, _Pill))
+        return (*used, *self.local_filters)
 
 
-def _sheets(top_n: int) -> tuple[_Sheet, ...]:
+_TOP = (0, 14000, 100000, 43000)  # dashboard zones (x, y, w, h out of 100000)
+
+
+def _time_sheet(cols: _Pill) -> _Sheet:
+    return _Sheet(TIME_SHEET, "Line", _AMOUNT_SUM, cols, _TOP)
+
+
+def _map_sheet(zone: tuple[int, int, int, int]) -> _Sheet:
+    encodings = (("color", _AMOUNT_SUM), ("lod", _REGION_DIM), ("geometry", _GEN_GEOMETRY))
+    return _Sheet(MAP_SHEET, "Multipolygon", _GEN_LAT, _GEN_LON, zone, encodings, is_map=True)
+
+
+def _city_sheet(zone: tuple[int, int, int, int]) -> _Sheet:
+    encodings = (("color", _AMOUNT_SUM), ("size", _AMOUNT_SUM), ("lod", _CITY_DIM))
+    return _Sheet(CITY_SHEET, "Circle", _LAT_VALUE, _LON_VALUE, zone, encodings, is_map=True)
+
+
+def _top_sheet(zone: tuple[int, int, int, int], top_n: int) -> _Sheet:
+    return _Sheet(
+        TOP_SHEET,
+        "Bar",
+        _PRODUCT_DIM,
+        _AMOUNT_SUM,
+        zone,
+        sort_by=_AMOUNT_SUM,
+        keep_up_to=(_RANK_DOWN, top_n),
+    )
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One data source of a workbook: its connection, columns, shared filters and sheets."""
+
+    connection: _Connection
+    columns: tuple[_Field, ...]  # table columns, in table order
+    filters: tuple[_SharedFilter, ...]
+    sheets: tuple[_Sheet, ...]
+    calculated: tuple[_Field, ...] = (_RANK,)
+
+    @property
+    def shared_pills(self) -> tuple[_Pill, ...]:
+        return tuple(f.pill for f in self.filters)
+
+    def pills(self, sheet: _Sheet) -> tuple[_Pill, ...]:
+        return (*sheet.pills, *self.shared_pills)
+
+
+def _extract_source(connection: _Connection, top_n: int) -> _Source:
+    third = (33000, 43000)
+    sheets = (
+        _time_sheet(_TS_HOUR),
+        _map_sheet((0, 57000, 34000, 43000)),
+        _city_sheet((34000, 57000, *third)),
+        _top_sheet((67000, 57000, *third), top_n),
+    )
+    return _Source(connection, _SALES_FIELDS, _SALES_FILTERS, sheets)
+
+
+def _rollup_sources(hourly: _Connection, daily: _Connection, top_n: int) -> tuple[_Source, ...]:
+    half = (50000, 43000)
     return (
-        _Sheet(TIME_SHEET, "Line", _AMOUNT_SUM, _TS_HOUR, (0, 14000, 100000, 43000)),
-        _Sheet(
-            MAP_SHEET,
-            "Circle",
-            _LAT_AVG,
-            _LON_AVG,
-            (0, 57000, 50000, 43000),
-            encodings=(("color", _AMOUNT_SUM), ("size", _AMOUNT_SUM), ("lod", _REGION_DIM)),
-            is_map=True,
-        ),
-        _Sheet(
-            TOP_SHEET,
-            "Bar",
-            _PRODUCT_DIM,
-            _AMOUNT_SUM,
-            (50000, 57000, 50000, 43000),
-            sort_by=_AMOUNT_SUM,
-            keep_up_to=(_RANK_DOWN, top_n),
+        _Source(hourly, _HOURLY_FIELDS, _HOURLY_FILTERS, (_time_sheet(_HOUR_TRUNC),), ()),
+        _Source(
+            daily,
+            _DAILY_FIELDS,
+            _DAILY_FILTERS,
+            (_map_sheet((0, 57000, *half)), _top_sheet((50000, 57000, *half), top_n)),
         ),
     )
 
@@ -206,8 +299,9 @@ class _Connection:
 
     @property
     def _token(self) -> str:
-        """28 base-36 characters like Tableau's generated names, derived from ``kind``."""
-        number = int(hashlib.sha256(f"sales-stream/{self.kind}".encode()).hexdigest(), 16)
+        """28 base-36 characters like Tableau's generated names, from ``kind`` and the table."""
+        key = f"sales-stream/{self.kind}/{self.relation}"
+        number = int(hashlib.sha256(key.encode()).hexdigest(), 16)
         digits = []
         for _ in range(28):
             number, rest = divmod(number, 36)
@@ -248,6 +342,26 @@ def write_extract_workbook(
         relative = os.path.relpath(os.path.abspath(extract_path), os.path.abspath(path.parent))
     except ValueError as exc:  # Windows: the two files are on different drives
         raise ValueError(f"no relative path from {path.parent} to {extract_path}") from exc
+    if path.suffix != ".twb":
+        raise ValueError(f"path must be a .twb file, got {path}")
+    data = render_extract_workbook(
+        Path(relative).as_posix(), top_n=top_n, explain_data=explain_data
+    )
+    return _replace(path, data)
+
+
+def render_extract_workbook(dbname: str, *, top_n: int = 10, explain_data: bool = False) -> bytes:
+    """Return the extract workbook's XML, reading the extract at ``dbname``.
+
+    Args:
+        dbname: The ``.hyper`` path as Tableau resolves it: relative to the workbook's folder,
+            or a path inside the package (``Data/Extracts/sales.hyper``) for a ``.twbx``.
+        top_n: how many products "Top produits" shows.
+        explain_data: also write ``<explain-data>``.
+
+    Raises:
+        ValueError: ``top_n`` < 1.
+    """
     connection = _Connection(
         kind="hyper",
         caption="Ventes (extrait Hyper)",
@@ -255,7 +369,7 @@ def write_extract_workbook(
             "authentication": "auth-none",
             "author-locale": "en_US",
             "class": "hyper",
-            "dbname": Path(relative).as_posix(),
+            "dbname": dbname,
             "default-settings": "yes",
             "port": "",
             "sslmode": "",
@@ -264,7 +378,9 @@ def write_extract_workbook(
         table="[Extract].[Extract]",
         relation="Extract",
     )
-    return _write(path, connection, top_n=top_n, explain_data=explain_data)
+    if top_n < 1:
+        raise ValueError(f"top_n must be at least 1, got {top_n}")
+    return _render((_extract_source(connection, top_n),), explain_data=explain_data)
 
 
 def write_live_workbook(
@@ -278,15 +394,18 @@ def write_live_workbook(
     require_ssl: bool = False,
     explain_data: bool = False,
 ) -> Path:
-    """Write the workbook with a live PostgreSQL connection to the view ``public.ventes``.
+    """Write the workbook with live PostgreSQL connections to the rollup tables.
 
-    No password is written: Tableau asks for it when it connects.
+    "CA dans le temps" reads ``public.ventes_par_heure``; "Ventes par région" and "Top
+    produits" read ``public.ventes_par_jour`` (the per-sale view ``ventes`` is too slow for a
+    dashboard at 100,000 sales, and has the only city column: the live workbook has no city
+    sheet). No password is written: Tableau asks for it when it connects.
 
     Args:
         path: the ``.twb`` file to write (its folder is created if needed).
         host: PostgreSQL server name or address.
         port: PostgreSQL port.
-        database: database holding the view ``ventes``.
+        database: database holding the rollup tables.
         user: PostgreSQL user name.
         top_n: how many products "Top produits" shows.
         require_ssl: tick Tableau's "Require SSL" (``sslmode='require'``).
@@ -304,35 +423,47 @@ def write_live_workbook(
             raise ValueError(f"{name} must be non-empty without outer spaces, got {value!r}")
     if not 1 <= port <= 65535:
         raise ValueError(f"port must be in 1..65535, got {port}")
-    connection = _Connection(
-        kind="postgres",
-        caption="Ventes (PostgreSQL, direct)",
-        attributes={
-            "authentication": "username-password",
-            "class": "postgres",
-            "dbname": database,
-            "odbc-native-protocol": "yes",
-            "one-time-sql": "",
-            "port": str(port),
-            "server": host,
-            "sslmode": "require" if require_ssl else "",
-            "username": user,
-        },
-        table="[public].[ventes]",
-        relation="ventes",
-    )
-    return _write(Path(path), connection, top_n=top_n, explain_data=explain_data)
-
-
-def _write(path: Path, connection: _Connection, *, top_n: int, explain_data: bool) -> Path:
-    """Render the workbook and replace ``path`` atomically (Tableau may be reading it)."""
-    if path.suffix != ".twb":
-        raise ValueError(f"path must be a .twb file, got {path}")
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1, got {top_n}")
-    root = _workbook(connection, _sheets(top_n), explain_data=explain_data)
+    attributes = {
+        "authentication": "username-password",
+        "class": "postgres",
+        "dbname": database,
+        "odbc-native-protocol": "yes",
+        "one-time-sql": "",
+        "port": str(port),
+        "server": host,
+        "sslmode": "require" if require_ssl else "",
+        "username": user,
+    }
+    hourly, daily = (
+        _Connection(
+            kind="postgres",
+            caption=caption,
+            attributes=attributes,
+            table=f"[public].[{table}]",
+            relation=table,
+        )
+        for table, caption in (
+            (HOURLY.collection, "Ventes par heure (PostgreSQL, direct)"),
+            (DAILY.collection, "Ventes par jour (PostgreSQL, direct)"),
+        )
+    )
+    path = Path(path)
+    if path.suffix != ".twb":
+        raise ValueError(f"path must be a .twb file, got {path}")
+    sources = _rollup_sources(hourly, daily, top_n)
+    return _replace(path, _render(sources, explain_data=explain_data))
+
+
+def _render(sources: tuple[_Source, ...], *, explain_data: bool) -> bytes:
+    root = _workbook(sources, explain_data=explain_data)
     ET.indent(root, space="  ")
-    data = ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _replace(path: Path, data: bytes) -> Path:
+    """Replace ``path`` atomically (Tableau may be reading it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
@@ -354,9 +485,7 @@ def _simple_id(parent: ET.Element, key: str) -> None:
     _sub(parent, "simple-id", {"uuid": "{" + str(uuid.uuid5(_UUID_NAMESPACE, key)).upper() + "}"})
 
 
-def _workbook(
-    connection: _Connection, sheets: tuple[_Sheet, ...], *, explain_data: bool
-) -> ET.Element:
+def _workbook(sources: tuple[_Source, ...], *, explain_data: bool) -> ET.Element:
     root = ET.Element(
         "workbook", {"locale": "fr_FR", "source-build": SOURCE_BUILD, "version": TWB_VERSION}
     )
@@ -366,17 +495,23 @@ def _workbook(
     preferences = _sub(root, "preferences")
     _sub(preferences, "preference", {"name": "ui.encoding.shelf.height", "value": "24"})
     _sub(preferences, "preference", {"name": "ui.shelf.height", "value": "26"})
-    _datasource(_sub(root, "datasources"), connection)
+    datasources = _sub(root, "datasources")
+    for source in sources:
+        _datasource(datasources, source)
     _sub(_sub(root, "mapsources"), "mapsource", {"name": "Tableau"})
-    shared = _sub(_sub(root, "shared-views"), "shared-view", {"name": connection.datasource})
-    _view_header(shared, connection, _SHARED_PILLS)
-    for shared_filter in _SHARED_FILTERS:
-        _shared_filter(shared, connection.datasource, shared_filter.pill)
+    shared_views = _sub(root, "shared-views")
+    for source in sources:
+        name = source.connection.datasource
+        shared = _sub(shared_views, "shared-view", {"name": name})
+        _view_header(shared, (source,), {name: source.shared_pills})
+        for shared_filter in source.filters:
+            _shared_filter(shared, name, shared_filter.pill)
     worksheets = _sub(root, "worksheets")
-    for sheet in sheets:
-        _worksheet(worksheets, connection, sheet)
-    _dashboard(_sub(root, "dashboards"), connection, sheets)
-    _windows(_sub(root, "windows", {"source-height": "30"}), connection.datasource, sheets)
+    for source in sources:
+        for sheet in source.sheets:
+            _worksheet(worksheets, source, sheet)
+    _dashboard(_sub(root, "dashboards"), sources)
+    _windows(_sub(root, "windows", {"source-height": "30"}), sources)
     if explain_data:
         explain = _sub(
             root,
@@ -387,7 +522,8 @@ def _workbook(
     return root
 
 
-def _datasource(parent: ET.Element, connection: _Connection) -> None:
+def _datasource(parent: ET.Element, source: _Source) -> None:
+    connection = source.connection
     ds = _sub(
         parent,
         "datasource",
@@ -408,7 +544,7 @@ def _datasource(parent: ET.Element, connection: _Connection) -> None:
     relation = {"name": connection.relation, "table": connection.table, "type": "table"}
     _sub(federated, "relation", {"connection": connection.leaf, **relation})
     records = _sub(federated, "metadata-records")
-    for ordinal, column in enumerate(_SALES_FIELDS):
+    for ordinal, column in enumerate(source.columns):
         record = _sub(records, "metadata-record", {"class": "column"})
         for tag, value in (
             ("remote-name", column.name),
@@ -423,7 +559,7 @@ def _datasource(parent: ET.Element, connection: _Connection) -> None:
         ):
             _sub(record, tag, text=value)
     _sub(ds, "aliases", {"enabled": "yes"})
-    for column in sorted((*_SALES_FIELDS, _RANK), key=lambda f: f.name):
+    for column in sorted((*source.columns, *source.calculated), key=lambda f: f.name):
         _column(ds, column)
     layout = {"dim-ordering": "alphabetic", "measure-ordering": "alphabetic"}
     _sub(ds, "layout", {**layout, "show-structure": "true"})
@@ -451,14 +587,28 @@ def _column(parent: ET.Element, column: _Field) -> None:
 
 
 def _view_header(
-    parent: ET.Element, connection: _Connection, pills: Iterable[_Pill], *, map_view: bool = False
+    parent: ET.Element,
+    sources: Iterable[_Source],
+    pills: Mapping[str, Iterable[_Pill]],
+    *,
+    map_view: bool = False,
 ) -> None:
-    """Write ``<datasources>``, ``<mapsources>`` and ``<datasource-dependencies>`` of a view."""
-    ds_ref = {"caption": connection.caption, "name": connection.datasource}
-    _sub(_sub(parent, "datasources"), "datasource", ds_ref)
+    """Write ``<datasources>``, ``<mapsources>`` and ``<datasource-dependencies>`` of a view.
+
+    ``pills`` maps each data source name to the pills the view uses from it.
+    """
+    listed = _sub(parent, "datasources")
+    for source in sources:
+        ds_ref = {"caption": source.connection.caption, "name": source.connection.datasource}
+        _sub(listed, "datasource", ds_ref)
     if map_view:
         _sub(_sub(parent, "mapsources"), "mapsource", {"name": "Tableau"})
-    dependencies = _sub(parent, "datasource-dependencies", {"datasource": connection.datasource})
+    for name, used in pills.items():
+        _dependencies(parent, name, used)
+
+
+def _dependencies(parent: ET.Element, datasource: str, pills: Iterable[_Pill]) -> None:
+    dependencies = _sub(parent, "datasource-dependencies", {"datasource": datasource})
     unique = {pill.name: pill for pill in pills}
     for column in sorted({pill.field for pill in unique.values()}, key=lambda f: f.name):
         _column(dependencies, column)
@@ -499,12 +649,13 @@ def _shared_filter(parent: ET.Element, datasource: str, pill: _Pill) -> None:
     )
 
 
-def _worksheet(parent: ET.Element, connection: _Connection, sheet: _Sheet) -> None:
-    ref = f"[{connection.datasource}]."
+def _worksheet(parent: ET.Element, source: _Source, sheet: _Sheet) -> None:
+    name = source.connection.datasource
+    ref = f"[{name}]."
     worksheet = _sub(parent, "worksheet", {"name": sheet.name})
     table = _sub(worksheet, "table")
     view = _sub(table, "view")
-    _view_header(view, connection, sheet.pills, map_view=sheet.is_map)
+    _view_header(view, (source,), {name: source.pills(sheet)}, map_view=sheet.is_map)
     if sheet.keep_up_to:
         pill, top_n = sheet.keep_up_to
         kept = {"class": "quantitative", "column": ref + pill.name, "included-values": "in-range"}
@@ -524,7 +675,7 @@ def _worksheet(parent: ET.Element, connection: _Connection, sheet: _Sheet) -> No
             },
         )
     slices = _sub(view, "slices")
-    for pill in (*_SHARED_PILLS, *sheet.local_filters):
+    for pill in (*source.shared_pills, *sheet.local_filters):
         _sub(slices, "column", text=ref + pill.name)
     _sub(view, "aggregation", {"value": "true"})
     _sub(table, "style")
@@ -544,27 +695,29 @@ def _worksheet(parent: ET.Element, connection: _Connection, sheet: _Sheet) -> No
     _simple_id(worksheet, f"worksheet/{sheet.name}")
 
 
-def _dashboard(parent: ET.Element, connection: _Connection, sheets: tuple[_Sheet, ...]) -> None:
+def _dashboard(parent: ET.Element, sources: tuple[_Source, ...]) -> None:
     """Write the dashboard: title, one quick filter per shared filter, then the sheets."""
     dashboard = _sub(parent, "dashboard", {"name": DASHBOARD})
     _sub(dashboard, "style")
     _sub(dashboard, "size", {"sizing-mode": "automatic"})
-    _view_header(dashboard, connection, _SHARED_PILLS)
+    _view_header(dashboard, sources, {s.connection.datasource: s.shared_pills for s in sources})
     zones = _sub(dashboard, "zones")
     layout = _sub(zones, "zone", _zone(1, (0, 0, 100000, 100000), {"type-v2": "layout-basic"}))
     _sub(layout, "zone", _zone(2, (0, 0, 100000, 6000), {"type-v2": "title"}))
-    edges = [round(i * 100000 / len(_SHARED_FILTERS)) for i in range(len(_SHARED_FILTERS) + 1)]
-    for index, shared_filter in enumerate(_SHARED_FILTERS):
+    filters = [(s.connection.datasource, f) for s in sources for f in s.filters]
+    edges = [round(i * 100000 / len(filters)) for i in range(len(filters) + 1)]
+    for index, (name, shared_filter) in enumerate(filters):
         attrs = {
             "name": shared_filter.owner,
-            "param": f"[{connection.datasource}].{shared_filter.pill.name}",
+            "param": f"[{name}].{shared_filter.pill.name}",
             "type-v2": "filter",
         }
         if shared_filter.mode:
             attrs["mode"] = shared_filter.mode
         box = (edges[index], 6000, edges[index + 1] - edges[index], 8000)
         _sub(layout, "zone", _zone(3 + index, box, attrs))
-    for index, sheet in enumerate(sheets, start=3 + len(_SHARED_FILTERS)):
+    sheets = [sheet for source in sources for sheet in source.sheets]
+    for index, sheet in enumerate(sheets, start=3 + len(filters)):
         _sub(layout, "zone", _zone(index, sheet.zone, {"name": sheet.name}))
     _simple_id(dashboard, f"dashboard/{DASHBOARD}")
 
@@ -575,31 +728,38 @@ def _zone(zone_id: int, box: tuple[int, int, int, int], attrs: Mapping[str, str]
     return {"id": str(zone_id), "x": str(x), "y": str(y), "w": str(w), "h": str(h), **attrs}
 
 
-def _windows(parent: ET.Element, datasource: str, sheets: tuple[_Sheet, ...]) -> None:
+def _windows(parent: ET.Element, sources: tuple[_Source, ...]) -> None:
     """Write the dashboard window (opened first) and one window per worksheet."""
     attrs = {"class": "dashboard", "maximized": "true", "name": DASHBOARD}
     dashboard = _sub(parent, "window", attrs)
     viewpoints = _sub(dashboard, "viewpoints")
-    for sheet in sheets:
-        _sub(viewpoints, "viewpoint", {"name": sheet.name})
+    for source in sources:
+        for sheet in source.sheets:
+            _sub(viewpoints, "viewpoint", {"name": sheet.name})
     _sub(dashboard, "active", {"id": "-1"})
     _simple_id(dashboard, f"window/{DASHBOARD}")
-    for sheet in sheets:
-        window = _sub(parent, "window", {"class": "worksheet", "name": sheet.name})
-        cards = _sub(window, "cards")
-        left = _sub(_sub(cards, "edge", {"name": "left"}), "strip", {"size": "160"})
-        for card in ("pages", "filters", "marks"):
-            _sub(left, "card", {"type": card})
-        top = _sub(cards, "edge", {"name": "top"})
-        for card in ("columns", "rows", "title"):
-            _sub(_sub(top, "strip", {"size": "31"}), "card", {"type": card})
-        right = _sub(_sub(cards, "edge", {"name": "right"}), "strip", {"size": "160"})
-        for shared_filter in _SHARED_FILTERS:
-            card = {"param": f"[{datasource}].{shared_filter.pill.name}", "type": "filter"}
-            if shared_filter.mode:
-                card["mode"] = shared_filter.mode
-            _sub(right, "card", card)
-        for channel, pill in sheet.encodings:
-            if channel in ("color", "size"):
-                _sub(right, "card", {"param": f"[{datasource}].{pill.name}", "type": channel})
-        _simple_id(window, f"window/{sheet.name}")
+    for source in sources:
+        for sheet in source.sheets:
+            _sheet_window(parent, source, sheet)
+
+
+def _sheet_window(parent: ET.Element, source: _Source, sheet: _Sheet) -> None:
+    datasource = source.connection.datasource
+    window = _sub(parent, "window", {"class": "worksheet", "name": sheet.name})
+    cards = _sub(window, "cards")
+    left = _sub(_sub(cards, "edge", {"name": "left"}), "strip", {"size": "160"})
+    for card in ("pages", "filters", "marks"):
+        _sub(left, "card", {"type": card})
+    top = _sub(cards, "edge", {"name": "top"})
+    for card in ("columns", "rows", "title"):
+        _sub(_sub(top, "strip", {"size": "31"}), "card", {"type": card})
+    right = _sub(_sub(cards, "edge", {"name": "right"}), "strip", {"size": "160"})
+    for shared_filter in source.filters:
+        card = {"param": f"[{datasource}].{shared_filter.pill.name}", "type": "filter"}
+        if shared_filter.mode:
+            card["mode"] = shared_filter.mode
+        _sub(right, "card", card)
+    for channel, pill in sheet.encodings:
+        if channel in ("color", "size"):
+            _sub(right, "card", {"param": f"[{datasource}].{pill.name}", "type": channel})
+    _simple_id(window, f"window/{sheet.name}")

@@ -101,8 +101,8 @@ class ConsumerPanel(widgets.VBox):
         colour = "#060" if stats.state in _HEALTHY else "#b00"
         self.status.value = (
             f"<b>Consommateur</b> : <span style='color:{colour}'>"
-            f"{html.escape(status_fr(stats))}</span> — {rate:,.0f} messages/s"
-        ).replace(",", "\u202f")
+            f"{html.escape(status_fr(stats))}</span> — {fr_int(round(rate))} messages/s"
+        )
         lag = ", ".join(f"p{p} : {fr_int(v)}" for p, v in sorted(stats.lag.items())) or "—"
         rows = [
             ("messages traités", fr_int(stats.consumed)),

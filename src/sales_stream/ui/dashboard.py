@@ -1,148 +1,367 @@
 """Live dashboard in the notebook: the three Tableau views with period/region/product filters.
 
-Reads through :mod:`sales_stream.queries` (the same aggregations as the report and the Hyper
-checks) and refreshes on a background thread while the pipeline runs.
+The data comes from `sales_stream.dashboard_views` (the rollups plus the live window, read
+once per refresh; filters applied in memory). Everything runs on one background worker
+thread, never on the kernel's main thread:
+
+* every ``refresh_s`` seconds it re-reads the snapshot and redraws;
+* a filter change only wakes it up: it redraws from the snapshot it holds, and the latest
+  selection wins (a selection superseded while it was computed is never shown).
+
+The charts are plotly figures sent as plain JSON into standard ``ipywidgets.Output`` widgets
+(no anywidget, no ``FigureWidget``): the browser draws them at the cell's width, and a page
+reload redraws them from the kernel's widget state. The static snapshot left in the notebook
+for readers without a kernel (`LiveDashboard.shown`) is the same view drawn by
+`sales_stream.charts` (matplotlib PNGs, as in the report).
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import logging
 import threading
-from datetime import UTC, datetime, timedelta
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
+import pandas as pd
+from matplotlib.figure import Figure
 from pymongo.database import Database
 
-from sales_stream import queries
+from sales_stream import charts
+from sales_stream.dashboard_views import PERIODS, DashboardSnapshot, Selection, View, load_snapshot
 from sales_stream.reference import CATALOGUE, REGIONS
+from sales_stream.ui.format import fr_float, fr_int, fr_time
 
-PERIODS = (
-    ("Tout l'historique", None),
-    ("Dernière heure", timedelta(hours=1)),
-    ("24 dernières heures", timedelta(days=1)),
-    ("7 derniers jours", timedelta(days=7)),
-)
+log = logging.getLogger(__name__)
+
+#: Resolution of the static snapshot's PNGs.
+DPI = 80
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+_EURO_AXIS = {"ticksuffix": " €", "separatethousands": True, "automargin": True}
+_BASE_LAYOUT: dict[str, Any] = {
+    "autosize": True,
+    "separators": ", ",  # French: decimal comma, thin-space thousands
+    "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
+    "template": "plotly_white",
+}
+_PLOT_CONFIG = {"responsive": True, "displaylogo": False}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long the last redraw took, and whether it re-read the database."""
+
+    selection: Selection
+    read_s: float
+    draw_s: float
+    reread: bool
+
+    @property
+    def total_s(self) -> float:
+        """Read plus draw time."""
+        return self.read_s + self.draw_s
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def _waiting(title: str) -> Figure:
+    fig = Figure(figsize=(12, 1.6), layout="constrained")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, f"{title} : en attente de ventes pour cette sélection", ha="center")
+    return fig
+
+
+def _iso(values: Any) -> list[str]:
+    return [v.isoformat() for v in values]
+
+
+def _layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
+    return {**_BASE_LAYOUT, "title": {"text": title}, "height": height, **extra}
+
+
+def figures(view: View) -> dict[str, dict[str, Any]]:
+    """The dashboard's plotly figures of ``view``, as plain JSON-ready dicts (no validation)."""
+    unit = {"minute": "par minute", "hour": "par heure", "day": "par jour"}[view.unit]
+    time_fig = {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": _iso(view.over_time["bucket"]),
+                "y": list(view.over_time["revenue"]),
+                "fill": "tozeroy",
+                "name": f"CA {unit}",
+                "hovertemplate": "%{x}<br>%{y:,.2f} €<extra></extra>",
+            }
+        ],
+        "layout": _layout(f"Chiffre d'affaires {unit} (UTC)", 300, yaxis=_EURO_AXIS),
+    }
+    live_fig = {
+        "data": [
+            {
+                "type": "bar",
+                "x": _iso(view.live["bucket"]),
+                "y": list(view.live["revenue"]),
+                "marker": {"color": "#ff7f0e"},
+                "customdata": list(view.live["sales"]),
+                "hovertemplate": "%{x}<br>%{y:,.2f} € (%{customdata} ventes)<extra></extra>",
+            }
+        ],
+        "layout": _layout("En direct : dernière heure, par minute (UTC)", 240, yaxis=_EURO_AXIS),
+    }
+    region_fig = _ranking(view.by_region, "region", "Ventes par région", "#d62728")
+    top_fig = _ranking(view.top, "product", f"Top {len(view.top)} produits", "#2ca02c")
+    return {"time": time_fig, "live": live_fig, "regions": region_fig, "products": top_fig}
+
+
+def _ranking(frame: pd.DataFrame, label: str, title: str, colour: str) -> dict[str, Any]:
+    """Horizontal bars of revenue by ``label``, largest at the top."""
+    ordered = frame.sort_values("revenue")
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "x": list(ordered["revenue"]),
+                "y": list(ordered[label]),
+                "marker": {"color": colour},
+                "customdata": list(ordered["sales"]),
+                "hovertemplate": "%{y}<br>%{x:,.2f} € (%{customdata} ventes)<extra></extra>",
+            }
+        ],
+        "layout": _layout(title, 420, xaxis=_EURO_AXIS, yaxis={"automargin": True}),
+    }
+
+
+def _output(figure: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "output_type": "display_data",
+        "data": {
+            PLOTLY_MIME: {**figure, "config": _PLOT_CONFIG},
+            "text/plain": figure["layout"]["title"]["text"],
+        },
+        "metadata": {},
+    }
+
+
+def render(view: View) -> dict[str, bytes]:
+    """The dashboard's three PNGs of ``view``, drawn by `sales_stream.charts`.
+
+    An empty selection gets a French « en attente » figure instead of an empty chart.
+    """
+    live = view.live if view.unit != "minute" and not view.live.empty else None
+    time_fig = (
+        charts.revenue_over_time_figure(view.over_time, recent=live)
+        if len(view.over_time)
+        else _waiting("Chiffre d'affaires dans le temps")
+    )
+    region_fig = (
+        charts.sales_by_region_figure(view.by_region)
+        if len(view.by_region)
+        else _waiting("Ventes par région")
+    )
+    top_fig = charts.top_products_figure(view.top) if len(view.top) else _waiting("Top produits")
+    return {"time": _png(time_fig), "regions": _png(region_fig), "products": _png(top_fig)}
 
 
 class LiveDashboard:
-    """Three plotly figures and three filter widgets, refreshed every ``refresh_s`` seconds."""
+    """Filter widgets and three charts, refreshed in the background; see the module doc.
 
-    def __init__(
-        self, db: Database, *, unit: str = "hour", top_n: int = 10, refresh_s: float = 5.0
-    ) -> None:
+    Args:
+        db: The MongoDB database of the pipeline.
+        refresh_s: Seconds between two reads of the data.
+    """
+
+    def __init__(self, db: Database, *, refresh_s: float = 5.0) -> None:
+        if refresh_s <= 0:
+            raise ValueError(f"refresh_s must be > 0, got {refresh_s}")
         self._db = db
-        self._unit = unit
-        self._top_n = top_n
         self._refresh_s = refresh_s
+        self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.period = widgets.Dropdown(options=PERIODS, value=None, description="Période")
+        self._generation = 0
+        self._snapshot: DashboardSnapshot | None = None
+        self._thread: threading.Thread | None = None
+        self.last_timing: Timing | None = None
+        self.drawn = 0
+        wide = {"description_width": "initial"}
+        self.period = widgets.Dropdown(
+            options=[(label, key) for key, (label, _span) in PERIODS.items()],
+            value="all",
+            description="Période",
+            style=wide,
+        )
         self.regions = widgets.SelectMultiple(
-            options=[r.name for r in REGIONS], rows=6, description="Régions"
+            options=[r.name for r in REGIONS], rows=6, description="Régions", style=wide
         )
         self.products = widgets.SelectMultiple(
-            options=sorted(p.name for p in CATALOGUE), rows=6, description="Produits"
+            options=sorted(p.name for p in CATALOGUE), rows=6, description="Produits", style=wide
         )
-        self.status = widgets.HTML()
-        self.time_fig = go.FigureWidget(
-            go.Scatter(mode="lines", line={"width": 2}),
-            layout={
-                "title": "CA dans le temps (UTC)",
-                "height": 320,
-                "width": 1200,
-                "yaxis_title": "€",
-            },
+        self.hint = widgets.HTML(
+            "<small>Aucune région / aucun produit sélectionné = tous. "
+            "Ctrl+clic pour en choisir plusieurs.</small>"
         )
-        # Plain lon/lat axes rather than a geo base map: those tiles come from a CDN, which
-        # an offline machine cannot reach.
-        self.map_fig = go.FigureWidget(
-            go.Scatter(mode="markers+text", textposition="top center", marker={"opacity": 0.6}),
-            layout={
-                "title": "Ventes par région (taille = CA)",
-                "height": 460,
-                "width": 560,
-                "xaxis": {"title": "longitude", "range": [-5.5, 10]},
-                "yaxis": {"title": "latitude", "range": [41, 51.5], "scaleanchor": "x"},
-            },
-        )
-        self.top_fig = go.FigureWidget(
-            go.Bar(orientation="h"),
-            layout={
-                "title": f"Top {top_n} produits",
-                "height": 460,
-                "width": 640,
-                "xaxis_title": "€",
-                "margin": {"l": 220},
-            },
-        )
+        self.status = widgets.HTML("<i>chargement…</i>")
+        self.charts = {
+            name: widgets.Output(layout={"width": "100%"})
+            for name in ("time", "live", "regions", "products")
+        }
         for control in (self.period, self.regions, self.products):
-            control.observe(lambda _change: self.refresh(), names="value")
+            control.observe(self._on_filter, names="value")
+        controls = widgets.HBox(
+            [self.period, self.regions, self.products],
+            layout={"flex_flow": "row wrap"},
+        )
+        side_by_side = {"flex": "1 1 420px", "min_width": "320px"}
+        self.charts["regions"].layout = widgets.Layout(**side_by_side)
+        self.charts["products"].layout = widgets.Layout(**side_by_side)
         self.widget = widgets.VBox(
             [
-                widgets.HBox([self.period, self.regions, self.products]),
+                controls,
+                self.hint,
                 self.status,
-                self.time_fig,
-                widgets.HBox([self.map_fig, self.top_fig]),
-            ]
+                self.charts["time"],
+                self.charts["live"],
+                widgets.HBox(
+                    [self.charts["regions"], self.charts["products"]],
+                    layout={"flex_flow": "row wrap", "width": "100%"},
+                ),
+            ],
+            layout={"width": "100%"},
+        )
+        self._view: View | None = None
+
+    def selection(self) -> Selection:
+        """The selection currently in the widgets."""
+        return Selection(
+            period=self.period.value,
+            regions=tuple(self.regions.value),
+            products=tuple(self.products.value),
         )
 
-    def filters(self) -> queries.Filters:
-        """The filters currently selected in the widgets."""
-        span = self.period.value
-        return queries.Filters(
-            start=datetime.now(UTC) - span if span else None,
-            end=None,
-            regions=list(self.regions.value) or None,
-            products=list(self.products.value) or None,
-        )
-
-    def refresh(self) -> dict[str, float]:
-        """Query MongoDB with the current filters and redraw the three figures."""
+    def refresh(self, *, reread: bool = True) -> Timing:
+        """Redraw now (on the caller's thread), re-reading the data if ``reread``."""
         with self._lock:
-            filters = self.filters()
-            over_time = queries.revenue_over_time(self._db, unit=self._unit, filters=filters)
-            by_region = queries.revenue_by_region(self._db, filters=filters)
-            top = queries.top_products(self._db, n=self._top_n, filters=filters)
-            with self.time_fig.batch_update():
-                self.time_fig.data[0].x = list(over_time["bucket"])
-                self.time_fig.data[0].y = list(over_time["revenue"])
-            biggest = max(by_region["revenue"].max(), 1.0) if len(by_region) else 1.0
-            with self.map_fig.batch_update():
-                marker = self.map_fig.data[0]
-                marker.y = list(by_region["lat"])
-                marker.x = list(by_region["lon"])
-                marker.text = list(by_region["region"])
-                marker.marker.size = [8 + 40 * v / biggest for v in by_region["revenue"]]
-            ordered = top.sort_values("revenue")
-            with self.top_fig.batch_update():
-                self.top_fig.data[0].x = list(ordered["revenue"])
-                self.top_fig.data[0].y = list(ordered["product"])
-            revenue = float(by_region["revenue"].sum()) if len(by_region) else 0.0
-            sales = int(by_region["sales"].sum()) if len(by_region) else 0
-            now = datetime.now(UTC).strftime("%H:%M:%S")
-            self.status.value = (
-                f"<b>{sales:,}</b> ventes, <b>{revenue:,.2f} €</b> — mis à jour à {now} UTC"
-            ).replace(",", " ")
-            return {"sales": sales, "revenue": revenue}
+            self._generation += 1
+            generation = self._generation
+        return self._draw(generation, reread=reread)
 
-    def start(self) -> None:
-        """Refresh now, then every ``refresh_s`` seconds in the background."""
-        self.refresh()
+    def _draw(self, generation: int, *, reread: bool) -> Timing:
+        started = time.perf_counter()
+        if reread or self._snapshot is None:
+            self._snapshot = load_snapshot(self._db)
+        read_s = time.perf_counter() - started
+        selection = self.selection()
+        view = self._snapshot.view(selection)
+        specs = figures(view)
+        with self._lock:
+            if generation != self._generation:  # a newer selection is being drawn
+                return Timing(selection, read_s, time.perf_counter() - started - read_s, reread)
+            for name, spec in specs.items():
+                self.charts[name].outputs = (_output(spec),)
+            self.status.value = self._status_html(view, self._snapshot)
+            self._view = view
+            self.drawn += 1
+            timing = Timing(selection, read_s, time.perf_counter() - started - read_s, reread)
+            self.last_timing = timing
+        return timing
+
+    @staticmethod
+    def _status_html(view: View, snapshot: DashboardSnapshot) -> str:
+        source = (
+            "agrégats par heure et par jour (rollups)"
+            if snapshot.source == "rollups"
+            else "collection sales (pas d'agrégats : recalcul complet)"
+        )
+        granularity = {"minute": "par minute", "hour": "par heure", "day": "par jour"}[view.unit]
+        return (
+            f"<b>{fr_int(view.sales)}</b> ventes, <b>{fr_float(view.revenue, 2)} €</b> · "
+            f"courbe {granularity} · dernière vente : {fr_time(snapshot.latest)} · "
+            f"lu à {snapshot.read_at:%H:%M:%S} UTC · source : {source}"
+        )
+
+    def start(self) -> LiveDashboard:
+        """Start the background worker (first draw included); returns ``self``."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="live-dashboard", daemon=True)
         self._thread.start()
+        return self
 
     def stop(self) -> None:
-        """Stop the background refresh."""
+        """Stop the background worker."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=self._refresh_s + 5)
+            self._thread.join(timeout=self._refresh_s + 10)
             self._thread = None
 
+    @property
+    def running(self) -> bool:
+        """Whether the background worker is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _on_filter(self, _change: dict[str, Any]) -> None:
+        with self._lock:
+            self._generation += 1
+            self._filter_pending = True
+        self._wake.set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self._refresh_s):
-            try:
-                self.refresh()
-            except Exception as exc:  # shown in the panel, retried next tick
-                self.status.value = f"<span style='color:#b00'>erreur : {exc}</span>"
+        next_read = 0.0
+        self._filter_pending = False
+        while not self._stop.is_set():
+            now = time.monotonic()
+            reread = now >= next_read
+            with self._lock:
+                self._filter_pending = False
+                generation = self._generation
+            if reread or self._snapshot is not None:
+                try:
+                    self._draw(generation, reread=reread)
+                except Exception as exc:  # shown in the panel, retried next tick
+                    log.exception("dashboard refresh failed")
+                    self.status.value = f"<span style='color:#b00'>erreur : {exc}</span>"
+            if reread:
+                next_read = time.monotonic() + self._refresh_s
+            self._wake.clear()
+            with self._lock:
+                pending = self._filter_pending
+            if not pending:
+                self._wake.wait(max(0.0, next_read - time.monotonic()))
+
+    def wait_drawn(self, timeout_s: float = 60.0) -> bool:
+        """Block until the first draw is shown (or ``timeout_s`` passes)."""
+        deadline = time.monotonic() + timeout_s
+        while self.drawn == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.drawn > 0
+
+    def snapshot_html(self) -> str:
+        """The current view as static HTML: status line and matplotlib PNGs of the charts."""
+        view = self._view
+        if view is None:
+            return "<i>Tableau de bord : en attente de la première lecture des données.</i>"
+        images = "".join(
+            f"<img style='max-width:100%' alt='{name}' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            for name, png in render(view).items()
+        )
+        return f"<div>{self.status.value}</div>{images}"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        self.wait_drawn()
+        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        bundle["text/html"] = self.snapshot_html()
+        bundle["text/plain"] = "(tableau de bord interactif : exécutez le notebook)"
+        return bundle

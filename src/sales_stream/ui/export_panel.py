@@ -1,9 +1,13 @@
-"""Notebook panel of a `HyperRefresher`, and a static French summary of its stats.
+"""Notebook panels of the Tableau export: the `HyperRefresher`, and publishing with sharing.
 
 `export_panel` returns an `ExportPanel`: start / stop / refresh-now buttons and live counters
 (rows in the extract, last refresh, duration, errors), redrawn by a daemon thread every
 ``refresh_s`` seconds; ``panel.close()`` stops that thread. Widgets do not render on GitHub:
 print `summary_text` after a run to leave a readable trace in the notebook.
+
+`share_panel` returns a `SharePanel`: a user name field and a "Publier et partager" button that
+calls `sales_stream.export.publish.publish` with ``share_with`` (settings from the environment)
+and shows the outcome, or the one-line reason it failed, in French.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ import html
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import ipywidgets as widgets
 
+from sales_stream.errors import SalesStreamError
+from sales_stream.export.publish import PublishResult, PublishSettings, publish
 from sales_stream.export.refresher import HyperRefresher, RefresherStats
 from sales_stream.ui.format import badge, counters, fr_int, fr_seconds, fr_time, warning
 
@@ -149,3 +156,74 @@ def export_panel(refresher: HyperRefresher, *, refresh_s: float = 1.0) -> Export
         ValueError: If ``refresh_s`` is not positive.
     """
     return ExportPanel(refresher, refresh_s=refresh_s)
+
+
+def share_text(result: PublishResult) -> str:
+    """French one-line summary of a publication."""
+    text = f"Publié : source de données {result.datasource_id}"
+    if result.workbook_id:
+        text += f", classeur {result.workbook_id}"
+    if result.shared_with:
+        text += f" ; accès en lecture (View) accordé à {result.shared_with}"
+    return text + "."
+
+
+class SharePanel(widgets.VBox):
+    """Publish the extract and its packaged workbook, then grant a user View; see `share_panel`.
+
+    Attributes:
+        user: Name of the site user to share with (empty: publish only).
+        button: Publishes (and shares) when clicked.
+        status: The outcome or the reason it failed.
+    """
+
+    def __init__(
+        self, hyper_path: Path, *, workbook_path: Path | None, project: str, user: str
+    ) -> None:
+        self._hyper_path = Path(hyper_path)
+        self._workbook_path = workbook_path
+        self._project = project
+        self.user = widgets.Text(value=user, description="Utilisateur", placeholder="nom Tableau")
+        self.button = widgets.Button(
+            description="Publier et partager", icon="share", button_style="primary"
+        )
+        self.status = widgets.HTML()
+        self.button.on_click(lambda _b: self.share())
+        super().__init__([widgets.HBox([self.user, self.button]), self.status])
+
+    def share(self) -> PublishResult | None:
+        """Publish and share now; return the result, or None after showing the error."""
+        self.button.disabled = True
+        try:
+            result = publish(
+                self._hyper_path,
+                workbook_path=self._workbook_path,
+                project=self._project,
+                settings=PublishSettings.from_env(),
+                share_with=self.user.value.strip() or None,
+            )
+        except (SalesStreamError, OSError) as exc:
+            self.status.value = warning(f"Échec de la publication : {exc}", _ERROR_COLOUR)
+            return None
+        finally:
+            self.button.disabled = False
+        self.status.value = badge(html.escape(share_text(result)), _STATE_COLOURS["running"])
+        return result
+
+
+def share_panel(
+    hyper_path: Path,
+    *,
+    workbook_path: Path | None = None,
+    project: str = "default",
+    user: str = "",
+) -> SharePanel:
+    """Return a panel publishing ``hyper_path`` (and its ``.twbx``) and sharing it with a user.
+
+    Args:
+        hyper_path: The extract to publish as a data source.
+        workbook_path: The workbook to publish with it (``.twbx`` or ``.twb``).
+        project: Target project on the site.
+        user: Initial value of the user name field.
+    """
+    return SharePanel(hyper_path, workbook_path=workbook_path, project=project, user=user)

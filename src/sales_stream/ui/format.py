@@ -49,3 +49,23 @@ def counters(cells: Sequence[tuple[str, str]]) -> str:
 def warning(message: str, colour: str = "#dc3545") -> str:
     """A warning line (HTML, escaped)."""
     return f"<div style='color:{colour}'>⚠ {html.escape(message)}</div>"
+
+
+def parse_percent(text: str) -> float:
+    """Parse a percentage typed in French or English form into a ratio in [0, 1].
+
+    The box is labelled in percent, so a bare number is a percentage: ``"5"``, ``"5%"``,
+    ``"5 %"`` → 0.05; ``"2,5"`` or ``"2.5 %"`` → 0.025; ``"0,05"`` → 0.0005.
+
+    Raises:
+        ValueError: With a French message, if ``text`` is not a number in 0–100 %.
+    """
+    cleaned = text.strip().replace("\u202f", "").replace("\xa0", "").replace(" ", "")
+    cleaned = cleaned.removesuffix("%").replace(",", ".")
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ValueError(f"« {text} » n'est pas un pourcentage (exemples : 5, 2,5 %)") from None
+    if not 0.0 <= value <= 100.0:
+        raise ValueError(f"« {text} » : le pourcentage doit être entre 0 et 100")
+    return value / 100.0

@@ -21,12 +21,13 @@ from typing import Any
 import ipywidgets as widgets
 
 from sales_stream.events import SaleEvent
+from sales_stream.generator import SimulatedClock
 from sales_stream.producer import ProducerStats, ProducerThread
-from sales_stream.ui.format import badge, counters, fr_float, fr_int, warning
+from sales_stream.ui.format import badge, counters, fr_float, fr_int, parse_percent, warning
 
 log = logging.getLogger(__name__)
 
-RATE_MIN = 1.0
+RATE_MIN = 0.1
 RATE_MAX = 5_000.0
 SPARK_POINTS = 40
 EVENT_ROWS = 8
@@ -72,13 +73,39 @@ def summary_text(stats: ProducerStats) -> str:
         f"Envoyés : {fr_int(stats.sent)} (valides : {fr_int(stats.valid_sent)}, "
         f"malformés : {fr_int(stats.bad_sent)}) · acquittés : {fr_int(stats.acked)} · "
         f"en échec : {fr_int(stats.failed)} · en attente : {fr_int(stats.in_flight)}.",
-        f"Débit moyen : {_fr_rate(stats.average_rate)} sur {fr_float(stats.elapsed_s)} s "
-        f"(cible : {_fr_rate(stats.target_rate)}"
-        + (f", actuel : {_fr_rate(stats.current_rate)})." if stats.state == "running" else ")."),
+        _average_line(stats),
     ]
     if stats.last_error:
         lines.append(f"Dernière erreur : {stats.last_error}")
     return "\n".join(lines)
+
+
+#: Below this much sending time, an average rate means nothing and is not shown.
+MIN_AVERAGE_S = 1.0
+
+
+def _average_line(stats: ProducerStats) -> str:
+    target = f"cible : {_fr_rate(stats.target_rate)}"
+    if stats.state == "running":
+        target += f", actuel : {_fr_rate(stats.current_rate)}"
+    if stats.elapsed_s < MIN_AVERAGE_S:
+        return f"Débit moyen : pas encore mesurable (moins d'une seconde d'envoi) ({target})."
+    return (
+        f"Débit moyen : {_fr_rate(stats.average_rate)} sur {fr_float(stats.elapsed_s)} s "
+        f"({target})."
+    )
+
+
+def clock_text(clock: object) -> str:
+    """The French label of a generator's clock: real time, or the simulated clock's speed."""
+    if isinstance(clock, SimulatedClock):
+        now = clock()
+        return (
+            f"Horloge simulée ×{fr_float(clock.speedup, 0)} : une seconde réelle = "
+            f"{fr_float(clock.speedup / 60, 0)} minute(s) de ventes · heure simulée "
+            f"{now:%d/%m %H:%M} UTC"
+        )
+    return "Horloge réelle : les ventes portent l'heure actuelle"
 
 
 def sparkline(values: list[float]) -> str:
@@ -149,7 +176,8 @@ class ProducerPanel(widgets.VBox):
         pause_button: Pauses, or resumes a paused thread.
         stop_button: Stops the thread (returns within 2 s).
         rate_slider: Target rate, log scale from `RATE_MIN` to `RATE_MAX` ev/s.
-        bad_slider: Ratio of malformed messages, 0–100 %.
+        bad_box: Percentage of malformed messages, typed as ``5``, ``5 %`` or ``2,5``.
+        clock: The sale clock: real time or the simulated clock and its speed.
         counters: State badge, counters and the last error.
         rate_line: Sparkline of the measured rate and target vs measured rate.
         events: Table of the latest valid events, newest first.
@@ -181,17 +209,15 @@ class ProducerPanel(widgets.VBox):
             style={"description_width": "initial"},
             layout=widgets.Layout(width="420px"),
         )
-        self.bad_slider = widgets.FloatSlider(
-            value=thread.bad_ratio,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            description="Malformés",
-            readout_format=".0%",
+        self.bad_box = widgets.Text(
+            value=fr_float(thread.bad_ratio * 100, 1),
+            description="Malformés (%)",
+            placeholder="ex. 5 ou 2,5 %",
             continuous_update=False,
             style={"description_width": "initial"},
-            layout=widgets.Layout(width="420px"),
+            layout=widgets.Layout(width="220px"),
         )
+        self.clock = widgets.HTML()
         self.counters = widgets.HTML()
         self.rate_line = widgets.HTML()
         self.events = widgets.HTML()
@@ -199,11 +225,12 @@ class ProducerPanel(widgets.VBox):
         self.pause_button.on_click(self._on_pause)
         self.stop_button.on_click(self._on_stop)
         self.rate_slider.observe(self._on_rate, names="value")
-        self.bad_slider.observe(self._on_bad_ratio, names="value")
+        self.bad_box.observe(self._on_bad_ratio, names="value")
         super().__init__(
             [
                 widgets.HBox([self.start_button, self.pause_button, self.stop_button]),
-                widgets.HBox([self.rate_slider, self.bad_slider]),
+                widgets.HBox([self.rate_slider, self.bad_box]),
+                self.clock,
                 self.counters,
                 self.rate_line,
                 self.events,
@@ -220,6 +247,7 @@ class ProducerPanel(widgets.VBox):
         with self._lock:
             stats = self.thread.stats
             self._rates.append(stats.current_rate)
+            self.clock.value = f"<small>{html.escape(clock_text(self.thread.clock))}</small>"
             self.counters.value = _counters_html(stats, self._note)
             self.rate_line.value = (
                 f"<code style='font-size:1.3em'>{sparkline(list(self._rates))}</code> "
@@ -281,7 +309,13 @@ class ProducerPanel(widgets.VBox):
         self.thread.rate = float(change["new"])
 
     def _on_bad_ratio(self, change: dict[str, Any]) -> None:
-        self.thread.bad_ratio = float(change["new"])
+        try:
+            self.thread.bad_ratio = parse_percent(str(change["new"]))
+        except ValueError as exc:
+            self._note = str(exc)
+        else:
+            self._note = None
+        self.refresh()
 
 
 def producer_panel(thread: ProducerThread, *, refresh_s: float = 0.5) -> ProducerPanel:

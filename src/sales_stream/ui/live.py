@@ -1,0 +1,81 @@
+"""One live object per kind per kernel: re-running a notebook cell replaces what it started.
+
+A notebook cell that starts a background object (producer, consumer, lake writer, Hyper
+refresher, dashboard, panel) registers it under a kind with `replace`: the object registered
+before under that kind is stopped first, so a second Run All never leaves two producers (or
+two consumers holding partitions) behind a single panel.
+
+Anything with a ``stop()`` (or ``close()``) method can be registered; the registry is
+per process, i.e. per kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_live: dict[str, Any] = {}
+
+
+def _halt(kind: str, obj: Any) -> None:
+    for name in ("stop", "close"):
+        method = getattr(obj, name, None)
+        if callable(method):
+            try:
+                method()
+            except Exception:  # a broken old object must not block its replacement
+                log.exception("stopping the previous %s failed", kind)
+            return
+
+
+def replace(kind: str, obj: T) -> T:
+    """Register ``obj`` as the live object of ``kind``, stopping the previous one first.
+
+    Args:
+        kind: A name such as ``"producer"``, ``"consumer"``, ``"dashboard"``.
+        obj: The new object (not started yet, or already started).
+
+    Returns:
+        ``obj``, so a cell can write ``producer = live.replace("producer", ProducerThread(...))``.
+    """
+    with _lock:
+        previous = _live.get(kind)
+        _live[kind] = obj
+    if previous is not None and previous is not obj:
+        _halt(kind, previous)
+    return obj
+
+
+def get(kind: str) -> Any | None:
+    """The live object of ``kind``, or ``None``."""
+    with _lock:
+        return _live.get(kind)
+
+
+def stop(kind: str) -> None:
+    """Stop and forget the live object of ``kind`` (nothing if there is none)."""
+    with _lock:
+        previous = _live.pop(kind, None)
+    if previous is not None:
+        _halt(kind, previous)
+
+
+def stop_all() -> None:
+    """Stop every registered object (most recently registered first)."""
+    with _lock:
+        items = list(_live.items())[::-1]
+        _live.clear()
+    for kind, obj in items:
+        _halt(kind, obj)
+
+
+def kinds() -> list[str]:
+    """The kinds currently registered, in registration order."""
+    with _lock:
+        return list(_live)

@@ -1,0 +1,71 @@
+"""One live object per kind: re-registering stops the previous one (in-memory doubles)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sales_stream.ui import live
+
+
+class Worker:
+    def __init__(self, *, fail: bool = False) -> None:
+        self.stopped = 0
+        self.fail = fail
+
+    def stop(self) -> None:
+        self.stopped += 1
+        if self.fail:
+            raise RuntimeError("broken")
+
+
+class Panel:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture(autouse=True)
+def empty_registry() -> Iterator[None]:
+    live.stop_all()
+    yield
+    live.stop_all()
+
+
+def test_replace_stops_the_previous_object_of_the_kind_only() -> None:
+    first, other = Worker(), Worker()
+    assert live.replace("producer", first) is first
+    live.replace("consumer", other)
+    second = live.replace("producer", Worker())
+    assert (first.stopped, other.stopped, second.stopped) == (1, 0, 0)
+    assert live.get("producer") is second
+    assert live.kinds() == ["producer", "consumer"]
+
+
+def test_replacing_with_the_same_object_does_not_stop_it() -> None:
+    worker = live.replace("dashboard", Worker())
+    live.replace("dashboard", worker)
+    assert worker.stopped == 0
+
+
+def test_close_is_used_without_stop_and_a_failing_stop_does_not_block() -> None:
+    panel = live.replace("panel", Panel())
+    live.replace("panel", Panel())
+    assert panel.closed
+    broken = live.replace("refresher", Worker(fail=True))
+    fresh = live.replace("refresher", Worker())
+    assert broken.stopped == 1
+    assert live.get("refresher") is fresh
+
+
+def test_stop_and_stop_all() -> None:
+    a, b = live.replace("a", Worker()), live.replace("b", Worker())
+    live.stop("a")
+    live.stop("missing")
+    assert (a.stopped, b.stopped, live.kinds()) == (1, 0, ["b"])
+    live.stop_all()
+    assert b.stopped == 1
+    assert live.kinds() == []
