@@ -2,8 +2,8 @@
 
 ``pipeline.py`` (``make run``), the CLI, the notebooks and the benchmarks all get their
 consumer, lake and extract runtimes here, so they cannot disagree on what a consumer does
-(e.g. whether it keeps the rollups). One live worker per kind and group per process: asking
-for a worker again (a notebook cell re-run) stops the one built before.
+(e.g. whether it keeps the rollups). Notebooks register the workers with
+`sales_stream.ui.live.replace`, so a cell re-run stops the worker it built before.
 
     stack = Stack.from_settings(load_settings())
     workers = stack.live_workers(lake="lake", hyper="out/sales.hyper")
@@ -13,7 +13,6 @@ for a worker again (a notebook cell re-run) stops the one built before.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,9 +36,6 @@ MAX_POLL_INTERVAL_MS = 30_000
 ROLLUP_FLUSH_S = 2.0
 #: A hung MongoDB must not block a write attempt forever.
 SOCKET_TIMEOUT_MS = 60_000
-
-_LIVE: dict[tuple[str, str], StreamWorker] = {}
-_LIVE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -159,17 +155,17 @@ class Stack:
             flush_interval_s=flush_seconds,
         )
 
-    # Workers (a runtime in a thread), one live per kind and group.
+    # Workers (a runtime in a thread).
 
     def consumer_worker(self, **options: object) -> StreamWorker:
-        """`consumer` in a background thread; replaces this process's previous one."""
+        """`consumer` in a background thread."""
         runtime = self.consumer(**options)  # type: ignore[arg-type]
-        return _replace(runtime, str(options.get("group_id", MONGO_GROUP)))
+        return StreamWorker(runtime)
 
     def rollups_worker(self, **options: object) -> StreamWorker:
-        """`rollups` in a background thread; replaces this process's previous one."""
+        """`rollups` in a background thread."""
         runtime = self.rollups(**options)  # type: ignore[arg-type]
-        return _replace(runtime, str(options.get("group_id", ROLLUP_GROUP)))
+        return StreamWorker(runtime)
 
     def live_workers(
         self, *, lake: str | Path | None = None, hyper: str | Path | None = None
@@ -189,14 +185,14 @@ class Stack:
         return workers
 
     def lake_worker(self, path: str | Path | None = None, **options: object) -> StreamWorker:
-        """`lake` in a background thread; replaces this process's previous one."""
+        """`lake` in a background thread."""
         runtime = self.lake(path, **options)  # type: ignore[arg-type]
-        return _replace(runtime, str(options.get("group_id", LAKE_GROUP)))
+        return StreamWorker(runtime)
 
     def hyper_worker(self, path: str | Path, **options: object) -> StreamWorker:
-        """`hyper` in a background thread; replaces this process's previous one."""
+        """`hyper` in a background thread."""
         runtime = self.hyper(path, **options)  # type: ignore[arg-type]
-        return _replace(runtime, str(options.get("group_id", HYPER_GROUP)))
+        return StreamWorker(runtime)
 
     def close(self) -> None:
         """Close the MongoDB client (stop the workers first)."""
@@ -249,13 +245,3 @@ def kafka_runtime(
     return StreamRuntime(
         source, sinks, name=name, max_batch=max_batch, flush_interval_s=flush_interval_s
     )
-
-
-def _replace(runtime: StreamRuntime, group_id: str) -> StreamWorker:
-    worker = StreamWorker(runtime)
-    with _LIVE_LOCK:
-        previous = _LIVE.get((runtime.name, group_id))
-        _LIVE[(runtime.name, group_id)] = worker
-    if previous is not None and previous.running:
-        previous.stop()
-    return worker
