@@ -115,26 +115,31 @@ def _shoot_dashboard(page: Any) -> None:
         timeout=60_000,
     )
     dashboard = _widget(page, panel, ".js-plotly-plot")
+    status = page.locator(f"#{panel} .widget-html", has_text="ventes").first
+
+    def shoot(image: str) -> None:
+        dashboard.screenshot(path=str(IMG / image))
+        print(f"{image}: {status.inner_text()}")  # the figures a caption quotes
+
     time.sleep(3)
-    dashboard.screenshot(path=str(IMG / "dashboard_sans_filtre.png"))
+    shoot("dashboard_sans_filtre.png")
     for step in (1, 2, 3):
         if step > 1:
             time.sleep(STEP_S)
-        dashboard.screenshot(path=str(IMG / f"temps_reel_{step}.png"))
+        shoot(f"temps_reel_{step}.png")
     control = page.locator(f"#{panel} .widget-dropdown", has_text="Période").locator("select")
     _filtered(page, panel, lambda: control.select_option(label="Dernière heure"))
-    dashboard.screenshot(path=str(IMG / "dashboard_filtre_periode.png"))
+    shoot("dashboard_filtre_periode.png")
     _filtered(page, panel, lambda: control.select_option(label="Tout l'historique"))
     regions = page.locator(f"#{panel} .widget-select-multiple", has_text="Régions").locator(
         "select"
     )
     _filtered(page, panel, lambda: regions.select_option(label=REGION))
-    dashboard.screenshot(path=str(IMG / "dashboard_filtre_region.png"))
+    shoot("dashboard_filtre_region.png")
     _filtered(page, panel, lambda: regions.select_option([]))
     products = page.locator(f"#{panel} .widget-select-multiple", has_text="Produits")
     _filtered(page, panel, lambda: products.locator("select").select_option(label=PRODUCT))
-    dashboard.screenshot(path=str(IMG / "dashboard_filtre_produit.png"))
-    print(f"wrote the dashboard pictures into {IMG}")
+    shoot("dashboard_filtre_produit.png")
 
 
 def _widget(page: Any, panel: str, selector: str) -> Any:
