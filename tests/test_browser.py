@@ -254,7 +254,7 @@ def _count(lab: Lab, notebook: str, expression: str) -> int:
 _ALIVE = "sum(t.is_alive() and t.name == {!r} + {} for t in threading.enumerate())"
 _PRODUCERS = _ALIVE.format("producer-", "settings.topic")
 _PRODUCER_PANELS = _ALIVE.format("producer-panel", "''")
-_CONSUMERS = _ALIVE.format("consumer-", "group_id")
+_CONSUMERS = _ALIVE.format("stream-", "consumer.name")  # the StreamWorker thread
 _SALES = "db[SALES].estimated_document_count()"
 
 
