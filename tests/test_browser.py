@@ -305,9 +305,22 @@ def test_reload_draws_the_charts_again(session: tuple[Lab, Any]) -> None:
     panel = page.evaluate(_SHOW_DASHBOARD, "04_export_tableau.ipynb")
     try:
         page.wait_for_function(f"({_CHARTS})('{panel}').length >= 4", timeout=60_000)
-        page.locator(f"#{panel} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
+        _scroll_to_chart(page, panel)
     finally:
         page.screenshot(path=str(SHOTS / "04_apres_rechargement.png"))
+
+
+def _scroll_to_chart(page: Any, panel: str, *, attempts: int = 3) -> None:
+    """Scroll the second chart into view for the screenshot; a redraw may replace it meanwhile."""
+    from playwright.sync_api import Error
+
+    for attempt in range(attempts):
+        try:
+            page.locator(f"#{panel} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
+            return
+        except Error:  # "Element is not attached to the DOM": a refresh redrew the chart
+            if attempt == attempts - 1:
+                raise
 
 
 def _counts_or_none(lab: Lab) -> tuple[int, int, int] | None:
