@@ -88,7 +88,7 @@ def _count(lab: Lab, notebook: str, expression: str) -> int:
 _ALIVE = "sum(t.is_alive() and t.name == {!r} + {} for t in threading.enumerate())"
 _PRODUCERS = _ALIVE.format("producer-", "settings.topic")
 _PRODUCER_PANELS = _ALIVE.format("producer-panel", "''")
-_CONSUMERS = _ALIVE.format("consumer-", "group_id")
+_CONSUMERS = _ALIVE.format("stream-", "consumer.name")  # the StreamWorker thread
 _SALES = "db[SALES].estimated_document_count()"
 
 
@@ -139,9 +139,22 @@ def test_reload_draws_the_charts_again(session: tuple[Lab, Any]) -> None:
     panel = show_cell(page, "04_export_tableau.ipynb", "LiveDashboard(")
     try:
         page.wait_for_function(f"({_CHARTS})('{panel}').length >= 4", timeout=60_000)
-        page.locator(f"#{panel} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
+        _scroll_to_chart(page, panel)
     finally:
         page.screenshot(path=str(SHOTS / "04_apres_rechargement.png"))
+
+
+def _scroll_to_chart(page: Any, panel: str, *, attempts: int = 3) -> None:
+    """Scroll the second chart into view for the screenshot; a redraw may replace it meanwhile."""
+    from playwright.sync_api import Error
+
+    for attempt in range(attempts):
+        try:
+            page.locator(f"#{panel} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
+            return
+        except Error:  # "Element is not attached to the DOM": a refresh redrew the chart
+            if attempt == attempts - 1:
+                raise
 
 
 def _counts_or_none(lab: Lab) -> tuple[int, int, int] | None:

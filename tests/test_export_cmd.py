@@ -18,6 +18,7 @@ from sales_stream.export.hyper import read_extract
 from sales_stream.export.package import packaged_extracts
 from sales_stream.generator import SaleGenerator
 from sales_stream.sinks.mongo import MongoSink
+from sales_stream.stream import Batch
 
 
 def test_snapshot_writes_a_packaged_workbook(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -76,7 +77,7 @@ def export_env(settings: Settings, db: Database, **tableau: str) -> dict[str, st
 def test_export_leaves_the_workbooks_beside_the_extract(
     settings: Settings, db: Database, tmp_path: Path
 ):
-    MongoSink(db).write(SaleGenerator(seed=3).events(40), [])
+    MongoSink(db).write(Batch.of(SaleGenerator(seed=3).events(40)))
     path = tmp_path / "out" / "ventes.hyper"
     env = export_env(settings, db)
     done = subprocess.run(
@@ -103,7 +104,7 @@ def test_export_leaves_the_workbooks_beside_the_extract(
 
 
 def test_sharing_with_a_wrong_user_is_one_line(settings: Settings, db: Database, tmp_path: Path):
-    MongoSink(db).write(SaleGenerator(seed=4).events(5), [])
+    MongoSink(db).write(Batch.of(SaleGenerator(seed=4).events(5)))
     tableau = rest.RecordedTableau(rest.routes(user=None))
     server, url = tableau.serve()
     try:

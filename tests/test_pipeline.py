@@ -1,10 +1,13 @@
 """The main job end to end: live pipeline, then every notebook executed headless.
 
-One run (a few minutes) on its own fresh embedded instance; the notebooks are copies, so the
-committed ones keep the outputs of the real ``make run``.
+One run (a few minutes) on its own fresh embedded instance, on copies of the notebooks; the
+executed notebooks are written to ``out/notebooks/``, so the sources stay as they were.
 """
 
+import json
 import shutil
+import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import nbformat
@@ -12,9 +15,11 @@ import pytest
 
 from sales_stream import notebooks, pipeline
 from sales_stream.config import Settings
+from sales_stream.export.hyper import read_extract
 
 REPO = Path(__file__).resolve().parents[1]
 LIVE_EVENTS = 150
+BACKFILL_DAYS = 1
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +31,21 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[pipeline.Summary, Pat
     config = pipeline.RunConfig(
         out_dir=work / "out",
         notebook_dir=work,
-        backfill_days=1,
+        backfill_days=BACKFILL_DAYS,
         events_per_day=800,
         live_seconds=4.0,
-        rate=100.0,
         bad_ratio=0.05,
         notebook_live_events=LIVE_EVENTS,
     )
     lines: list[str] = []
-    summary = pipeline.run(settings, config, progress=lines.append)
+    with pytest.MonkeyPatch.context() as env:
+        # as `python -m sales_stream run` does: the notebooks' kernels find the run's instance
+        env.setenv("SALES_STREAM_STATE_DIR", str(settings.state_dir))
+        summary = pipeline.run(settings, config, progress=lines.append)
     assert any(line.startswith("[notebook] 05_data_lake.ipynb") for line in lines), lines
-    return summary, work, work / "out"
+    for name in notebooks.NOTEBOOKS:  # the sources are left as they were
+        assert (work / name).read_bytes() == (REPO / name).read_bytes(), name
+    return summary, work / "out" / "notebooks", work / "out"
 
 
 def test_counts_agree(run) -> None:
@@ -49,8 +58,13 @@ def test_counts_agree(run) -> None:
 
 def test_artefacts(run) -> None:
     _, _, out = run
-    for name in ("sales.hyper", "sales.twb", "sales_live.twb", "summary.json"):
+    for name in ("sales.hyper", "sales.twb", "sales.twbx", "sales_live.twb", "summary.json"):
         assert (out / name).stat().st_size > 0, name
+    with zipfile.ZipFile(out / "sales.twbx") as package:
+        names = package.namelist()
+    assert "sales.twb" in names, names
+    assert "Data/Extracts/sales.hyper" in names, names
+    assert json.loads((out / "summary.json").read_text())["files"]["sales.twbx"] == "sales.twbx"
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert pngs == ["ca_dans_le_temps.png", "top_produits.png", "ventes_par_region.png"]
 
@@ -93,6 +107,17 @@ def test_lake_notebook(run) -> None:
     results = notebooks.results(work / "05_data_lake.ipynb")
     assert results["lake_rows"] == summary.stored
     assert results["revenue_matches_mongo"]
+
+
+def test_live_hours_do_not_dwarf_the_history(run) -> None:
+    """The live phases (``make run``'s and notebook 02's) sell at the history's intensity."""
+    _, _, out = run
+    hours = read_extract(out / "sales.hyper")["ts"].dt.floor("h").value_counts()
+    history_end = (hours.index.min() + timedelta(days=BACKFILL_DAYS)).floor("h")
+    history = hours[hours.index < history_end]
+    live = hours[hours.index >= history_end]
+    assert len(live) > 0, "no live hour"
+    assert live.max() <= 3 * history.max(), (live.to_dict(), history.max())
 
 
 def test_no_secret_or_error_in_outputs(run) -> None:

@@ -1,9 +1,13 @@
 """The main job (``make run``): the whole pipeline on fresh services, then the notebooks.
 
-Stages: start a fresh embedded instance; start the three runtimes of `sales_stream.app.Stack`
-(MongoDB + rollups, the Parquet lake, the Hyper extract); publish the history (backfill) and
-a live stream; wait until every runtime has caught up; write the workbooks; execute notebooks
-01→05 headless (they add a small live stream of their own); check that the counts agree.
+Stages: start a fresh embedded instance; start the runtimes of `sales_stream.app.Stack`
+(MongoDB, the rollups, the Parquet lake, the Hyper extract); publish the history (backfill)
+and a live stream on a simulated clock at the history's intensity (`catch_up_clock`: the live
+phase fills the last minutes of simulated time up to now, so no hour dwarfs the history);
+wait until every runtime has caught up; write the workbooks (``sales.twb``, ``sales.twbx``,
+``sales_live.twb``); execute notebooks 01→05 headless into ``out/notebooks/`` (they add a
+small live stream of their own; the committed notebooks are refreshed by ``make notebooks``);
+check that the counts agree.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from sales_stream.app import Stack
 from sales_stream.config import Mode, Settings
 from sales_stream.errors import SalesStreamError
 from sales_stream.export.hyper import read_extract
-from sales_stream.export.workbook import write_extract_workbook, write_live_workbook
+from sales_stream.export.package import write_workbooks
+from sales_stream.export.workbook import write_live_workbook
+from sales_stream.generator import SaleGenerator, SimulatedClock, catch_up_clock, live_rate
 from sales_stream.lake import lake_stats
 from sales_stream.producer import ProducerThread, backfill
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
@@ -32,6 +38,11 @@ from sales_stream.sql.schema import setup_endpoint
 from sales_stream.stream import StreamWorker
 
 Progress = Callable[[str], None]
+
+#: The files ``make run`` leaves in its output folder (listed in ``summary.json``).
+OUTPUT_FILES = ("sales.hyper", "sales.twb", "sales.twbx", "sales_live.twb")
+#: Where ``make run`` writes the executed notebooks, inside its output folder.
+NOTEBOOKS_DIR = "notebooks"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,10 +54,13 @@ class RunConfig:
     backfill_days: int = 7
     events_per_day: int = 1500
     live_seconds: float = 20.0
-    rate: float = 200.0
+    #: Simulated seconds per real second of the live phase (720: 20 s show 4 hours).
+    speedup: float = 720.0
     bad_ratio: float = 0.02
     seed: int = 42
     notebook_live_events: int = 300
+    #: Simulated clock of notebook 02's live stream (fast: its few sales span a few hours).
+    notebook_speedup: float = 6000.0
     run_notebooks: bool = True
     drain_timeout_s: float = 300.0
 
@@ -86,7 +100,10 @@ def run(settings: Settings, config: RunConfig, *, progress: Progress = print) ->
         if config.run_notebooks:
             _notebooks(config, out, progress)
         summary = _summary(settings, endpoints, out)
-    (out / "summary.json").write_text(json.dumps(asdict(summary) | {"agrees": summary.agrees}))
+    files = {name: name for name in OUTPUT_FILES if (out / name).exists()}
+    (out / "summary.json").write_text(
+        json.dumps(asdict(summary) | {"agrees": summary.agrees, "files": files})
+    )
     progress(f"[done] {time.monotonic() - started:.0f} s — {_format(summary)}")
     if not summary.agrees:
         raise SalesStreamError(f"counts disagree: {_format(summary)}")
@@ -97,7 +114,7 @@ def _fresh(settings: Settings, out: Path) -> None:
     """Stop and wipe the run's own state directory and outputs, so counts start at zero."""
     infra.down(settings)
     shutil.rmtree(settings.state_dir, ignore_errors=True)
-    for stale in ("lake", "sales.hyper", "figures"):
+    for stale in ("lake", "sales.hyper", "figures", "notebooks"):
         target = out / stale
         if target.is_dir():
             shutil.rmtree(target)
@@ -122,6 +139,8 @@ def _live_pipeline(
     for worker in workers:
         worker.start()
     try:
+        # the live phase fills the last live_seconds x speedup simulated seconds before now
+        live_from = catch_up_clock(live_seconds=config.live_seconds, speedup=config.speedup).start
         progress(f"[backfill] {config.backfill_days} days x {config.events_per_day} sales/day")
         history = backfill(
             bootstrap,
@@ -129,17 +148,25 @@ def _live_pipeline(
             days=config.backfill_days,
             events_per_day=config.events_per_day,
             seed=config.seed,
+            end=live_from,
         )
         progress(f"[backfill] {history.acked} sent, {history.failed} failed")
-        live_events = int(config.rate * config.live_seconds)
-        progress(f"[live] {live_events} sales at {config.rate:.0f}/s, bad ratio {config.bad_ratio}")
+        rate = live_rate(events_per_day=config.events_per_day, speedup=config.speedup)
+        live_events = max(1, round(rate * config.live_seconds))
+        progress(
+            f"[live] {live_events} sales at {rate:.1f}/s on a x{config.speedup:.0f} clock "
+            f"from {live_from:%Y-%m-%d %H:%M} UTC, bad ratio {config.bad_ratio}"
+        )
+        # started now (after the backfill), the clock reaches the catch-up end in live_seconds
+        clock = SimulatedClock(live_from, speedup=config.speedup)
         producer = ProducerThread(
             bootstrap,
             settings.topic,
-            rate=config.rate,
+            rate=rate,
             bad_ratio=config.bad_ratio,
             seed=config.seed + 1,
             max_events=live_events,
+            generator=SaleGenerator(config.seed + 1, clock=clock),
         )
         producer.start()
         while not producer.wait(timeout=2.0):
@@ -152,7 +179,7 @@ def _live_pipeline(
             worker.runtime.close()
         stack.close()
     progress(f"[hyper] {len(read_extract(out / 'sales.hyper'))} rows in {out / 'sales.hyper'}")
-    write_extract_workbook(out / "sales.twb", extract_path=out / "sales.hyper")
+    books = write_workbooks(out / "sales.hyper")
     status = infra.embedded.status(settings.state_dir)
     write_live_workbook(
         out / "sales_live.twb",
@@ -161,7 +188,7 @@ def _live_pipeline(
         database=settings.db,
         user=settings.sql_user,
     )
-    progress(f"[tableau] {out / 'sales.twb'}, {out / 'sales_live.twb'}")
+    progress(f"[tableau] {books.twb}, {books.twbx}, {out / 'sales_live.twb'}")
 
 
 def _drain(
@@ -189,17 +216,20 @@ def _notebooks(config: RunConfig, out: Path, progress: Progress) -> None:
             "interactive": False,
             "backfill_days": 0,
             "live_events": config.notebook_live_events,
-            "rate": 100.0,
+            "rate": None,
+            "speedup": config.notebook_speedup,
             "bad_ratio": config.bad_ratio,
         },
         "03_consumer.ipynb": {"interactive": False},
         "04_export_tableau.ipynb": {"interactive": False, "out_dir": shown_out},
         "05_data_lake.ipynb": {"interactive": False, "lake_path": f"{shown_out}/lake"},
     }
+    executed = out / NOTEBOOKS_DIR
+    executed.mkdir(parents=True, exist_ok=True)
     for name in notebooks.NOTEBOOKS:
         path = config.notebook_dir.resolve() / name
         started = time.monotonic()
-        results = notebooks.execute(path, output=path, parameters=parameters[name])
+        results = notebooks.execute(path, output=executed / name, parameters=parameters[name])
         progress(f"[notebook] {name} in {time.monotonic() - started:.0f} s: {results}")
 
 

@@ -12,7 +12,7 @@ _OPTIONS = (
     "backfill_days",
     "events_per_day",
     "live_seconds",
-    "rate",
+    "speedup",
     "bad_ratio",
     "seed",
 )
@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--backfill-days", type=int)
     run.add_argument("--events-per-day", type=int)
     run.add_argument("--live-seconds", type=float)
-    run.add_argument("--rate", type=float, help="live sales per second")
+    run.add_argument(
+        "--speedup", type=float, help="simulated seconds per real second of the live phase"
+    )
     run.add_argument("--bad-ratio", type=float)
     run.add_argument("--seed", type=int)
     run.add_argument("--no-notebooks", action="store_true", help="skip executing the notebooks")
