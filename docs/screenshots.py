@@ -1,11 +1,12 @@
 """Regenerate ``docs/img/*.png`` from a real session: JupyterLab in headless chromium, real data.
 
-The embedded services start on a fresh state folder; the CLI consumer (``python -m sales_stream
-consume``: MongoDB and its rollups) runs beside JupyterLab, which runs copies of the notebooks
-(the committed ones are left untouched): 02 publishes a week of history then streams live, 03 is
-photographed when it runs cleanly, 04 draws the live dashboard, photographed without a filter,
-over 40 s of streaming, then with each filter. The static charts of ``charts.py`` are drawn last
-from the same MongoDB. The JupyterLab and chromium launch is ``tests/lab_session.py``'s.
+The embedded services start on a fresh state folder; JupyterLab runs copies of the notebooks
+(the committed ones are left untouched): 02 publishes a week of history then streams live, 03
+consumes into MongoDB and its rollups (should it fail, the CLI ``python -m sales_stream consume``
+does it instead, and the old consumer picture stays), 04 draws the live dashboard, photographed
+without a filter, over 40 s of streaming, then with each filter. The static charts of
+``charts.py`` are drawn last from the same MongoDB. The JupyterLab and chromium launch is
+``tests/lab_session.py``'s.
 
     sudo apt-get install chromium          # once (playwright drives it; it downloads no browser)
     .venv/bin/python docs/screenshots.py
@@ -59,16 +60,17 @@ def main() -> int:
     settings = Settings(_env_file=None, mode="embedded", state_dir=state)
     env = lab_env(work, state)
     endpoints = infra.up(settings)
-    consumer = subprocess.Popen(
-        [sys.executable, "-m", "sales_stream", "consume"],
-        env=env,
-        stdout=(work / "consume.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
     lab = Lab(work, env, log=work / "jupyter.log")
+    consumer = None
     try:
         with lab_page(lab, width=1400, height=2400) as page:
-            _shoot_panels(lab, page)
+            if not _shoot_panels(lab, page):  # 03 failed: the CLI consumes instead
+                consumer = subprocess.Popen(
+                    [sys.executable, "-m", "sales_stream", "consume"],
+                    env=env,
+                    stdout=(work / "consume.log").open("w"),
+                    stderr=subprocess.STDOUT,
+                )
             _shoot_dashboard(page)
         db = mongo_client(endpoints.mongo_uri.get_secret_value())[settings.db]
         view = load_snapshot(db).view(Selection())
@@ -82,15 +84,16 @@ def main() -> int:
             print(f"wrote {path} ({view.sales} sales)")
     finally:
         lab.close()
-        terminate(consumer.pid)
-        consumer.wait(timeout=30)
+        if consumer is not None:
+            terminate(consumer.pid)
+            consumer.wait(timeout=30)
         infra.down(settings)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-def _shoot_panels(lab: Lab, page: Any) -> None:
-    """02's producer panel; 03's consumer panel when the notebook runs without an error."""
+def _shoot_panels(lab: Lab, page: Any) -> bool:
+    """02's producer panel, then 03's consumer panel; ``False`` when 03 shows an error."""
     for notebook, image in (
         ("02_producer.ipynb", "producer_panel.png"),
         ("03_consumer.ipynb", "consumer_panel.png"),
@@ -98,12 +101,13 @@ def _shoot_panels(lab: Lab, page: Any) -> None:
         panel = run_all(page, notebook)
         if failed := errors(page, panel):
             print(f"{notebook} shows errors, {image} not taken: {failed}", file=sys.stderr)
-            continue
+            return False
         if notebook == "02_producer.ipynb":  # what moving the slider does
             lab.run_in(notebook, f"panel.rate_slider.value = {LIVE_RATE}")
         time.sleep(8)  # let the live counters move
         _widget(page, panel, ".widget-button").screenshot(path=str(IMG / image))
         print(f"wrote {IMG / image}")
+    return True
 
 
 def _shoot_dashboard(page: Any) -> None:
