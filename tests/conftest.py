@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,3 +70,29 @@ def db(mongo: MongoClient, unique_name: str) -> Iterator[Database]:
     name = f"d_{unique_name}"[:60]
     yield mongo[name]
     mongo.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def twb_validator() -> Path:
+    """The official workbook validator from the shared folder (skips where it is absent)."""
+    env = os.environ.get("SALES_STREAM_SHARED_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared", Path("/work/shared")]
+    shared = next((c for c in candidates if c.is_dir()), None)
+    if shared is None:
+        pytest.skip(f"no shared folder with the Tableau schema: tried {candidates}")
+    script = shared / "tableau" / "validate_twb.py"
+    if not script.is_file():
+        pytest.skip(f"{script} not found: the TWB schema validator is not available")
+    return script
+
+
+def validate_twb(validator: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the workbook validator on ``args`` (files and options)."""
+    return subprocess.run(
+        [sys.executable, str(validator), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -74,21 +74,26 @@ def export_env(settings: Settings, db: Database, **tableau: str) -> dict[str, st
     }
 
 
-def test_export_leaves_the_workbooks_beside_the_extract(
-    settings: Settings, db: Database, tmp_path: Path
-):
-    MongoSink(db).write(Batch.of(SaleGenerator(seed=3).events(40)))
-    path = tmp_path / "out" / "ventes.hyper"
-    env = export_env(settings, db)
-    done = subprocess.run(
-        [sys.executable, "-m", "sales_stream", "export", "--hyper", str(path)],
-        cwd=tmp_path,
+def run_export(cwd: Path, env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m sales_stream export ARGV`` in ``cwd`` with ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "sales_stream", "export", *argv],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
+
+
+def test_export_leaves_the_workbooks_beside_the_extract(
+    settings: Settings, db: Database, tmp_path: Path
+):
+    MongoSink(db).write(Batch.of(SaleGenerator(seed=3).events(40)))
+    path = tmp_path / "out" / "ventes.hyper"
+    env = export_env(settings, db)
+    done = run_export(tmp_path, env, "--hyper", str(path))
     assert done.returncode == 0, done.stderr
     twb, twbx = path.with_suffix(".twb"), path.with_suffix(".twbx")
     assert f"[export] workbooks {twb} and {twbx}" in done.stdout
@@ -110,15 +115,7 @@ def test_sharing_with_a_wrong_user_is_one_line(settings: Settings, db: Database,
     try:
         env = export_env(settings, db, server_url=url, site="ventes", pat_name="n", pat_secret="s")
         argv = ["--hyper", str(tmp_path / "s.hyper"), "--publish", "--share-with", "porf"]
-        done = subprocess.run(
-            [sys.executable, "-m", "sales_stream", "export", *argv],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        done = run_export(tmp_path, env, *argv)
     finally:
         server.shutdown()
         server.server_close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pandas as pd
 import pantab
 import pytest
 import tableaudocumentapi
+from conftest import validate_twb
 
 from sales_stream.export.hyper import EXTRACT_TABLE
 from sales_stream.export.package import (
@@ -28,7 +27,6 @@ from sales_stream.export.workbook import (
     write_extract_workbook,
 )
 
-VALIDATOR = Path("/work/shared/tableau/validate_twb.py")
 SHEETS = [TIME_SHEET, MAP_SHEET, CITY_SHEET, TOP_SHEET]
 
 
@@ -61,15 +59,8 @@ def test_the_package_holds_one_workbook_and_the_extract_it_names(package: Path):
     assert packaged_extracts(package) == {"Data/Extracts/sales.hyper": "Data/Extracts/sales.hyper"}
 
 
-@pytest.mark.skipif(not VALIDATOR.is_file(), reason="the shared TWB validator is not available")
-def test_the_packaged_workbook_is_valid(package: Path):
-    result = subprocess.run(
-        [sys.executable, str(VALIDATOR), "--lenient", str(package)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def test_the_packaged_workbook_is_valid(package: Path, twb_validator: Path):
+    result = validate_twb(twb_validator, "--lenient", package)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"== {package}!sales.twb" in result.stdout
 

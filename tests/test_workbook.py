@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pytest
+from conftest import validate_twb
 
 from sales_stream.events import FIELDS
 from sales_stream.export.workbook import (
@@ -31,30 +29,6 @@ LIVE_SHARED = {
     "ventes_par_heure": {"[none:hour_start:qk]", "[none:region:nk]"},
     "ventes_par_jour": {"[none:day_start:qk]", "[none:region:nk]", "[none:product:nk]"},
 }
-
-
-@pytest.fixture(scope="module")
-def validator() -> Path:
-    env = os.environ.get("SALES_STREAM_SHARED_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared", Path("/work/shared")]
-    shared = next((c for c in candidates if c.is_dir()), None)
-    if shared is None:
-        pytest.skip(f"no shared folder with the Tableau schema: tried {candidates}")
-    script = shared / "tableau" / "validate_twb.py"
-    if not script.is_file():
-        pytest.skip(f"{script} not found: the TWB schema validator is not available")
-    return script
-
-
-def validate(validator: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(validator), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def verdicts(stdout: str) -> list[str]:
@@ -100,14 +74,14 @@ def inner_connections(root: ET.Element) -> list[ET.Element]:
     )
 
 
-def test_both_workbooks_are_valid_in_lenient_mode(validator: Path, books: tuple[Path, Path]):
-    result = validate(validator, "--lenient", *books)
+def test_both_workbooks_are_valid_in_lenient_mode(twb_validator: Path, books: tuple[Path, Path]):
+    result = validate_twb(twb_validator, "--lenient", *books)
     assert result.returncode == 0, result.stdout + result.stderr
     assert verdicts(result.stdout) == ["VALID (after ignoring 1 known-gap error(s))"] * 2
 
 
-def test_strict_mode_only_misses_explain_data(validator: Path, books: tuple[Path, Path]):
-    result = validate(validator, *books)
+def test_strict_mode_only_misses_explain_data(twb_validator: Path, books: tuple[Path, Path]):
+    result = validate_twb(twb_validator, *books)
     assert result.returncode == 1
     assert verdicts(result.stdout) == ["INVALID: 1 schema error(s)"] * 2
     errors = [line for line in result.stdout.splitlines() if line.startswith("  line ")]
@@ -115,8 +89,8 @@ def test_strict_mode_only_misses_explain_data(validator: Path, books: tuple[Path
     assert all("explain-data" in line for line in errors)
 
 
-def test_explain_data_option_passes_strict_mode(validator: Path, tmp_path: Path):
-    result = validate(validator, *write_both(tmp_path, explain_data=True))
+def test_explain_data_option_passes_strict_mode(twb_validator: Path, tmp_path: Path):
+    result = validate_twb(twb_validator, *write_both(tmp_path, explain_data=True))
     assert result.returncode == 0, result.stdout + result.stderr
     assert verdicts(result.stdout) == ["VALID"] * 2
 
