@@ -543,6 +543,7 @@ class _Session:
             self._apply_rebalance()
             if records:
                 self._add(records)
+            self._refresh_lag()  # a stalled or waiting runtime still shows what it owes
 
     def _add(self, records: dict[int, Sequence[Record]]) -> None:
         for partition, partition_records in records.items():
