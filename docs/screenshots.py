@@ -1,126 +1,166 @@
-"""Regenerate ``docs/img/*.png``: the live widgets in JupyterLab, as a person sees them.
+"""Regenerate ``docs/img/*.png`` from a real session: JupyterLab in headless chromium, real data.
 
-JupyterLab runs on copies of the notebooks (the committed ones are left untouched) against a
-fresh embedded instance; headless Chromium (Debian's ``chromium``, driven by Playwright, which
-downloads no browser) runs each notebook interactively and photographs its widgets.
+The embedded services start on a fresh state folder; JupyterLab runs copies of the notebooks
+(the committed ones are left untouched): 02 publishes a week of history then streams live, 03
+consumes into MongoDB and its rollups (should it fail, the CLI ``python -m sales_stream consume``
+does it instead, and the old consumer picture stays), 04 draws the live dashboard, photographed
+without a filter, over 40 s of streaming, then with each filter. The static charts of
+``charts.py`` are drawn last from the same MongoDB. The JupyterLab and chromium launch is
+``tests/lab_session.py``'s.
 
-    sudo apt-get install chromium          # once
-    .venv/bin/pip install playwright       # once
+    sudo apt-get install chromium          # once (playwright drives it; it downloads no browser)
     .venv/bin/python docs/screenshots.py
 """
 
 from __future__ import annotations
 
+import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-from playwright.sync_api import Page, sync_playwright
-
-from sales_stream import infra
-from sales_stream.config import Settings
-from sales_stream.infra.embedded import free_port
-from sales_stream.infra.process import wait_until
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from lab_session import Lab, errors, lab_env, lab_page, run_all, show_cell  # noqa: E402
+
+from sales_stream import infra  # noqa: E402
+from sales_stream.charts import save_charts  # noqa: E402
+from sales_stream.clients import mongo_client  # noqa: E402
+from sales_stream.config import Settings  # noqa: E402
+from sales_stream.dashboard_views import Selection, load_snapshot  # noqa: E402
+from sales_stream.infra.process import terminate  # noqa: E402
+
 IMG = REPO / "docs" / "img"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-#: notebook -> (output to wait for, seconds to let it run, file name)
-SHOTS = (
-    ("02_producer.ipynb", ".widget-button", 12, "producer_panel.png"),
-    ("03_consumer.ipynb", ".widget-button", 12, "consumer_panel.png"),
-    ("04_export_tableau.ipynb", ".js-plotly-plot", 20, "dashboard.png"),
-)
+NOTEBOOKS = ("02_producer.ipynb", "03_consumer.ipynb", "04_export_tableau.ipynb")
+DASHBOARD = "04_export_tableau.ipynb"
+REGION = "Bretagne"
+PRODUCT = "Câble USB-C"
+STEP_S = 20  # seconds between two pictures of the real-time sequence
+#: Live rate set with 02's slider: ~2 × the history's hourly mean per simulated hour (×60 clock)
+#: instead of the night-time 0.3/s, so that 20 s of streaming show on the dashboard.
+LIVE_RATE = 2.0
+_CHARTS = """
+(id) => JSON.stringify(Array.from(document.getElementById(id).querySelectorAll('.js-plotly-plot'))
+  .map(gd => (gd.data || []).map(trace => [trace.x, trace.y])))
+"""
 
 
 def main() -> int:
-    """Start the services and JupyterLab, photograph each notebook's widgets."""
+    """Start services, consumer and JupyterLab; write the PNGs into ``docs/img/``."""
     work = Path(tempfile.mkdtemp(prefix="sales-stream-shots-"))
-    for name, *_ in SHOTS:
+    for name in NOTEBOOKS:
         shutil.copy(REPO / name, work / name)
-    settings = Settings(_env_file=None, state_dir=work / "state")
-    env = {**os.environ, "SALES_STREAM_STATE_DIR": str(settings.state_dir)}
-    with infra.up(settings), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        for index, (notebook, selector, seconds, image) in enumerate(SHOTS):
-            # One JupyterLab per notebook: a fresh workspace, and its kernels end with it.
-            with _jupyterlab(work, env, workspaces=work / f"workspaces-{index}") as url:
-                page = browser.new_page(viewport={"width": 1500, "height": 1100})
-                _shoot(page, url.format(notebook), selector, seconds, image)
-                page.close()
-        browser.close()
+    state = work / "state"
+    settings = Settings(_env_file=None, mode="embedded", state_dir=state)
+    env = lab_env(work, state)
+    endpoints = infra.up(settings)
+    lab = Lab(work, env, log=work / "jupyter.log")
+    consumer = None
+    try:
+        with lab_page(lab, width=1400, height=2400) as page:
+            if not _shoot_panels(lab, page):  # 03 failed: the CLI consumes instead
+                consumer = subprocess.Popen(
+                    [sys.executable, "-m", "sales_stream", "consume"],
+                    env=env,
+                    stdout=(work / "consume.log").open("w"),
+                    stderr=subprocess.STDOUT,
+                )
+            _shoot_dashboard(page)
+        db = mongo_client(endpoints.mongo_uri.get_secret_value())[settings.db]
+        view = load_snapshot(db).view(Selection())
+        for path in save_charts(
+            over_time=view.over_time,
+            recent=view.live,
+            by_region=view.by_region,
+            top=view.top,
+            out_dir=IMG,
+        ).values():
+            print(f"wrote {path} ({view.sales} sales)")
+    finally:
+        lab.close()
+        if consumer is not None:
+            terminate(consumer.pid)
+            consumer.wait(timeout=30)
+        infra.down(settings)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-@contextmanager
-def _jupyterlab(root: Path, env: dict[str, str], *, workspaces: Path) -> Iterator[str]:
-    """Run JupyterLab on ``root`` (loopback, random token); yield a notebook URL template."""
-    token = secrets.token_hex(16)
-    port = free_port()
-    lab = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
-            f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={workspaces}",
-        ],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        if not wait_until(lambda: _answers(f"{base}/api?token={token}"), timeout=60):
-            raise RuntimeError("JupyterLab did not start")
-        yield f"{base}/lab/tree/{{}}?token={token}"
-    finally:
-        lab.terminate()
-        lab.wait(timeout=30)
+def _shoot_panels(lab: Lab, page: Any) -> bool:
+    """02's producer panel, then 03's consumer panel; ``False`` when 03 shows an error."""
+    for notebook, image in (
+        ("02_producer.ipynb", "producer_panel.png"),
+        ("03_consumer.ipynb", "consumer_panel.png"),
+    ):
+        panel = run_all(page, notebook)
+        if failed := errors(page, panel):
+            print(f"{notebook} shows errors, {image} not taken: {failed}", file=sys.stderr)
+            return False
+        if notebook == "02_producer.ipynb":  # what moving the slider does
+            lab.run_in(notebook, f"panel.rate_slider.value = {LIVE_RATE}")
+        time.sleep(8)  # let the live counters move
+        _widget(page, panel, ".widget-button").screenshot(path=str(IMG / image))
+        print(f"wrote {IMG / image}")
+    return True
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):  # loopback only
-            return True
-    except OSError:
-        return False
+def _shoot_dashboard(page: Any) -> None:
+    """04's dashboard: no filter, a real-time sequence, then one picture per filter."""
+    run_all(page, DASHBOARD)
+    panel = show_cell(page, DASHBOARD, "LiveDashboard(")
+    page.wait_for_function(
+        f"document.getElementById('{panel}').querySelectorAll('.js-plotly-plot').length >= 4",
+        timeout=60_000,
+    )
+    dashboard = _widget(page, panel, ".js-plotly-plot")
+    status = page.locator(f"#{panel} .widget-html", has_text="ventes").first
+
+    def shoot(image: str) -> None:
+        dashboard.screenshot(path=str(IMG / image))
+        print(f"{image}: {status.inner_text()}")  # the figures a caption quotes
+
+    time.sleep(3)
+    shoot("dashboard_sans_filtre.png")
+    for step in (1, 2, 3):
+        if step > 1:
+            time.sleep(STEP_S)
+        shoot(f"temps_reel_{step}.png")
+    control = page.locator(f"#{panel} .widget-dropdown", has_text="Période").locator("select")
+    _filtered(page, panel, lambda: control.select_option(label="Dernière heure"))
+    shoot("dashboard_filtre_periode.png")
+    _filtered(page, panel, lambda: control.select_option(label="Tout l'historique"))
+    regions = page.locator(f"#{panel} .widget-select-multiple", has_text="Régions").locator(
+        "select"
+    )
+    _filtered(page, panel, lambda: regions.select_option(label=REGION))
+    shoot("dashboard_filtre_region.png")
+    _filtered(page, panel, lambda: regions.select_option([]))
+    products = page.locator(f"#{panel} .widget-select-multiple", has_text="Produits")
+    _filtered(page, panel, lambda: products.locator("select").select_option(label=PRODUCT))
+    shoot("dashboard_filtre_produit.png")
 
 
-def _shoot(page: Page, url: str, selector: str, seconds: int, image: str) -> None:
-    page.goto(url)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=180_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
-    page.locator("[data-command='notebook:restart-run-all']").first.click()
-    page.locator(".jp-Dialog button.jp-mod-accept").first.click()
-    output = page.locator(f".jp-OutputArea-output:has({selector})").first
-    try:
-        output.wait_for(state="visible", timeout=180_000)
-    except Exception:
-        page.screenshot(path=str(IMG / f"failed_{image}"), full_page=True)
-        raise
-    time.sleep(seconds)  # let the live counters and charts move before the picture
-    no_news = page.locator(".jp-toast-button", has_text="No")
-    if no_news.count():
-        no_news.first.click()
+def _widget(page: Any, panel: str, selector: str) -> Any:
+    output = page.locator(f"#{panel} .jp-OutputArea-output:has({selector})").first
+    output.wait_for(state="visible", timeout=180_000)
     output.scroll_into_view_if_needed()
-    output.screenshot(path=str(IMG / image))
-    print(f"wrote {IMG / image}")
+    return output
+
+
+def _filtered(page: Any, panel: str, change: Any) -> None:
+    """Apply ``change`` to a filter and wait until the charts are redrawn."""
+    before = page.evaluate(_CHARTS, panel)
+    change()
+    page.wait_for_function(f"({_CHARTS})('{panel}') !== {json.dumps(before)}", timeout=10_000)
+    time.sleep(1.5)  # plotly's transition
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONPATH", str(REPO / "src"))
     raise SystemExit(main())

@@ -17,36 +17,20 @@ Screenshots land in ``out/browser/`` (gitignored).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_session import CHROMIUM, REPO, Lab, errors, lab_env, lab_page, show_cell
+from lab_session import run_all as _run_all
 
 from sales_stream import infra, notebooks
 from sales_stream.config import Settings
-from sales_stream.infra.embedded import free_port
-from sales_stream.infra.process import terminate, wait_until
+from sales_stream.infra.process import wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "out" / "browser"
-TOKEN = "browser-test-token"
-RUN_ALL_TIMEOUT_S = 240
 
 pytestmark = [
     pytest.mark.slow,
@@ -57,45 +41,11 @@ pytestmark = [
     ),
 ]
 
-_OPEN_AND_RUN = """
-async ({path, timeoutMs}) => {
-  const app = window.jupyterapp;
-  const widget = await app.commands.execute('docmanager:open', {path});
-  await widget.context.ready;
-  await widget.sessionContext.ready;
-  app.shell.activateById(widget.id);
-  const timer = new Promise((_, reject) =>
-    setTimeout(() => reject(new Error(`Run All of ${path} timed out`)), timeoutMs));
-  await Promise.race([app.commands.execute('notebook:run-all-cells'), timer]);
-  return widget.id;
-}
-"""
-_OUTPUTS = """
-(id) => {
-  const widget = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.id === id);
-  return widget.content.widgets.map(c => c.model.type === 'code' ? c.model.outputs.toJSON() : []);
-}
-"""
 _TABLE_ROWS = """
 (id) => {
   const node = document.getElementById(id);
   return Array.from(node.querySelectorAll('.jp-OutputArea-output table'))
     .map(t => t.querySelectorAll('tbody tr').length);
-}
-"""
-_SHOW_DASHBOARD = """
-async (path) => {
-  const app = window.jupyterapp;
-  const widget = await app.commands.execute('docmanager:open', {path});
-  await widget.context.ready;
-  await widget.sessionContext.ready;
-  app.shell.activateById(widget.id);
-  const notebook = widget.content;
-  const index = notebook.widgets.findIndex(
-    c => c.model.sharedModel.getSource().includes('LiveDashboard('));
-  notebook.activeCellIndex = index;
-  await notebook.scrollToCell(notebook.widgets[index]);
-  return widget.id;
 }
 """
 _CHARTS = """
@@ -107,144 +57,28 @@ _CHARTS = """
 """
 
 
-class Lab:
-    """A JupyterLab server and a chromium page on it."""
-
-    def __init__(self, root: Path, env: dict[str, str], runtime_dir: Path) -> None:
-        self.root = root
-        self.runtime_dir = runtime_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        log = (SHOTS / "jupyter.log").open("w")
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("jupyter")),
-                "lab",
-                "--allow-root",
-                "--no-browser",
-                "--expose-app-in-browser",
-                f"--ServerApp.port={self.port}",
-                "--ServerApp.ip=127.0.0.1",
-                f"--IdentityProvider.token={TOKEN}",
-                f"--ServerApp.root_dir={root}",
-                "--LabApp.news_url=None",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                f"--LabApp.workspaces_dir={root / 'workspaces'}",
-                "--LabApp.extension_manager=readonly",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        assert wait_until(self._up, timeout=60, interval=0.5), "JupyterLab did not start"
-
-    def _up(self) -> bool:
-        try:
-            self.api("GET", "/api/status")
-        except OSError:
-            return False
-        return True
-
-    def api(self, method: str, path: str) -> Any:
-        """Call the server's REST API."""
-        request = urllib.request.Request(
-            f"{self.url}{path}", method=method, headers={"Authorization": f"token {TOKEN}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read()
-        return json.loads(body) if body else None
-
-    def kernel_of(self, notebook: str) -> str:
-        """The id of the kernel of ``notebook``'s session."""
-        for session in self.api("GET", "/api/sessions"):
-            if session["path"].endswith(notebook):
-                return session["kernel"]["id"]
-        raise AssertionError(f"no session for {notebook}")
-
-    def run_in(self, notebook: str, code: str) -> str:
-        """Run ``code`` in ``notebook``'s kernel (a second client) and return its stdout."""
-        from jupyter_client import BlockingKernelClient
-
-        client = BlockingKernelClient(
-            connection_file=str(self.runtime_dir / f"kernel-{self.kernel_of(notebook)}.json")
-        )
-        client.load_connection_file()
-        client.start_channels()
-        out: list[str] = []
-
-        def collect(message: dict[str, Any]) -> None:
-            if message["msg_type"] == "stream":
-                out.append(message["content"]["text"])
-
-        try:
-            reply = client.execute_interactive(code, timeout=60, output_hook=collect)
-        finally:
-            client.stop_channels()
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(out)
-
-    def close(self) -> None:
-        """Stop the server (and with it the kernels), then reap it."""
-        terminate(self.process.pid)
-        self.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Any]]:
-    from playwright.sync_api import sync_playwright
-
     root = tmp_path_factory.mktemp("lab")
     state = root / "state"
     for name in notebooks.NOTEBOOKS:
         shutil.copy(REPO / name, root / name)
-    runtime_dir = root / "runtime"
-    settings_dir = root / "settings"
-    news = settings_dir / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text(json.dumps({"fetchNews": "false"}))  # no « notified about news? » toast
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO / "src"),
-        "SALES_STREAM_MODE": "embedded",
-        "SALES_STREAM_STATE_DIR": str(state),
-        "JUPYTER_RUNTIME_DIR": str(runtime_dir),
-        "JUPYTER_CONFIG_DIR": str(root / "config"),
-        "JUPYTERLAB_SETTINGS_DIR": str(settings_dir),
-    }
     settings = Settings(_env_file=None, mode="embedded", state_dir=state)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    lab = Lab(root, env, runtime_dir)
+    lab = Lab(root, lab_env(root, state), log=SHOTS / "jupyter.log")
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-            )
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{lab.url}/lab?token={TOKEN}")
-            page.wait_for_function("window.jupyterapp && window.jupyterapp.started", timeout=60_000)
-            page.evaluate("window.jupyterapp.started")
+        with lab_page(lab) as page:
             yield lab, page
-            browser.close()
     finally:
         lab.close()
         infra.down(settings)
 
 
 def run_all(page: Any, notebook: str) -> str:
-    """Open ``notebook``, Run All, wait for the end; return the notebook panel's id."""
-    panel = page.evaluate(_OPEN_AND_RUN, {"path": notebook, "timeoutMs": RUN_ALL_TIMEOUT_S * 1000})
+    """Open ``notebook``, Run All, wait for the end, photograph it; return the panel's id."""
+    panel = _run_all(page, notebook)
     page.screenshot(path=str(SHOTS / f"{Path(notebook).stem}.png"), full_page=True)
     return panel
-
-
-def errors(page: Any, panel: str) -> list[str]:
-    """The error outputs of a notebook panel (``ename: evalue``)."""
-    return [
-        f"{output['ename']}: {output['evalue']}"
-        for outputs in page.evaluate(_OUTPUTS, panel)
-        for output in outputs
-        if output.get("output_type") == "error"
-    ]
 
 
 def _count(lab: Lab, notebook: str, expression: str) -> int:
@@ -284,7 +118,7 @@ def test_student_session(session: tuple[Lab, Any]) -> None:
     assert wait_until(lambda: _count(lab, "03_consumer.ipynb", _SALES) > before, timeout=60)
 
     # 3. a filter change redraws the dashboard within 2 s
-    dashboard = page.evaluate(_SHOW_DASHBOARD, "04_export_tableau.ipynb")
+    dashboard = show_cell(page, "04_export_tableau.ipynb", "LiveDashboard(")
     page.wait_for_function(f"({_CHARTS})('{dashboard}').length >= 4", timeout=30_000)
     charts = page.evaluate(_CHARTS, dashboard)
     period = page.locator(f"#{dashboard} .widget-dropdown", has_text="Période").locator("select")
@@ -302,7 +136,7 @@ def test_reload_draws_the_charts_again(session: tuple[Lab, Any]) -> None:
     page.reload()
     page.wait_for_function("window.jupyterapp && window.jupyterapp.started", timeout=60_000)
     page.evaluate("window.jupyterapp.started")
-    panel = page.evaluate(_SHOW_DASHBOARD, "04_export_tableau.ipynb")
+    panel = show_cell(page, "04_export_tableau.ipynb", "LiveDashboard(")
     try:
         page.wait_for_function(f"({_CHARTS})('{panel}').length >= 4", timeout=60_000)
         _scroll_to_chart(page, panel)

@@ -19,7 +19,7 @@ from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from matplotlib.text import Text
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from sales_stream import geo
 
@@ -86,6 +86,7 @@ def sales_by_region_figure(frame: pd.DataFrame) -> Figure:
     ordered = frame.sort_values("revenue")
     ax_bar.barh(ordered["region"], ordered["revenue"], color="#b2182b", alpha=0.8)
     ax_bar.xaxis.set_major_formatter(_EUR)
+    ax_bar.xaxis.set_major_locator(MaxNLocator(4))  # room for « 600 000 € » labels
     ax_bar.set_title("Chiffre d'affaires par région")
     ax_bar.tick_params(axis="y", labelsize=8)
     _caption(fig, f"{_SOURCE} · {geo.ATTRIBUTION}")

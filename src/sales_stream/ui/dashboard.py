@@ -83,6 +83,11 @@ def _iso(values: Any) -> list[str]:
     return [v.isoformat() for v in values]
 
 
+# Numeric date ticks (plotly would print English month names: « Nov 25 »).
+_DAY_AXIS = {"tickformat": "%d/%m", "hoverformat": "%d/%m/%Y %H:%M"}
+_MINUTE_AXIS = {"tickformat": "%H:%M", "hoverformat": "%d/%m/%Y %H:%M"}
+
+
 def _layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
     return {**_BASE_LAYOUT, "title": {"text": title}, "height": height, **extra}
 
@@ -102,7 +107,9 @@ def figures(view: View) -> dict[str, dict[str, Any]]:
                 "hovertemplate": "%{x}<br>%{y:,.2f} €<extra></extra>",
             }
         ],
-        "layout": _layout(f"Chiffre d'affaires {unit} (UTC)", 300, yaxis=_EURO_AXIS),
+        "layout": _layout(
+            f"Chiffre d'affaires {unit} (UTC)", 300, xaxis=_DAY_AXIS, yaxis=_EURO_AXIS
+        ),
     }
     live_fig = {
         "data": [
@@ -115,7 +122,12 @@ def figures(view: View) -> dict[str, dict[str, Any]]:
                 "hovertemplate": "%{x}<br>%{y:,.2f} € (%{customdata} ventes)<extra></extra>",
             }
         ],
-        "layout": _layout("En direct : dernière heure, par minute (UTC)", 240, yaxis=_EURO_AXIS),
+        "layout": _layout(
+            "En direct : dernière heure, par minute (UTC)",
+            240,
+            xaxis=_MINUTE_AXIS,
+            yaxis=_EURO_AXIS,
+        ),
     }
     region_fig = _ranking(view.by_region, "region", "Ventes par région", "#d62728")
     top_fig = _ranking(view.top, "product", f"Top {len(view.top)} produits", "#2ca02c")
