@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 MAX_POLL_INTERVAL_MS = 30_000
 #: The rollups' checkpoint interval: each upsert (one per cell) then serves many sales.
 ROLLUP_FLUSH_S = 2.0
+#: Most records per rollup checkpoint: a backlog is caught up with few upserts per cell.
+ROLLUP_MAX_BATCH = 50_000
 #: A hung MongoDB must not block a write attempt forever.
 SOCKET_TIMEOUT_MS = 60_000
 
@@ -121,7 +123,7 @@ class Stack:
             "rollups",
             group_id,
             [StoredSales(database), RollupSink(database)],
-            max_batch=10_000,
+            max_batch=ROLLUP_MAX_BATCH,
             flush_interval_s=flush_seconds,
         )
 

@@ -19,10 +19,19 @@ embedded server): dashboards and SQL read the rollups (`sales_stream.rollups`, t
 runtime behind `StoredSales`), the Hyper extract is fed by its own runtime. Every sale also
 gets ``ingested_at`` (the sink's UTC clock at the write, for freshness) and ``src`` (the
 position that first stored it).
+
+Once a batch's sales and dead letters are durable, the sink logs each of its partitions'
+offset ranges in ``stored_ranges`` (`STORED_RANGES`: one small document per partition and
+checkpoint) with the offsets it did not keep (re-sends, conflicts, dead letters), so
+`StoredSales` learns what the consumer kept from a few documents instead of reading every
+sale back (on the embedded server a read by ``_id`` costs about four inserts). What a range
+says follows from ``src``, fixed when a sale is first stored, so the ranges of a batch
+re-read with other boundaries agree with the first ones.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +61,6 @@ from sales_stream.deadletters import (
     conflict_letter,
     dead_letter,
     event_hash,
-    position_id,
 )
 from sales_stream.events import encode, event_from_document
 from sales_stream.stream.batch import Batch
@@ -60,6 +68,8 @@ from sales_stream.stream.sink import SinkResult, SinkUnavailable
 
 SALES = "sales"
 DEAD_LETTERS = "dead_letters"
+#: The consumer's log of the offset ranges it wrote, and which offsets it did not keep.
+STORED_RANGES = "stored_ranges"
 DUPLICATE_KEY = 11000
 #: Field of a sale document: the ``incarnation:partition:offset`` that first stored it.
 SOURCE_FIELD = "src"
@@ -73,6 +83,8 @@ DEAD_LETTER_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
     (("received_at", ASCENDING),),
     (("reason", ASCENDING),),
 )
+#: Index of `STORED_RANGES`: a stream's partition, then the end of a range.
+STORED_RANGES_INDEX: tuple[tuple[str, int], ...] = (("part", ASCENDING), ("next", ASCENDING))
 #: How soon `StoredSales` looks again for sales the consumer has not written yet.
 CONSUMER_BEHIND_RETRY_S = 0.3
 #: ``$in`` lists longer than this are split (SecantusDB's cost grows with the list's square).
@@ -81,9 +93,18 @@ _SERVICE = "MongoDB"
 
 
 def ensure_indexes(db: Database) -> None:
-    """Create the indexes of ``dead_letters`` (idempotent); ``sales`` keeps only ``_id``."""
+    """Create the indexes of ``dead_letters`` and ``stored_ranges`` (idempotent).
+
+    ``sales`` keeps only ``_id``.
+    """
     for keys in DEAD_LETTER_INDEXES:
         db[DEAD_LETTERS].create_index(list(keys))
+    db[STORED_RANGES].create_index(list(STORED_RANGES_INDEX))
+
+
+def stream_part(incarnation: str, topic: str, partition: int) -> str:
+    """The ``part`` of a `STORED_RANGES` document: one partition of one topic incarnation."""
+    return f"{incarnation}:{topic}:{partition}"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -206,6 +227,7 @@ class MongoSink:
         self._db = db
         self._sales = db[SALES]
         self._dead_letters = db[DEAD_LETTERS]
+        self._ranges = db[STORED_RANGES]
         self._clock = clock or (lambda: datetime.now(UTC))
         self._indexed = False
 
@@ -257,12 +279,41 @@ class MongoSink:
         dead.extend(conflicts)
         self._write_dead_letters(dead)
         keep = sorted([*inserted, *owned])
+        self._log_ranges(batch, keep)
         return SinkResult(
             stored=len(inserted),
             duplicates=len(owned) + duplicates,
             dead_lettered=len(dead),
             kept=batch.with_events(keep),
         )
+
+    def _log_ranges(self, batch: Batch, keep: list[int]) -> None:
+        """Log each partition's offset range and the offsets of its events not kept."""
+        kept = set(keep)
+        skipped: dict[int, list[int]] = {partition: [] for partition in batch.first_offsets}
+        for index, (partition, offset) in enumerate(batch.positions):
+            if index not in kept:
+                skipped[partition].append(offset)
+        docs = []
+        for partition, first in batch.first_offsets.items():
+            part = stream_part(batch.incarnation, batch.topic, partition)
+            end = batch.next_offsets[partition]
+            docs.append(
+                {
+                    "_id": f"{part}:{first}-{end}",
+                    "part": part,
+                    "first": first,
+                    "next": end,
+                    "skipped": skipped[partition],
+                }
+            )
+        try:
+            _, _, refused = insert_documents(self._ranges, docs)  # a duplicate: logged already
+        except PyMongoError as exc:
+            raise (unavailable(exc) if is_transient(exc) else exc) from exc
+        if refused:
+            reason, detail = next(iter(refused.values()))
+            raise RuntimeError(f"MongoDB refuses a stored range ({reason}): {detail}")
 
     def _classify(
         self, batch: Batch, docs: list[dict[str, Any]], duplicate: list[int], now: datetime
@@ -330,10 +381,11 @@ class StoredSales:
     """Keeps the sales MongoDB stored from these very records (`sales_stream.stream.Sink`).
 
     Put first in the chain of a runtime that follows the consumer in its own group (the
-    rollups): a sale counts only if ``sales`` holds it with this record's ``src``, so a
-    re-send or a conflicting version is skipped, as the consumer skipped it; a record the
-    consumer dead-lettered is skipped too. A sale the consumer has not written yet makes the
-    batch wait (`SinkUnavailable`, retried with backoff).
+    rollups): a sale counts only if the consumer kept it (`MongoSink` logs its ranges in
+    `STORED_RANGES`), so a re-send, a conflicting version or a dead letter is skipped, as the
+    consumer skipped it. A record the consumer has not written yet makes the batch wait
+    (`SinkUnavailable`, retried with backoff). One query per partition of the batch; the
+    sales themselves are not read.
 
     Args:
         db: The database the consumer writes.
@@ -342,11 +394,7 @@ class StoredSales:
     name = "stored"
 
     def __init__(self, db: Database) -> None:
-        self._sales = db[SALES]
-        self._dead_letters = db[DEAD_LETTERS]
-        # What earlier attempts at the same batch found (a retry reads only what was missing).
-        self._sources: dict[str, str | None] = {}
-        self._lettered: set[str] = set()
+        self._ranges = db[STORED_RANGES]
 
     def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
         """Nothing to load."""
@@ -355,46 +403,55 @@ class StoredSales:
         """The database's client belongs to the caller."""
 
     def write(self, batch: Batch) -> SinkResult:
-        """Keep the events stored from their own position; see the class doc."""
+        """Keep the events the consumer kept at their own position; see the class doc."""
         try:
             return self._keep(batch)
         except PyMongoError as exc:
             raise (unavailable(exc) if is_transient(exc) else exc) from exc
 
     def _keep(self, batch: Batch) -> SinkResult:
-        sources = self._sources
-        ids = sorted({event.event_id for event in batch.events} - sources.keys())
-        for chunk in chunks(ids):
-            for doc in self._sales.find({"_id": {"$in": chunk}}, {SOURCE_FIELD: 1}):
-                sources[doc["_id"]] = doc.get(SOURCE_FIELD)
+        offsets: dict[int, list[int]] = {}
+        for partition, offset in batch.positions:
+            offsets.setdefault(partition, []).append(offset)
+        logged = {p: self._logged(batch, p, min(o), max(o)) for p, o in offsets.items()}
         keep: list[int] = []
-        missing: dict[str, tuple[int, int]] = {}
-        for index, (event, (partition, offset)) in enumerate(
-            zip(batch.events, batch.positions, strict=True)
-        ):
-            if event.event_id not in sources:
-                position = position_id(batch.incarnation, batch.topic, partition, offset)
-                missing[position] = (partition, offset)
-            elif sources[event.event_id] == source_id(batch.incarnation, partition, offset):
+        waiting: list[tuple[int, int]] = []
+        for index, (partition, offset) in enumerate(batch.positions):
+            starts, ranges, skipped = logged[partition]
+            at = bisect_right(starts, offset) - 1
+            if at < 0 or offset >= ranges[at][1]:
+                waiting.append((partition, offset))
+            elif offset not in skipped:
                 keep.append(index)
-        if missing:
-            lettered = self._lettered
-            for chunk in chunks(sorted(missing.keys() - lettered)):
-                lettered.update(d["_id"] for d in self._dead_letters.find({"_id": {"$in": chunk}}))
-            waiting = sorted(missing[p] for p in missing if p not in lettered)
-            if waiting:
-                partition, offset = waiting[0]
-                raise SinkUnavailable(
-                    "the consumer",
-                    LookupError(
-                        f"{len(waiting)} sales not stored in MongoDB yet, "
-                        f"first at {batch.topic}:{partition}:{offset}"
-                    ),
-                    retry_after=CONSUMER_BEHIND_RETRY_S,
-                )
-        self._sources, self._lettered = {}, set()
+        if waiting:
+            partition, offset = waiting[0]
+            raise SinkUnavailable(
+                "the consumer",
+                LookupError(
+                    f"{len(waiting)} sales not stored in MongoDB yet, "
+                    f"first at {batch.topic}:{partition}:{offset}"
+                ),
+                retry_after=CONSUMER_BEHIND_RETRY_S,
+            )
         return SinkResult(
             stored=len(keep),
             duplicates=len(batch.events) - len(keep),
             kept=batch.with_events(keep),
         )
+
+    def _logged(
+        self, batch: Batch, partition: int, low: int, high: int
+    ) -> tuple[list[int], list[tuple[int, int]], set[int]]:
+        """The logged ranges over ``[low, high]``, merged: starts, ranges, skipped offsets."""
+        part = stream_part(batch.incarnation, batch.topic, partition)
+        found = self._ranges.find({"part": part, "next": {"$gt": low}, "first": {"$lte": high}})
+        ranges: list[tuple[int, int]] = []
+        skipped: set[int] = set()
+        for doc in sorted(found, key=lambda d: d["first"]):
+            skipped.update(doc["skipped"])
+            first, end = doc["first"], doc["next"]
+            if ranges and first <= ranges[-1][1]:
+                ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
+            else:
+                ranges.append((first, end))
+        return [first for first, _ in ranges], ranges, skipped
