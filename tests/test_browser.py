@@ -125,7 +125,7 @@ def test_student_session(session: tuple[Lab, Any]) -> None:
     period.select_option(label="24 dernières heures")
     changed = f"JSON.stringify(({_CHARTS})('{dashboard}')) !== {json.dumps(json.dumps(charts))}"
     page.wait_for_function(changed, timeout=2_000)
-    page.locator(f"#{dashboard} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
+    _scroll_to_chart(page, dashboard)
     page.screenshot(path=str(SHOTS / "04_filtre.png"))
 
 
