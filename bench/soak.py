@@ -47,7 +47,7 @@ def main() -> int:
     mongo, extract = per_minute(run.mongo), per_minute(run.extract)
     print(f"== soak: {args.rate:.0f} sales/s for {args.minutes:.0f} min, every feature on ==")
     print(f"sent {run.sent.acked}, stored {len(run.mongo)}, rollups {run.rollup_sales}, "
-          f"extract {len(run.extract)}, drained {run.drain_s:.1f} s after the end")  # fmt: skip
+          f"extract {run.extract_rows}, drained {run.drain_s:.1f} s after the end")  # fmt: skip
     for minute, values in mongo.items():
         text, _ = percentiles(values)
         hyper, _ = percentiles(extract.get(minute, []))
