@@ -50,7 +50,7 @@ def summary_text(stats: StreamStats, *, path: str | Path) -> str:
     lines = [
         f"Extrait Hyper : {status_fr(stats)} ({path}).",
         f"Lignes écrites : {fr_int(stats.stored)} ; déjà présentes : {fr_int(stats.duplicates)} ; "
-        f"messages lus : {fr_int(stats.consumed)} en {fr_int(stats.batches)} lots.",
+        f"messages lus : {fr_int(stats.consumed)} ; lots : {fr_int(stats.batches)}.",
         f"Retard : {fr_int(stats.total_lag)} messages ; dernier point de contrôle : "
         f"{fr_time(stats.last_commit, never='aucun')}.",
     ]
