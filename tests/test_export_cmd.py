@@ -106,6 +106,7 @@ def test_export_leaves_the_workbooks_beside_the_extract(
     with zipfile.ZipFile(twbx) as archive:
         inside = Path(archive.extract("Data/Extracts/ventes.hyper", tmp_path / "unzipped"))
     assert len(read_extract(inside)) == len(read_extract(path)) == 40
+    assert list(db.sales.index_information()) == ["_id_"]  # the export indexed nothing
 
 
 def test_sharing_with_a_wrong_user_is_one_line(settings: Settings, db: Database, tmp_path: Path):

@@ -34,10 +34,9 @@ from sales_stream.export.hyper import (
     HyperExporter,
     read_extract,
 )
-from sales_stream.export.refresher import HyperRefresher
 from sales_stream.generator import SaleGenerator
 from sales_stream.sinks.mongo import MongoSink
-from sales_stream.stream import Batch
+from sales_stream.stream import Batch, StreamState
 from sales_stream.ui.export_panel import export_panel, summary_text
 
 COUNT = f"SELECT COUNT(*) FROM {EXTRACT_TABLE}"
@@ -72,6 +71,21 @@ def wait_until(condition: Callable[[], bool], *, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def send(endpoints: infra.Endpoints, topic: str, events: list[SaleEvent]) -> None:
+    """Publish ``events`` to ``topic`` as the producer does."""
+    from kafka import KafkaProducer
+
+    from sales_stream.events import encode
+
+    producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, linger_ms=5)
+    try:
+        for event in events:
+            producer.send(topic, key=event.region.encode(), value=encode(event))
+        producer.flush()
+    finally:
+        producer.close()
 
 
 def summary(frame: pd.DataFrame) -> dict[str, object]:
@@ -131,6 +145,7 @@ def test_round_trip_through_refreshes_late_events_and_a_restart(
         assert result.total_rows == len(history) + 1150 + len(late)
     assert_same_as_mongo(db, path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["sales.hyper"]  # no temp file left
+    assert list(db.sales.index_information()) == ["_id_"]  # the hot collection: _id only
 
 
 def test_a_batch_stored_late_is_exported_within_the_late_window(
@@ -293,43 +308,48 @@ def test_malformed_documents_are_skipped_and_reported(
     assert broken["_id"] in caplog.text
 
 
-def test_refresher_keeps_the_extract_fresh_and_survives_errors(
-    db: Database, uri: str, gen: SaleGenerator, tmp_path: Path
-):
+def test_export_panel_shows_the_extract_runtime_and_its_recovery(
+    settings: Settings, endpoints: infra.Endpoints, topic: str, tmp_path: Path
+) -> None:
+    from sales_stream.app import Stack
+
+    events = SaleGenerator(72).events(65)
+    send(endpoints, topic, events[:40])
     path = tmp_path / "sales.hyper"
-    path.mkdir()  # a folder where the extract should go: every refresh fails
-    write(db, gen.events(40))
-    with HyperExporter(uri, path, db=db.name) as exporter:
-        refresher = HyperRefresher(exporter, interval_s=0.1)
-        assert refresher.stats.state == "idle"
-        refresher.start()
-        try:
-            wait_until(lambda: refresher.stats.errors >= 2)
-            failing = refresher.stats
-            assert failing.state == "running"
-            assert failing.refreshes == 0
-            assert "IsADirectoryError" in (failing.last_error or "")
-            assert "Dernière erreur" in summary_text(failing)
-            path.rmdir()  # fixed: the next tick succeeds
-            assert refresher.wait_for(1, timeout=30)
-            write(db, gen.events(25))
-            wait_until(lambda: refresher.stats.rows == 65)
-            panel = export_panel(refresher, refresh_s=0.05)
-            assert panel.refresh().rows == 65
-            assert "<b>65</b>" in panel.counters.value
-            assert panel.start_button.disabled
-            assert not panel.stop_button.disabled
-            panel.close()
-        finally:
-            stats = refresher.stop()
-    assert stats.state == "stopped"
-    assert stats.last_error is None
-    assert stats.refreshes >= 2
-    assert stats.errors >= 2
-    text = summary_text(stats)
-    assert text.splitlines()[0].startswith("Export Hyper arrêté")
-    assert "Lignes dans l'extrait : 65" in text
-    assert len(read_extract(path)) == 65
+    path.mkdir()  # a folder where the extract should go: every write fails
+    stack = Stack(settings.model_copy(update={"topic": topic}), endpoints)
+    worker = stack.hyper_worker(path, group_id=f"p_{topic}", flush_seconds=0.1)
+    panel = export_panel(worker, refresh_s=0.05)
+    try:
+        assert not panel.start_button.disabled
+        panel.start_button.click()
+        wait_until(lambda: worker.stats.state == StreamState.WAITING_SINK)
+        failing = panel.refresh()
+        assert "injoignable" in panel.counters.value
+        assert "IsADirectoryError" in (failing.last_error or "")
+        assert "Dernière erreur" in summary_text(failing, path=path)
+        assert panel.start_button.disabled
+        assert not panel.stop_button.disabled
+        path.rmdir()  # fixed: the retried batch goes through
+        wait_until(lambda: worker.stats.stored == 40)
+        send(endpoints, topic, events[40:])
+        wait_until(lambda: worker.stats.stored == 65 and worker.stats.total_lag == 0)
+        stats = panel.refresh()
+        assert stats.stored == 65
+        assert "<b>65</b>" in panel.counters.value
+        panel.stop_button.click()
+        wait_until(lambda: not worker.running)
+        panel.refresh()
+        assert not panel.start_button.disabled
+    finally:
+        panel.close()
+        worker.stop()
+        worker.runtime.close()
+    text = summary_text(worker.stats, path=path)
+    assert text.splitlines()[0] == f"Extrait Hyper : arrêté ({path})."
+    assert "Lignes écrites : 65" in text
+    assert "Retard : 0 messages" in text
+    assert sorted(read_extract(path)["event_id"]) == sorted(e.event_id for e in events)
 
 
 def test_cli_exports_then_refreshes(
@@ -363,6 +383,7 @@ def test_cli_exports_then_refreshes(
         refused.stderr
     )
     assert len(read_extract(path)) == 35
+    assert list(db.sales.index_information()) == ["_id_"]  # the export indexed nothing
 
 
 def test_the_hyper_sink_is_fed_by_the_stream_without_scanning_mongodb(
@@ -371,14 +392,13 @@ def test_the_hyper_sink_is_fed_by_the_stream_without_scanning_mongodb(
     from kafka import KafkaProducer
 
     from sales_stream.app import Stack
-    from sales_stream.events import encode
 
     events = SaleGenerator(71).events(900)
-    producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, linger_ms=5)
-    for event in [*events, *events[:100]]:  # re-sends add nothing
-        producer.send(topic, key=event.region.encode(), value=encode(event))
+    send(endpoints, topic, [*events, *events[:100]])  # re-sends add nothing
+    producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)
     producer.send(topic, key=b"Bretagne", value=b"not json")
     producer.flush()
+    producer.close()
     stack = Stack(settings.model_copy(update={"topic": topic}), endpoints)
     path = tmp_path / "sales.hyper"
     runtime = stack.hyper(path, group_id=f"h_{topic}", flush_seconds=0.3)

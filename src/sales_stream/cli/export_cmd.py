@@ -6,6 +6,10 @@
 the new rows). ``--snapshot Y.twbx`` writes the reproducible packaged workbook committed in the
 repository, from generated sales (no server needed).
 
+The extract is read from MongoDB (`HyperExporter`): ``sales`` carries no index but ``_id``, so
+each refresh is one server-side scan, fine for an occasional export. The live extract of
+``make run`` and the notebooks is fed from Kafka instead (`sales_stream.app.Stack.hyper_worker`).
+
 Heavy modules are imported inside the commands so that ``python -m sales_stream`` starts fast.
 """
 

@@ -1,1 +1,1 @@
-"""Tableau deliverables: the Hyper extract, its refresher, the workbooks and their publication."""
+"""Tableau deliverables: the Hyper extract, the workbooks and their publication."""

@@ -27,9 +27,9 @@ channel    TEXT
 (``ts``) is no watermark: the consumer writes events out of ``ts`` order (partitions are
 consumed unevenly, a backfill arrives after live sales), so a ``ts`` watermark would skip late
 events for good. The exporter keeps ``watermark`` = a time such that every document stamped at
-or before it has been exported, and each refresh reads ``ingested_at > watermark`` through an
-index. A document becomes visible a little after its stamp (the duration of its batch's
-``insert_many``, plus any clock skew between the sink and the exporter); ``late_window_s``
+or before it has been exported, and each refresh reads ``ingested_at > watermark``. A
+document becomes visible a little after its stamp (the duration of its batch's ``insert_many``,
+plus any clock skew between the sink and the exporter); ``late_window_s``
 bounds that delay. So after a read that started at time ``r`` (exporter clock), the new
 watermark is ``max(watermark, r - late_window_s)``: the last ``late_window_s`` seconds of
 ingestion are read again at the next refresh and deduplicated on ``event_id`` (an anti-join
@@ -40,12 +40,19 @@ rows: an exporter restarted on an existing extract carries on without duplicates
 Documents without ``ingested_at`` (not written by the sink) are only picked up by
 `HyperExporter.full_export`.
 
+**No index on ``sales``.** The hot collection carries only ``_id`` (each secondary index costs
+about one insert per sale, see `sales_stream.sinks.mongo`), so a refresh is one server-side scan
+of ``sales`` that returns only the new documents: fine for the occasional export of the CLI
+(``python -m sales_stream export``), not for a live extract. The live extract is `HyperSink`,
+fed from Kafka by its own runtime (`sales_stream.app.Stack.hyper_worker`), which never reads
+MongoDB.
+
 **Atomic publication.** A refresh copies the published file to a temporary file in the same
 folder, appends to the copy and moves it over the target with `os.replace`: a reader opens
 either the previous or the next complete version, never a half-written file, and never one
 with fewer rows. (On Windows, ``os.replace`` fails while another program holds the target
-open; the refresh then fails and is retried by `sales_stream.export.refresher`.) Only one
-exporter may write a given extract.
+open; the write then fails and is retried: at the next ``export --watch`` tick, or by the
+runtime for `HyperSink`.) Only one writer may write a given extract.
 
 **Speed.** Reading: ``find`` without projection or sort (both measured slower on the embedded
 server), large batches, converted to Arrow column by column while the next batch is fetched.
@@ -75,7 +82,6 @@ import pantab
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pymongo import ASCENDING
 from pymongo.cursor import Cursor
 from tableauhyperapi import (
     NOT_NULLABLE,
@@ -292,8 +298,9 @@ def _store_watermark(conn: Connection, watermark: datetime) -> None:
 class HyperExporter:
     """Exports the ``sales`` collection to a Hyper extract and keeps it up to date.
 
-    Not thread-safe by design of Hyper, so every call holds an internal lock: a refresher
-    thread and the notebook may share one exporter. Use it as a context manager or call
+    Not thread-safe by design of Hyper, so every call holds an internal lock: a watch loop
+    and a reader may share one exporter. It creates no index on the collection (see the
+    module doc: a refresh scans it). Use it as a context manager or call
     `close` (which stops its `HyperProcess`).
 
     Args:
@@ -336,7 +343,6 @@ class HyperExporter:
         self._collection = self._client[db][collection]
         self._lock = threading.Lock()
         self._process: HyperProcess | None = None
-        self._indexed = False
         self._closed = False
         # Known state of the published extract (None until read or written by this exporter).
         self._watermark: datetime | None = None
@@ -399,13 +405,7 @@ class HyperExporter:
             )
         return self._process
 
-    def _ensure_index(self) -> None:
-        if not self._indexed:
-            self._collection.create_index([(WATERMARK_FIELD, ASCENDING)])
-            self._indexed = True
-
     def _full_export(self, started: float) -> RefreshResult:
-        self._ensure_index()
         read_at = self._clock()
         watermark = read_at - self.late_window
         table, skipped, recent = self._read_all(_naive(watermark))
@@ -424,7 +424,6 @@ class HyperExporter:
         )
 
     def _incremental(self, started: float, previous: datetime) -> RefreshResult:
-        self._ensure_index()
         read_at = self._clock()
         query = {WATERMARK_FIELD: {"$gt": _naive(previous)}}
         docs = list(self._collection.find(query, batch_size=self._batch_size))

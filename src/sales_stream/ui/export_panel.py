@@ -1,7 +1,8 @@
-"""Notebook panels of the Tableau export: the `HyperRefresher`, and publishing with sharing.
+"""Notebook panels of the Tableau export: the extract's runtime, and publishing with sharing.
 
-`export_panel` returns an `ExportPanel`: start / stop / refresh-now buttons and live counters
-(rows in the extract, last refresh, duration, errors), redrawn by a daemon thread every
+`export_panel` returns an `ExportPanel` for the `StreamWorker` of the Kafka → Hyper runtime
+(`sales_stream.app.Stack.hyper_worker`): start / stop buttons and its live `StreamStats` in
+French (state, rows written, lag, last checkpoint), redrawn by a daemon thread every
 ``refresh_s`` seconds; ``panel.close()`` stops that thread. Widgets do not render on GitHub:
 print `summary_text` after a run to leave a readable trace in the notebook.
 
@@ -15,127 +16,126 @@ from __future__ import annotations
 import html
 import logging
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import ipywidgets as widgets
 
 from sales_stream.errors import SalesStreamError
 from sales_stream.export.publish import PublishResult, PublishSettings, publish
-from sales_stream.export.refresher import HyperRefresher, RefresherStats
-from sales_stream.ui.format import badge, counters, fr_int, fr_seconds, fr_time, warning
+from sales_stream.stream import StreamStats, StreamWorker
+from sales_stream.ui.consumer_panel import status_fr
+from sales_stream.ui.format import badge, counters, fr_int, fr_time, warning
 
 log = logging.getLogger(__name__)
 
-_STATE_LABELS = {"idle": "prêt", "running": "en cours", "stopped": "arrêté"}
-_STATE_COLOURS = {"idle": "#6c757d", "running": "#198754", "stopped": "#495057"}
+_OK_COLOUR = "#198754"
+_STOPPED_COLOUR = "#495057"
 _ERROR_COLOUR = "#dc3545"
 
 
-def summary_text(stats: RefresherStats) -> str:
-    """Return a French multi-line summary of refresher stats, for static notebook outputs.
+def _extract_path(worker: StreamWorker) -> str:
+    return str(getattr(worker.runtime.sinks[0], "path", "?"))
+
+
+def summary_text(stats: StreamStats, *, path: str | Path) -> str:
+    """A static French summary of the extract's runtime, for notebook outputs.
 
     Args:
-        stats: A snapshot from `HyperRefresher.stats`.
+        stats: A snapshot from `StreamWorker.stats` of the ``hyper`` runtime.
+        path: The extract it writes.
 
     Returns:
-        Three lines (four while failing): state and file, rows, last refresh and counters.
+        Three lines (four after an error): state and file, rows, lag and last checkpoint.
     """
     lines = [
-        f"Export Hyper {_STATE_LABELS[stats.state]} : {stats.path} "
-        f"(rafraîchi toutes les {fr_seconds(stats.interval_s)}).",
-        f"Lignes dans l'extrait : {fr_int(stats.rows)} "
-        f"(+{fr_int(stats.last_added)} au dernier rafraîchissement).",
+        f"Extrait Hyper : {status_fr(stats)} ({path}).",
+        f"Lignes écrites : {fr_int(stats.stored)} ; déjà présentes : {fr_int(stats.duplicates)} ; "
+        f"messages lus : {fr_int(stats.consumed)} ; lots : {fr_int(stats.batches)}.",
+        f"Retard : {fr_int(stats.total_lag)} messages ; dernier point de contrôle : "
+        f"{fr_time(stats.last_commit, never='aucun')}.",
     ]
-    if stats.last_refresh is None:
-        lines.append(f"Aucun rafraîchissement réussi · échecs : {fr_int(stats.errors)}.")
-    else:
-        lines.append(
-            f"Dernier rafraîchissement : {fr_time(stats.last_refresh)} "
-            f"en {fr_seconds(stats.last_duration_s or 0.0)} · "
-            f"réussis : {fr_int(stats.refreshes)} · échecs : {fr_int(stats.errors)}."
-        )
     if stats.last_error:
-        lines.append(f"Dernière erreur (nouvel essai au prochain cycle) : {stats.last_error}")
+        lines.append(f"Dernière erreur : {stats.last_error}")
     return "\n".join(lines)
 
 
-def _stats_html(stats: RefresherStats) -> str:
-    failing = stats.last_error is not None
-    colour = _ERROR_COLOUR if failing else _STATE_COLOURS[stats.state]
-    label = _STATE_LABELS[stats.state] + (" — en échec" if failing else "")
+def _stats_html(stats: StreamStats, *, path: str, running: bool) -> str:
+    if not stats.healthy and running:
+        colour = _ERROR_COLOUR
+    else:
+        colour = _OK_COLOUR if running else _STOPPED_COLOUR
     cells = [
-        ("Lignes", fr_int(stats.rows)),
-        ("Ajoutées (dernier)", fr_int(stats.last_added)),
-        ("Dernier rafraîchissement", fr_time(stats.last_refresh)),
-        ("Durée", "—" if stats.last_duration_s is None else fr_seconds(stats.last_duration_s)),
-        ("Réussis", fr_int(stats.refreshes)),
-        ("Échecs", fr_int(stats.errors)),
+        ("Lignes écrites", fr_int(stats.stored)),
+        ("Déjà présentes", fr_int(stats.duplicates)),
+        ("Retard (messages)", fr_int(stats.total_lag)),
+        ("Lots", fr_int(stats.batches)),
+        ("Dernier point de contrôle", fr_time(stats.last_commit, never="aucun")),
     ]
-    parts = [f"{badge(label, colour)} <code>{html.escape(stats.path)}</code>", counters(cells)]
+    parts = [
+        f"<b>Extrait Hyper</b> {badge(status_fr(stats), colour)} <code>{html.escape(path)}</code>",
+        counters(cells),
+    ]
     if stats.last_error:
-        parts.append(warning(f"{stats.last_error} (nouvel essai au prochain cycle)", _ERROR_COLOUR))
+        parts.append(warning(stats.last_error, _ERROR_COLOUR))
     return "".join(parts)
 
 
 class ExportPanel(widgets.VBox):
-    """The refresher's panel; see `export_panel`.
+    """The extract runtime's panel; see `export_panel`.
 
     Attributes:
-        start_button: Starts the refresher thread.
-        stop_button: Stops it after the refresh in progress.
-        now_button: Asks for a refresh without waiting for the interval.
+        start_button: Starts the worker (again after a stop).
+        stop_button: Stops it after its checkpoint in progress (in the background).
         counters: State badge, counters and the last error.
     """
 
-    def __init__(self, refresher: HyperRefresher, *, refresh_s: float = 1.0) -> None:
+    def __init__(self, worker: StreamWorker, *, refresh_s: float = 1.0) -> None:
         if refresh_s <= 0:
             raise ValueError(f"refresh_s must be > 0, got {refresh_s}")
-        self.refresher = refresher
+        self.worker = worker
+        self.path = _extract_path(worker)
         self._refresh_s = refresh_s
         self._closed = threading.Event()
         self.start_button = widgets.Button(
             description="Démarrer", icon="play", button_style="success"
         )
         self.stop_button = widgets.Button(description="Arrêter", icon="stop", button_style="danger")
-        self.now_button = widgets.Button(description="Rafraîchir maintenant", icon="refresh")
         self.counters = widgets.HTML()
-        self.start_button.on_click(lambda _b: self._act(refresher.start))
-        self.stop_button.on_click(lambda _b: self._act(refresher.stop))
-        self.now_button.on_click(lambda _b: self._act(refresher.refresh_now))
-        super().__init__(
-            [widgets.HBox([self.start_button, self.stop_button, self.now_button]), self.counters]
-        )
+        self.start_button.on_click(lambda _b: self._start())
+        self.stop_button.on_click(lambda _b: self._stop())
+        super().__init__([widgets.HBox([self.start_button, self.stop_button]), self.counters])
         self.refresh()
         self._redrawer = threading.Thread(target=self._loop, name="export-panel", daemon=True)
         self._redrawer.start()
 
-    def refresh(self) -> RefresherStats:
+    def refresh(self) -> StreamStats:
         """Redraw the counters and button states; return the stats shown."""
-        stats = self.refresher.stats
-        self.counters.value = _stats_html(stats)
-        running = stats.state == "running"
+        stats = self.worker.stats
+        running = self.worker.running
+        self.counters.value = _stats_html(stats, path=self.path, running=running)
         self.start_button.disabled = running
         self.stop_button.disabled = not running
-        self.now_button.disabled = not running
         return stats
 
     def close(self) -> None:
-        """Stop redrawing and close the widgets (the refresher keeps running)."""
+        """Stop redrawing and close the widgets (the worker keeps running)."""
         self._closed.set()
         if self._redrawer is not threading.current_thread():
             self._redrawer.join(self._refresh_s + 1.0)
-        for child in (self.start_button, self.stop_button, self.now_button, self.counters):
+        for child in (self.start_button, self.stop_button, self.counters):
             child.close()
         self.children[0].close()
         super().close()
 
-    def _act(self, action: Callable[[], object]) -> None:
-        try:
-            action()
-        except TimeoutError as exc:
-            log.warning("export panel: %s", exc)
+    def _start(self) -> None:
+        if not self.worker.running:
+            self.worker.start()
         self.refresh()
+
+    def _stop(self) -> None:
+        self.stop_button.disabled = True
+        # The graceful stop writes and commits what was polled: keep the kernel responsive.
+        threading.Thread(target=self.worker.stop, name="export-stop", daemon=True).start()
 
     def _loop(self) -> None:
         while not self._closed.wait(self._refresh_s):
@@ -145,17 +145,17 @@ class ExportPanel(widgets.VBox):
                 log.exception("redrawing the export panel failed")
 
 
-def export_panel(refresher: HyperRefresher, *, refresh_s: float = 1.0) -> ExportPanel:
-    """Return a live panel of ``refresher`` (display it as the cell's last value).
+def export_panel(worker: StreamWorker, *, refresh_s: float = 1.0) -> ExportPanel:
+    """Return a live panel of the extract's ``worker`` (display it as the cell's last value).
 
     Args:
-        refresher: The refresher to show and control (idle, running or stopped).
+        worker: The ``hyper`` runtime's worker (`Stack.hyper_worker`), started or not.
         refresh_s: Seconds between two redraws (background thread).
 
     Raises:
         ValueError: If ``refresh_s`` is not positive.
     """
-    return ExportPanel(refresher, refresh_s=refresh_s)
+    return ExportPanel(worker, refresh_s=refresh_s)
 
 
 def share_text(result: PublishResult) -> str:
@@ -207,7 +207,7 @@ class SharePanel(widgets.VBox):
             return None
         finally:
             self.button.disabled = False
-        self.status.value = badge(html.escape(share_text(result)), _STATE_COLOURS["running"])
+        self.status.value = badge(share_text(result), _OK_COLOUR)
         return result
 
 

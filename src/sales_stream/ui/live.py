@@ -1,7 +1,7 @@
 """One live object per kind per kernel: re-running a notebook cell replaces what it started.
 
 A notebook cell that starts a background object (producer, consumer, lake writer, Hyper
-refresher, dashboard, panel) registers it under a kind with `replace`: the object registered
+extract writer, dashboard, panel) registers it under a kind with `replace`: the object registered
 before under that kind is stopped first, so a second Run All never leaves two producers (or
 two consumers holding partitions) behind a single panel.
 
