@@ -22,6 +22,7 @@ from sales_stream.generator import SaleGenerator
 from sales_stream.rollups import DAILY, HOURLY, totals
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES, STORED_RANGES
 from sales_stream.stream import Backoff, StreamRuntime, StreamState, StreamStats, StreamWorker
+from sales_stream.stream.sink import CONSUMER_SERVICE, HYPER_SERVICE, LAKE_SERVICE
 from sales_stream.ui.consumer_panel import consumer_panel, status_fr, summary_text
 
 Message = tuple[bytes | None, bytes | None]  # (key, value)
@@ -334,3 +335,32 @@ def test_backoff_is_exponential_bounded_and_jittered() -> None:
     assert 0.1 <= backoff.next_delay() <= 0.2
     with pytest.raises(ValueError, match="need 0 < initial <= cap"):
         Backoff(initial=1.0, cap=0.5)
+
+
+def test_status_names_the_service_waited_for_in_french() -> None:
+    since = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+    now = datetime(2026, 12, 2, 12, 0, 8, tzinfo=UTC)
+    stats = StreamStats(
+        name="x",
+        state=StreamState.WAITING_SINK,
+        cause=None,
+        waiting_on=None,
+        since=since,
+        consumed=0,
+        stored=0,
+        duplicates=0,
+        dead_lettered=0,
+        batches=0,
+        lag={},
+        last_commit=None,
+        last_error=None,
+    )
+
+    def waiting(service: str) -> str:
+        return status_fr(dataclasses.replace(stats, waiting_on=service), now=now)
+
+    assert waiting(HYPER_SERVICE).startswith("extrait Hyper injoignable depuis 8 s")
+    assert waiting(LAKE_SERVICE).startswith("lac injoignable depuis 8 s")
+    assert waiting(CONSUMER_SERVICE) == (
+        "en attente du consommateur depuis 8 s (ventes pas encore enregistrées)"
+    )

@@ -28,6 +28,20 @@ class Panel:
         self.closed = True
 
 
+class Holder(Worker):
+    """Stops, then releases a resource (a runtime with a Hyper process)."""
+
+    def __init__(self, calls: list[str]) -> None:
+        super().__init__()
+        self.calls = calls
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
 @pytest.fixture(autouse=True)
 def empty_registry() -> Iterator[None]:
     live.stop_all()
@@ -69,3 +83,10 @@ def test_stop_and_stop_all() -> None:
     live.stop_all()
     assert b.stopped == 1
     assert live.kinds() == []
+
+
+def test_an_object_with_stop_and_close_is_stopped_then_closed() -> None:
+    calls: list[str] = []
+    live.replace("hyper", Holder(calls))
+    live.replace("hyper", Worker())
+    assert calls == ["stop", "close"]

@@ -99,7 +99,7 @@ from tableauhyperapi import (
 from sales_stream.clients import mongo_client
 from sales_stream.contract import INGESTED_AT, extract_arrow_schema, hyper_columns
 from sales_stream.stream.batch import Batch
-from sales_stream.stream.sink import SinkResult, SinkUnavailable
+from sales_stream.stream.sink import HYPER_SERVICE, SinkResult, SinkUnavailable
 
 __all__ = [
     "ARROW_SCHEMA",
@@ -619,7 +619,7 @@ class HyperSink:
                 added = append_to_extract(self._hyper(), scratch, table, watermark=watermark)
             os.replace(scratch, self.path)
         except OSError as exc:
-            raise SinkUnavailable("Hyper extract", exc) from exc
+            raise SinkUnavailable(HYPER_SERVICE, exc) from exc
         finally:
             scratch.unlink(missing_ok=True)
         return SinkResult(stored=added, duplicates=len(batch.events) - added)

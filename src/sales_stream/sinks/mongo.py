@@ -64,7 +64,7 @@ from sales_stream.deadletters import (
 )
 from sales_stream.events import encode, event_from_document
 from sales_stream.stream.batch import Batch
-from sales_stream.stream.sink import SinkResult, SinkUnavailable
+from sales_stream.stream.sink import CONSUMER_SERVICE, MONGODB_SERVICE, SinkResult, SinkUnavailable
 
 SALES = "sales"
 DEAD_LETTERS = "dead_letters"
@@ -89,7 +89,6 @@ STORED_RANGES_INDEX: tuple[tuple[str, int], ...] = (("part", ASCENDING), ("next"
 CONSUMER_BEHIND_RETRY_S = 0.3
 #: ``$in`` lists longer than this are split (SecantusDB's cost grows with the list's square).
 IN_CHUNK = 100
-_SERVICE = "MongoDB"
 
 
 def ensure_indexes(db: Database) -> None:
@@ -122,7 +121,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def unavailable(exc: PyMongoError) -> SinkUnavailable:
     """The runtime's transient error for a MongoDB failure."""
-    return SinkUnavailable(_SERVICE, exc)
+    return SinkUnavailable(MONGODB_SERVICE, exc)
 
 
 def _permanent_reason(exc: BaseException | int | None) -> str:
@@ -430,7 +429,7 @@ class StoredSales:
         if waiting:
             partition, offset = waiting[0]
             raise SinkUnavailable(
-                "the consumer",
+                CONSUMER_SERVICE,
                 LookupError(
                     f"{len(waiting)} sales not stored in MongoDB yet, "
                     f"first at {batch.topic}:{partition}:{offset}"

@@ -53,7 +53,7 @@ from sales_stream.lake import (
     write_table_atomic,
 )
 from sales_stream.stream.batch import Batch
-from sales_stream.stream.sink import SinkResult, SinkUnavailable
+from sales_stream.stream.sink import LAKE_SERVICE, SinkResult, SinkUnavailable
 
 _Fence = tuple[str, str, str, int]  # directory, incarnation, topic, partition
 
@@ -107,7 +107,7 @@ class LakeSink:
                     with suppress(FileNotFoundError):
                         self.lake.fs.delete_file(self.lake.path(directory, name))
         except OSError as exc:
-            raise SinkUnavailable("lake", exc) from exc
+            raise SinkUnavailable(LAKE_SERVICE, exc) from exc
         self._fences = fences
 
     def close(self) -> None:
@@ -165,7 +165,7 @@ class LakeSink:
                 size = write_table_atomic(self.lake, directory, name, table)
             except OSError as exc:
                 self._carried = (stored_events, dead)
-                raise SinkUnavailable("lake", exc) from exc
+                raise SinkUnavailable(LAKE_SERVICE, exc) from exc
             self._fences[(directory, incarnation, topic, partition)] = rows[-1][0]
             self._indexed.add(f"{directory}/{name}")
             self.files += 1

@@ -22,6 +22,13 @@ from typing import Protocol
 
 from sales_stream.stream.batch import Batch
 
+#: Services a sink may wait for (`SinkUnavailable.sink`), named once for the sinks and the UI.
+MONGODB_SERVICE = "MongoDB"
+LAKE_SERVICE = "lake"
+HYPER_SERVICE = "Hyper extract"
+#: The rollups wait for the consumer to have stored what they read.
+CONSUMER_SERVICE = "the consumer"
+
 
 class SinkUnavailable(Exception):
     """A transient failure: the batch can be written later (retry with backoff).

@@ -62,6 +62,11 @@ class StreamWorker:
             self._thread.join(timeout)
         return self.stats
 
+    def close(self) -> None:
+        """Stop, then release the runtime's sinks (e.g. the extract's Hyper process)."""
+        self.stop()
+        self.runtime.close()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a run started with ``until_idle``/``max_events`` to end; ``True`` if over."""
         if self._thread is None:

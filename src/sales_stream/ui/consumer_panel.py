@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import ipywidgets as widgets
 
 from sales_stream.stream import StreamState, StreamStats, StreamWorker
+from sales_stream.stream.sink import CONSUMER_SERVICE, HYPER_SERVICE, LAKE_SERVICE
 from sales_stream.ui.format import fr_int
 
 _STATE_FR = {
@@ -24,6 +25,10 @@ _STATE_FR = {
 _HEALTHY = (StreamState.RUNNING, StreamState.IDLE, StreamState.JOINING, StreamState.STOPPED)
 
 
+#: French names of the services a sink may wait for (`SinkUnavailable.sink`).
+_SERVICE_FR = {LAKE_SERVICE: "lac", HYPER_SERVICE: "extrait Hyper"}
+
+
 def status_fr(stats: StreamStats, *, now: datetime | None = None) -> str:
     """The runtime's state in French, with its cause and duration when it waits or stalls."""
     waited = ""
@@ -31,7 +36,10 @@ def status_fr(stats: StreamStats, *, now: datetime | None = None) -> str:
         seconds = int(((now or datetime.now(UTC)) - stats.since).total_seconds())
         waited = f" depuis {seconds} s"
     if stats.state is StreamState.WAITING_SINK:
-        return f"{stats.waiting_on or 'destination'} injoignable{waited}, nouvel essai du lot"
+        if stats.waiting_on == CONSUMER_SERVICE:
+            return f"en attente du consommateur{waited} (ventes pas encore enregistrées)"
+        service = _SERVICE_FR.get(stats.waiting_on or "", stats.waiting_on or "destination")
+        return f"{service} injoignable{waited}, nouvel essai du lot"
     if stats.state is StreamState.STALLED:
         return f"bloqué{waited} : {stats.cause}"
     if stats.state is StreamState.FAILED:

@@ -24,14 +24,14 @@ _live: dict[str, Any] = {}
 
 
 def _halt(kind: str, obj: Any) -> None:
+    """Stop ``obj``, then release what it holds (both, when it has both methods)."""
     for name in ("stop", "close"):
         method = getattr(obj, name, None)
         if callable(method):
             try:
                 method()
             except Exception:  # a broken old object must not block its replacement
-                log.exception("stopping the previous %s failed", kind)
-            return
+                log.exception("%s of the previous %s failed", name, kind)
 
 
 def replace(kind: str, obj: T) -> T:
