@@ -19,7 +19,7 @@ from sales_stream.contract import COLUMNS, INGESTED_AT, Lake, Origin
 from sales_stream.events import InvalidReason, SaleEvent, decode, encode
 from sales_stream.export import hyper, workbook
 from sales_stream.generator import SaleGenerator
-from sales_stream.lake import DATASET_SCHEMA, EVENT_SCHEMA, PARTITION_SCHEMA
+from sales_stream.lake.tables import DATASET_SCHEMA, EVENT_SCHEMA, PARTITION_SCHEMA
 from sales_stream.sinks.mongo import SALES
 from sales_stream.sql.schema import SALES_VIEW, TABLES, VIEWS
 from tests.test_events import CASES

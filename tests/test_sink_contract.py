@@ -18,7 +18,8 @@ from sales_stream.config import Settings
 from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
-from sales_stream.lake import lake_stats, read_dead_letters, read_lake
+from sales_stream.lake.read import read_dead_letters, read_lake
+from sales_stream.lake.tree import lake_stats
 from sales_stream.rollups import DAILY, HOURLY, totals
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 
