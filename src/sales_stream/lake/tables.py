@@ -1,8 +1,9 @@
-"""The Arrow schemas of the lake and the tables of its files.
+"""The Arrow schemas of the lake and the tables of its files, all from the one declaration.
 
 The event columns come from `sales_stream.contract` (``date`` and ``region`` live in the
-directory names, not in the files); the dead-letter columns are fields of
-`sales_stream.deadletters.DeadLetter`.
+directory names, not in the files); the dead-letter columns are the fields of
+`sales_stream.deadletters.DeadLetter` (`sales_stream.deadletters.arrow_schema`), the same
+record MongoDB stores.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from sales_stream.contract import lake_file_schema, lake_partition_schema
-from sales_stream.deadletters import DeadLetter
+from sales_stream.deadletters import DeadLetter, arrow_schema
 from sales_stream.events import SaleEvent
 
 #: Columns of an event file (``date`` and ``region`` are in the directory names).
@@ -24,19 +25,7 @@ PARTITION_SCHEMA = lake_partition_schema()
 #: Schema of the event dataset: the file columns plus the partition columns.
 DATASET_SCHEMA = pa.schema([*EVENT_SCHEMA, *PARTITION_SCHEMA])
 #: Columns of a dead-letter file: the fields of `sales_stream.deadletters.DeadLetter`.
-DEAD_LETTER_SCHEMA = pa.schema(
-    [
-        ("topic", pa.dictionary(pa.int32(), pa.string())),
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-        ("key", pa.string()),
-        ("raw", pa.binary()),
-        ("raw_size", pa.int64()),
-        ("reason", pa.dictionary(pa.int32(), pa.string())),
-        ("detail", pa.string()),
-        ("received_at", TS_TYPE),
-    ]
-)
+DEAD_LETTER_SCHEMA = arrow_schema()
 
 
 def events_table(events: Sequence[SaleEvent]) -> pa.Table:
