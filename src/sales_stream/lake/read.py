@@ -150,20 +150,13 @@ def read_lake(
     end: DateBound = None,
     regions: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """The events of the lake, one row per event, in ``ts`` order (partition pruning).
+    """The events of the lake, one row per event, in ``ts`` order.
 
-    Args:
-        lake_url: Lake root (see `sales_stream.lake.layout.open_lake`).
-        start: Inclusive lower bound of ``ts``: an aware datetime, or a date (UTC midnight).
-        end: Exclusive upper bound of ``ts``, same types.
-        regions: Region names to keep; ``None`` for all.
+    Only the files of `lake_files` are read (same arguments, same errors).
 
     Returns:
         The columns of `sales_stream.events.SaleEvent` in contract order; ``ts`` is
         ``datetime64[ms, UTC]``.
-
-    Raises:
-        ValueError: A bound is naive, start is not before end, or regions is a string.
     """
     table = _events(lake_url, list(FIELDS), start, end, regions)
     return table.sort_by([("ts", "ascending"), ("event_id", "ascending")]).to_pandas()
