@@ -20,7 +20,7 @@ from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY
 from sales_stream.events import SaleEvent, encode, event_from_document
 from sales_stream.generator import SaleGenerator
 from sales_stream.rollups import DAILY, HOURLY, totals
-from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
+from sales_stream.sinks.mongo import DEAD_LETTERS, SALES, STORED_RANGES
 from sales_stream.stream import Backoff, StreamRuntime, StreamState, StreamStats, StreamWorker
 from sales_stream.ui.consumer_panel import consumer_panel, status_fr, summary_text
 
@@ -106,6 +106,40 @@ def test_round_trip_stores_every_event_and_commits(
     # Offsets were committed: the same group finds nothing left to read.
     again = make_consumer(settings, endpoints, topic, db, group_id).run(until_idle=0.5)
     assert again.consumed == 0
+
+
+def test_the_rollups_forget_the_stored_ranges_they_committed_past(
+    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
+) -> None:
+    stack = stack_for(settings, endpoints, topic, db)
+    consumer = StreamWorker(stack.consumer(group_id=group_id, max_batch=50))
+    rollups = StreamWorker(stack.rollups(group_id=f"{group_id}-r", flush_seconds=0))
+    events = SaleGenerator(17).events(600)
+    ends: list[dict[int, int]] = []  # per round: partition -> next offset
+    consumer.start()
+    rollups.start()
+    try:
+        for round_events in (events[i : i + 150] for i in range(0, 600, 150)):
+            positions = produce(endpoints.kafka_bootstrap, topic, valid_messages(round_events))
+            end = dict(ends[-1]) if ends else {}
+            for partition, offset in positions:
+                end[partition] = max(end.get(partition, 0), offset + 1)
+            ends.append(end)
+            sent = len(ends) * 150
+            wait_for(
+                lambda sent=sent: rollup_totals(db)[0][0] == sent,
+                timeout=60,
+                what=f"{sent} sales in the rollups",
+            )
+    finally:
+        consumer.stop()
+        rollups.stop()
+    assert rollup_totals(db) == [(600, sum(round(e.amount * 100) for e in events))] * 2
+    left = list(db[STORED_RANGES].find())
+    assert left  # the last checkpoints' ranges are kept
+    for doc in left:  # every range ending before round 3 was deleted
+        partition = int(doc["part"].rsplit(":", 1)[1])
+        assert doc["next"] > ends[1][partition], doc
 
 
 def test_resent_events_are_counted_as_duplicates(

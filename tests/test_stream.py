@@ -200,3 +200,16 @@ def test_invalid_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         runtime(MemoryLog(), MemorySink(), max_batch=0)
     assert dataclasses.is_dataclass(Batch)
+
+
+def test_batches_carry_the_commits_confirmed_before_they_were_sealed() -> None:
+    log = MemoryLog()
+    fill(log, 60, partitions=1)
+    sink = MemorySink()
+    runtime(log, sink, max_batch=10).run(until_idle=0)
+    assert [b.first_offsets[0] for b in sink.batches] == [0, 10, 20, 30, 40, 50]
+    commits = [b.committed.get(0) for b in sink.batches]
+    assert commits[0] is None  # nothing committed yet in this run
+    firsts = [b.first_offsets[0] for b in sink.batches]
+    assert all(c is None or c <= first for c, first in zip(commits, firsts, strict=True))
+    assert (commits[-1] or 0) >= 30  # two batches in flight at most

@@ -137,6 +137,40 @@ def test_consumer_through_a_database_restart_stores_every_sale_once(running) -> 
     assert sorted(ids) == sorted(e.event_id for e in events)
 
 
+def test_consumer_through_a_broker_restart_stores_every_sale_acknowledged_after_it(
+    running,
+) -> None:
+    _, settings = running
+    services = embedded.status(settings.state_dir)
+    bootstrap, uri = services.kafka.bootstrap, services.database.mongo_uri
+    ensure_topic(bootstrap, "sales", partitions=3)
+    events = SaleGenerator(32).events(3000)
+    before, after = events[:1500], events[1500:]
+    stack = Stack.from_settings(settings, endpoints=infra.status(settings))
+    thread = stack.consumer_worker(group_id="through_broker_restart")
+    thread.start()
+    client = mongo_client(uri)
+
+    def _stored(ids: set[str]) -> bool:
+        found = client.sales_db[SALES].count_documents({"_id": {"$in": sorted(ids)}})
+        return found == len(ids)
+
+    try:
+        _produce(bootstrap, "sales", before)
+        assert wait_until(lambda: _stored({e.event_id for e in before}), timeout=60, interval=0.5)
+        os.kill(services.kafka.pid, signal.SIGKILL)  # memory-only: topic and offsets are gone
+        assert wait_until(lambda: kafka_ready(bootstrap), timeout=BACK_WITHIN_S)
+        ensure_topic(bootstrap, "sales", partitions=3)
+        _produce(bootstrap, "sales", after)  # acknowledged by the new incarnation
+        assert wait_until(lambda: _stored({e.event_id for e in after}), timeout=120, interval=0.5)
+    finally:
+        thread.stop()
+        stack.close()
+    ids = [doc["_id"] for doc in client.sales_db[SALES].find({}, {"_id": 1})]
+    client.close()
+    assert sorted(ids) == sorted(e.event_id for e in events)
+
+
 def _client(state_dir: Path, *, owner: int | None = None, jpy_parent: int | None = None) -> str:
     """Run ``infra.up`` in a short-lived process (a notebook kernel); return what it printed."""
     code = (

@@ -385,7 +385,9 @@ class StoredSales:
     `STORED_RANGES`), so a re-send, a conflicting version or a dead letter is skipped, as the
     consumer skipped it. A record the consumer has not written yet makes the batch wait
     (`SinkUnavailable`, retried with backoff). One query per partition of the batch; the
-    sales themselves are not read.
+    sales themselves are not read. The ranges below the follower's confirmed commit
+    (`Batch.committed`) are deleted: no one reads them again (the follower is their only
+    reader), so `STORED_RANGES` stays a few documents per partition.
 
     Args:
         db: The database the consumer writes.
@@ -414,6 +416,8 @@ class StoredSales:
         for partition, offset in batch.positions:
             offsets.setdefault(partition, []).append(offset)
         logged = {p: self._logged(batch, p, min(o), max(o)) for p, o in offsets.items()}
+        for partition, committed in batch.committed.items():
+            self._prune(batch, partition, committed)
         keep: list[int] = []
         waiting: list[tuple[int, int]] = []
         for index, (partition, offset) in enumerate(batch.positions):
@@ -438,6 +442,14 @@ class StoredSales:
             duplicates=len(batch.events) - len(keep),
             kept=batch.with_events(keep),
         )
+
+    def _prune(self, batch: Batch, partition: int, committed: int) -> None:
+        """Forget the ranges wholly below the follower's confirmed commit (`Batch.committed`).
+
+        Its group never reads there again in this topic incarnation.
+        """
+        part = stream_part(batch.incarnation, batch.topic, partition)
+        self._ranges.delete_many({"part": part, "next": {"$lte": committed}})
 
     def _logged(
         self, batch: Batch, partition: int, low: int, high: int

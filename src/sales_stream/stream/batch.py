@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from sales_stream.deadletters import DeadLetter
 from sales_stream.events import SaleEvent
@@ -22,6 +22,9 @@ class Batch:
         dead: Rejected records as dead letters.
         first_offsets: Partition → offset of its first record in the batch.
         next_offsets: Partition → offset to commit (its last record's offset + 1).
+        committed: Partition → the group's last commit this run had confirmed when the
+            batch was sealed: this group never reads below it again in this incarnation
+            (partitions without a confirmed commit are absent).
     """
 
     topic: str
@@ -31,6 +34,7 @@ class Batch:
     dead: list[DeadLetter]
     first_offsets: dict[int, int]
     next_offsets: dict[int, int]
+    committed: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -80,4 +84,5 @@ class Batch:
             dead=dead,
             first_offsets={p: o for p, o in self.first_offsets.items() if p not in partitions},
             next_offsets={p: o for p, o in self.next_offsets.items() if p not in partitions},
+            committed={p: o for p, o in self.committed.items() if p not in partitions},
         )

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sales_stream.stream.batch import Batch
@@ -303,6 +303,7 @@ class _Session:
         self._rebalance_lock = threading.Lock()
         self._revoked: set[int] = set()
         self._newly_assigned: set[int] = set()
+        self._committed: dict[int, int] = {}
         source.subscribe(self)
 
     # Rebalance listener (kafka-python calls it on its IO thread: record, apply on the loop).
@@ -336,6 +337,8 @@ class _Session:
                     kept.append(_Pending(batch, pending.assign))
             self._backlog = kept
             self._to_assign -= revoked
+            for partition in revoked:
+                self._committed.pop(partition, None)
         if assigned:
             self._incarnation = self._source.incarnation()
             self._to_assign |= assigned
@@ -473,6 +476,7 @@ class _Session:
         except CommitRejected as exc:  # a rebalance: the batch is written, re-reading is safe
             self._owner._record_error(f"commit rejected: {exc}")
             return False
+        self._committed.update(offsets)
         return True
 
     def _fetch(self, limit: int) -> None:
@@ -571,7 +575,8 @@ class _Session:
             sorted(self._open.items()),
             now=datetime.now(UTC),
         )
-        self._backlog.append(_Pending(batch))
+        committed = {p: self._committed[p] for p in batch.first_offsets if p in self._committed}
+        self._backlog.append(_Pending(replace(batch, committed=committed)))
         self._fetched += batch.size
         self._open, self._open_count, self._open_since = {}, 0, None
 

@@ -7,11 +7,44 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sales_stream.stream.decoding import Record
+
+log = logging.getLogger(__name__)
+
+#: A member still rebalancing this long after its JoinGroup succeeded is considered hung
+#: (the SyncGroup that follows takes milliseconds on a healthy broker).
+SYNC_STUCK_S = 15.0
+
+
+class JoinWatch:
+    """Tells when a rebalance is stuck after its JoinGroup succeeded (in SyncGroup).
+
+    It watches the member's generation: the rebalance starts with the previous one (or
+    none); a successful JoinGroup installs a new generation with an id ≥ 0.
+    """
+
+    def __init__(self) -> None:
+        self._start: object = None
+        self._joined_at: float | None = None
+
+    def observe(
+        self, *, rebalancing: bool, generation: object, generation_id: int, now: float
+    ) -> bool:
+        """Record one observation; return whether the join is hung."""
+        if not rebalancing:
+            self._start, self._joined_at = None, None
+            return False
+        if self._start is None:
+            self._start = generation
+        elif self._joined_at is None and generation is not self._start and generation_id >= 0:
+            self._joined_at = now
+        return self._joined_at is not None and now - self._joined_at >= SYNC_STUCK_S
 
 
 class CommitRejected(Exception):
@@ -89,17 +122,25 @@ class KafkaSource:
     """
 
     def __init__(self, bootstrap: str, topic: str, *, group_id: str, **config: Any) -> None:
-        from kafka import KafkaConsumer
-
         from sales_stream.clients import consumer_config
 
         self.topic = topic
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id=f"sales-stream-{group_id}",
+        self._options = {
+            "bootstrap_servers": bootstrap,
+            "client_id": f"sales-stream-{group_id}",
             **consumer_config(group_id=group_id, **config),
-        )
+        }
+        self._consumer = self._new_consumer()
         self._incarnation: str | None = None
+        self._kafka_listener: Any = None
+        self._join_watch = JoinWatch()
+        #: How many times a stuck group join made this source rebuild its consumer.
+        self.rebuilds = 0
+
+    def _new_consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(**self._options)
 
     def subscribe(self, listener: RebalanceListener) -> None:
         """Subscribe to the topic; rebalances are reported to ``listener``."""
@@ -121,7 +162,8 @@ class KafkaSource:
                     source._consumer.seek_to_beginning(*assigned)
                 listener.assigned({tp.partition for tp in assigned})
 
-        self._consumer.subscribe([self.topic], listener=_Listener())
+        self._kafka_listener = _Listener()
+        self._consumer.subscribe([self.topic], listener=self._kafka_listener)
 
     def incarnation(self) -> str:
         """The broker's cluster id, hashed (fresh per start of the memory-only embedded broker)."""
@@ -135,7 +177,44 @@ class KafkaSource:
     def poll(self, *, timeout_ms: int, max_records: int) -> dict[int, Sequence[Record]]:
         """Records of unpaused assigned partitions: partition → records in offset order."""
         polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        self._watch_join()
         return {tp.partition: records for tp, records in polled.items() if records}
+
+    def _watch_join(self) -> None:
+        """Rebuild the consumer when its group join hangs after JoinGroup succeeded.
+
+        After a restart of the memory-only broker, kafka-python's join was seen to stop
+        after « Successfully joined group »: the SyncGroup never completes and is never
+        retried. A new member then joins afresh (its old partitions are revoked on close,
+        so nothing unwritten is kept). A member is never rebuilt while JoinGroup itself
+        waits: the broker may legitimately hold that for the other members.
+        """
+        from kafka.coordinator.base import MemberState
+
+        coordinator = self._consumer._coordinator
+        generation = coordinator._generation
+        hung = self._join_watch.observe(
+            rebalancing=coordinator.state is MemberState.REBALANCING,
+            generation=generation,
+            generation_id=generation.generation_id,
+            now=time.monotonic(),
+        )
+        if hung and self.connected():
+            log.warning(
+                "group join of %s stuck after JoinGroup for %.0f s: rebuilding the consumer",
+                self._options["group_id"], SYNC_STUCK_S,
+            )  # fmt: skip
+            self.rebuild()
+
+    def rebuild(self) -> None:
+        """Leave the group and join it again with a new consumer (same options)."""
+        self.close()
+        self._consumer = self._new_consumer()
+        if self._kafka_listener is not None:
+            self._consumer.subscribe([self.topic], listener=self._kafka_listener)
+        self._incarnation = None
+        self._join_watch = JoinWatch()
+        self.rebuilds += 1
 
     def assignment(self) -> set[int]:
         """Partitions assigned to this member."""
