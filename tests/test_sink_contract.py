@@ -52,8 +52,11 @@ def rollup_totals(db: Database) -> list[tuple[int, int]]:
 
 
 def letters(records: Iterable[Mapping]) -> list[tuple]:
-    """The `LETTER_FIELDS` of MongoDB documents or lake rows, in position order."""
-    return sorted(tuple(r[k] for k in LETTER_FIELDS) for r in records)
+    """The `LETTER_FIELDS` of MongoDB documents or lake rows, in position order.
+
+    A missing value is ``None`` (pandas gives the lake's as NaN, the one value unequal to itself).
+    """
+    return sorted(tuple(r[k] if r[k] == r[k] else None for k in LETTER_FIELDS) for r in records)
 
 
 def cents(events: Sequence[SaleEvent]) -> int:
