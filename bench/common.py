@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pantab
 from kafka import KafkaProducer
@@ -37,36 +38,54 @@ def produce(bootstrap: str, topic: str, events: Sequence[SaleEvent]) -> float:
     return rate
 
 
-class ExtractObserver(threading.Thread):
+class ExtractObserver:
     """Reads the extract's ids whenever it is published; records when each sale appeared.
 
-    ``seen`` maps an event id to ``(seen_at, seen_at - ts)`` in epoch seconds.
+    It runs in its own process: re-reading a growing extract every publish is the
+    instrument's cost, not the pipeline's, so it must not hold the pipeline's GIL.
+    `stop` returns a map from event id to ``(seen_at, seen_at - ts)`` in epoch seconds.
     """
 
     def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.seen: dict[str, tuple[float, float]] = {}
-        self.stop_event = threading.Event()
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results = context.Queue()
+        self._process = context.Process(
+            target=_observe_extract, args=(path, self._stop, self._results), daemon=True
+        )
 
-    def run(self) -> None:
-        """Poll the file's modification time until stopped."""
-        published = 0.0
-        while not self.stop_event.wait(0.1):
-            try:
-                mtime = self.path.stat().st_mtime
-            except FileNotFoundError:
-                continue
-            if mtime == published:
-                continue
-            published = mtime
-            now = time.time()
-            frame = pantab.frame_from_hyper_query(
-                self.path, 'SELECT "event_id", "ts" FROM "Extract"."Extract"'
-            )
-            for event_id, ts in zip(frame["event_id"], frame["ts"], strict=True):
-                if event_id not in self.seen:
-                    self.seen[event_id] = (now, now - ts.replace(tzinfo=UTC).timestamp())
+    def start(self) -> None:
+        """Start watching the file."""
+        self._process.start()
+
+    def stop(self) -> dict[str, tuple[float, float]]:
+        """Stop watching; return what was seen."""
+        self._stop.set()
+        seen = self._results.get(timeout=60)
+        self._process.join(timeout=10)
+        return seen
+
+
+def _observe_extract(path: Path, stop: Any, results: Any) -> None:
+    """The observer process: poll the file's modification time until ``stop`` is set."""
+    seen: dict[str, tuple[float, float]] = {}
+    published = 0.0
+    while not stop.wait(0.1):
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if mtime == published:
+            continue
+        published = mtime
+        now = time.time()
+        frame = pantab.frame_from_hyper_query(
+            path, 'SELECT "event_id", "ts" FROM "Extract"."Extract"'
+        )
+        for event_id, ts in zip(frame["event_id"], frame["ts"], strict=True):
+            if event_id not in seen:
+                seen[event_id] = (now, now - ts.replace(tzinfo=UTC).timestamp())
+    results.put(seen)
 
 
 def percentiles(values: Sequence[float]) -> tuple[str, float]:
@@ -134,8 +153,7 @@ def run_every_feature(rate: float, seconds: float) -> FullRun:
                 time.sleep(0.05)
             drain_s = time.monotonic() - ended
             time.sleep(1.5)
-            observer.stop_event.set()
-            observer.join()
+            seen = observer.stop()
             for worker in workers:
                 worker.stop()
                 worker.runtime.close()
@@ -146,4 +164,4 @@ def run_every_feature(rate: float, seconds: float) -> FullRun:
             ]
             rollup_sales, _ = totals(stack.db, HOURLY)
             stack.close()
-    return FullRun(sent, mongo, list(observer.seen.values()), drain_s, rollup_sales)
+    return FullRun(sent, mongo, list(seen.values()), drain_s, rollup_sales)

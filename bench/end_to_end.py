@@ -8,7 +8,8 @@ fed by the producer at ``--rate`` for ``--seconds``. Freshness is read on the st
   written) minus its ``ts``, read after the run from every document — no polling load on the
   database while it runs; a batch is visible at most one ``insert_many`` after its stamp;
 * event → extract: an observer re-reads the extract's ids each time the file is published
-  and records when each sale first appeared, minus its ``ts``.
+  and records when each sale first appeared, minus its ``ts`` (in its own process: its
+  growing re-reads are the instrument's cost, not the pipeline's).
 
     .venv/bin/python bench/end_to_end.py [--rate 2000] [--seconds 60]
 """
