@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,10 +17,17 @@ from tableauhyperapi import Connection, HyperProcess, Telemetry
 
 from sales_stream import contract
 from sales_stream.contract import COLUMNS, INGESTED_AT, Lake, Origin
+from sales_stream.deadletters import DeadLetter, dead_letter
 from sales_stream.events import InvalidReason, SaleEvent, decode, encode
 from sales_stream.export import hyper, workbook
 from sales_stream.generator import SaleGenerator
-from sales_stream.lake import DATASET_SCHEMA, EVENT_SCHEMA, PARTITION_SCHEMA
+from sales_stream.lake.tables import (
+    DATASET_SCHEMA,
+    DEAD_LETTER_SCHEMA,
+    EVENT_SCHEMA,
+    PARTITION_SCHEMA,
+    dead_letters_table,
+)
 from sales_stream.sinks.mongo import SALES
 from sales_stream.sql.schema import SALES_VIEW, TABLES, VIEWS
 from tests.test_events import CASES
@@ -125,6 +133,25 @@ def test_lake_schemas_are_the_contract_columns() -> None:
     assert EVENT_SCHEMA.names == files
     assert PARTITION_SCHEMA.names == partitions == ["date", "region"]
     assert set(DATASET_SCHEMA.names) == {c.name for c in COLUMNS if c.lake is not Lake.ABSENT}
+
+
+def test_lake_and_mongodb_dead_letters_have_the_same_fields() -> None:
+    letter = dead_letter(
+        topic="sales",
+        partition=2,
+        offset=7,
+        key=b"k",
+        value=b"{bad",
+        reason="not_json",
+        detail="not JSON",
+        incarnation="0a1b",
+        now=datetime(2026, 1, 2, 3, 4, 5, 678000, UTC),
+    )
+    names = [f.name for f in dataclasses.fields(DeadLetter)]
+    assert DEAD_LETTER_SCHEMA.names == names
+    assert set(letter.to_document()) == {"_id", *names, "raw_text"}
+    [row] = dead_letters_table([letter]).to_pylist()
+    assert row == dataclasses.asdict(letter)  # the lake keeps every field MongoDB keeps
 
 
 def test_hyper_table_is_the_tableau_columns(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,16 +15,19 @@ from pymongo.database import Database
 from sales_stream import cli, infra
 from sales_stream.app import Stack
 from sales_stream.config import Settings
-from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY
+from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY, DeadLetter, sha256_hex
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
-from sales_stream.lake import lake_stats, read_dead_letters, read_lake
+from sales_stream.lake.read import read_dead_letters, read_lake
+from sales_stream.lake.tree import lake_stats
 from sales_stream.rollups import DAILY, HOURLY, totals
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 
 pytestmark = pytest.mark.slow
 
 Message = tuple[bytes | None, bytes | None]
+#: What a dead letter says of its message, the same in both stores (not when each sink saw it).
+LETTER_FIELDS = tuple(f.name for f in dataclasses.fields(DeadLetter) if f.name != "received_at")
 
 
 def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> None:
@@ -46,6 +49,14 @@ def sales(events: Sequence[SaleEvent]) -> list[Message]:
 def rollup_totals(db: Database) -> list[tuple[int, int]]:
     """(sales, revenue in cents) of each rollup."""
     return [(n, round(amount * 100)) for n, amount in (totals(db, r) for r in (HOURLY, DAILY))]
+
+
+def letters(records: Iterable[Mapping]) -> list[tuple]:
+    """The `LETTER_FIELDS` of MongoDB documents or lake rows, in position order.
+
+    A missing value is ``None`` (pandas gives the lake's as NaN, the one value unequal to itself).
+    """
+    return sorted(tuple(r[k] if r[k] == r[k] else None for k in LETTER_FIELDS) for r in records)
 
 
 def cents(events: Sequence[SaleEvent]) -> int:
@@ -108,11 +119,13 @@ def test_a_poison_message_never_stalls_mongodb_nor_the_lake(
         letter["reason"] == reason if reason else letter["reason"] in {"not_utf8", "unknown_field"}
     )
     assert len(letter["key"] or "") <= 512
-    assert letter["raw_sha256"]
+    assert letter["key_size"] == len(poison[0] or b"")
+    assert (letter["raw_size"], letter["raw_sha256"]) == (len(poison[1]), sha256_hex(poison[1]))
+    assert letter["incarnation"]
     assert rollup_totals(db) == [(2000, cents(events))] * 2
     assert lake_stats(cli_env)["rows"] == 2000
-    [lake_letter] = read_dead_letters(cli_env).to_dict("records")
-    assert lake_letter["reason"] == letter["reason"]
+    lake_letters = read_dead_letters(cli_env).to_dict("records")
+    assert letters(lake_letters) == letters([letter])  # reason, position, sizes, sha256, …
 
 
 def test_lake_and_mongodb_apply_one_contract(
@@ -148,14 +161,9 @@ def test_lake_and_mongodb_apply_one_contract(
     frame = read_lake(tmp_path / "lake")
     assert len(frame) == frame["event_id"].nunique() == 1200
     assert set(frame["event_id"]) == ids
-    position = ("partition", "offset", "reason")
-    mongo_letters = sorted(tuple(d[k] for k in position) for d in db[DEAD_LETTERS].find())
-    lake_letters = sorted(
-        tuple(r[k] for k in position)
-        for r in read_dead_letters(tmp_path / "lake").to_dict("records")
-    )
-    assert mongo_letters == lake_letters
-    reasons = [r for _, _, r in mongo_letters]
+    mongo_letters = letters(db[DEAD_LETTERS].find())
+    assert letters(read_dead_letters(tmp_path / "lake").to_dict("records")) == mongo_letters
+    reasons = [d["reason"] for d in db[DEAD_LETTERS].find()]
     assert reasons.count(MISSING_KEY) == 25
     assert reasons.count(CONFLICTING_DUPLICATE) == 30
     assert "duplicate_json_key" in reasons

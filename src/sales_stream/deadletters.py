@@ -10,11 +10,14 @@ refuses it, `DeadLetter.minimal` keeps only the position, the reason, the sizes 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from sales_stream.events import InvalidEvent, SaleEvent, encode
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: Raw payloads are kept up to this size; a longer payload keeps its head and its length.
 MAX_KEPT_BYTES = 4096
@@ -28,6 +31,11 @@ MISSING_KEY = "missing_key"
 CONFLICTING_DUPLICATE = "conflicting_duplicate"
 UNENCODABLE = "unencodable"
 TOO_LARGE = "too_large"
+
+#: Field metadata: low-cardinality text, dictionary-encoded in the lake.
+_CODE = {"arrow": "dictionary"}
+#: Field metadata: a 32-bit integer in the lake (a Kafka partition).
+_INT32 = {"arrow": "int32"}
 
 
 def storable_text(text: str, limit: int) -> str:
@@ -65,16 +73,16 @@ class DeadLetter:
         raw_sha256: SHA-256 of the full original payload.
     """
 
-    topic: str
-    partition: int
+    topic: str = field(metadata=_CODE)
+    partition: int = field(metadata=_INT32)
     offset: int
     key: str | None
     raw: bytes | None
     raw_size: int
-    reason: str
+    reason: str = field(metadata=_CODE)
     detail: str
     received_at: datetime
-    incarnation: str = ""
+    incarnation: str = field(default="", metadata=_CODE)
     key_size: int = 0
     raw_sha256: str = ""
 
@@ -88,27 +96,44 @@ class DeadLetter:
         return None if self.raw is None else self.raw.decode("utf-8", errors="replace")
 
     def to_document(self) -> dict[str, Any]:
-        """The MongoDB document (``_id`` = incarnation:topic:partition:offset)."""
-        return {
-            "_id": self.dead_letter_id,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "incarnation": self.incarnation,
-            "key": self.key,
-            "key_size": self.key_size,
-            "raw": self.raw,
-            "raw_text": self.raw_text(),
-            "raw_size": self.raw_size,
-            "raw_sha256": self.raw_sha256,
-            "reason": self.reason,
-            "detail": self.detail,
-            "received_at": self.received_at,
-        }
+        """The MongoDB document: every field, plus ``_id`` and ``raw_text``.
+
+        ``_id`` is incarnation:topic:partition:offset (`dead_letter_id`).
+        """
+        document: dict[str, Any] = {"_id": self.dead_letter_id}
+        document |= {f.name: getattr(self, f.name) for f in fields(self)}
+        document["raw_text"] = self.raw_text()
+        return document
 
     def minimal(self, why: str) -> DeadLetter:
         """The last-resort record: position, reason, sizes and hash only."""
         return replace(self, key=None, raw=None, detail=storable_text(why, MAX_DETAIL_CHARS))
+
+
+def arrow_schema() -> pa.Schema:
+    """The Arrow schema of the lake's dead-letter files: the fields of `DeadLetter`, in order.
+
+    Text is ``string`` (``dictionary`` where a field's metadata says so), integers ``int64``
+    (``int32`` likewise), ``raw`` ``binary``, ``received_at`` ``timestamp[ms, tz=UTC]``; all
+    nullable, so files written before a field existed read it as null.
+    """
+    import pyarrow as pa
+
+    by_type = {
+        str: pa.string(),
+        int: pa.int64(),
+        bytes: pa.binary(),
+        datetime: pa.timestamp("ms", tz="UTC"),
+    }
+    named = {"dictionary": pa.dictionary(pa.int32(), pa.string()), "int32": pa.int32()}
+    hints = get_type_hints(DeadLetter)
+    columns = []
+    for f in fields(DeadLetter):
+        declared = hints[f.name]
+        base = next(t for t in (str, int, bytes, datetime) if declared in (t, t | None))
+        arrow = f.metadata.get("arrow")
+        columns.append((f.name, by_type[base] if arrow is None else named[arrow]))
+    return pa.schema(columns)
 
 
 def position_id(incarnation: str, topic: str, partition: int, offset: int) -> str:

@@ -31,7 +31,7 @@ from sales_stream.export.hyper import read_extract
 from sales_stream.export.package import write_workbooks
 from sales_stream.export.workbook import write_live_workbook
 from sales_stream.generator import SaleGenerator, SimulatedClock, catch_up_clock, live_rate
-from sales_stream.lake import lake_stats
+from sales_stream.lake.tree import lake_stats
 from sales_stream.producer import ProducerThread, backfill
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 from sales_stream.sql.schema import setup_endpoint

@@ -53,7 +53,7 @@ def _lake(args: argparse.Namespace) -> int:
     from sales_stream import infra
     from sales_stream.config import load_settings
     from sales_stream.errors import InfraError
-    from sales_stream.lake import partition_tree
+    from sales_stream.lake.tree import partition_tree
 
     settings = load_settings()
     path = args.path or settings.lake
@@ -70,7 +70,7 @@ def _lake(args: argparse.Namespace) -> int:
 
 
 def _totals(path: str) -> str:
-    from sales_stream.lake import lake_stats
+    from sales_stream.lake.tree import lake_stats
 
     stats = lake_stats(path)
     return (
@@ -81,7 +81,7 @@ def _totals(path: str) -> str:
 
 def _compact(path: str, before: date | None) -> int:
     from sales_stream.errors import SalesStreamError
-    from sales_stream.lake import compact
+    from sales_stream.lake.compaction import compact
 
     try:
         results = compact(path, before=before)

@@ -11,7 +11,7 @@ several files appear at once:
 
 * A file holds the rows of one topic incarnation and partition for one directory
   (``sales/date=…/region=…`` or ``_dead_letters``); its name gives the offsets of its first
-  and last rows and the incarnation (`sales_stream.lake.part_name`).
+  and last rows and the incarnation (`sales_stream.lake.layout.part_name`).
 * A file is written under a temporary name, then moved into place; offsets are committed by
   the runtime only after all the files of a checkpoint are written.
 * For a directory and (incarnation, partition), files are written in offset order and each
@@ -38,20 +38,18 @@ import pyarrow as pa
 
 from sales_stream.deadletters import DeadLetter, conflict_letter
 from sales_stream.events import SaleEvent, encode
-from sales_stream.lake import (
+from sales_stream.lake.files import read_part, write_table_atomic
+from sales_stream.lake.layout import (
     DEAD_LETTERS_DIR,
     SALES_DIR,
-    dead_letters_table,
-    events_table,
     open_lake,
     parse_part,
     part_name,
     partition_dir,
-    read_part,
     temp_target,
     walk_files,
-    write_table_atomic,
 )
+from sales_stream.lake.tables import dead_letters_table, events_table
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.sink import LAKE_SERVICE, SinkResult, SinkUnavailable
 
@@ -62,7 +60,8 @@ class LakeSink:
     """Writes each batch as Parquet files (`sales_stream.stream.Sink`).
 
     Args:
-        lake_url: Lake root: a local path or a filesystem URL (see `sales_stream.lake`).
+        lake_url: Lake root: a local path or a filesystem URL (see
+            `sales_stream.lake.layout.open_lake`).
 
     Attributes:
         files: Files written by this sink.
