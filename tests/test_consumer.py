@@ -264,14 +264,17 @@ def test_thread_and_panel_start_stop_commit_and_wait_idle(
     assert (again.consumed, again.stored, again.duplicates) == (810, 800, 10)
 
 
-def test_summary_text_in_french() -> None:
-    since = datetime(2024, 6, 1, 12, 30, 0, tzinfo=UTC)
-    stats = StreamStats(
+#: 8 s after `_waiting_for_mongodb`'s wait began.
+_NOW = datetime(2024, 6, 1, 12, 30, 8, tzinfo=UTC)
+
+
+def _waiting_for_mongodb() -> StreamStats:
+    return StreamStats(
         name="mongodb",
         state=StreamState.WAITING_SINK,
         cause="MongoDB unavailable: AutoReconnect: connection refused",
         waiting_on="MongoDB",
-        since=since,
+        since=datetime(2024, 6, 1, 12, 30, 0, tzinfo=UTC),
         consumed=6020,
         stored=5020,
         duplicates=0,
@@ -281,7 +284,10 @@ def test_summary_text_in_french() -> None:
         last_commit=datetime(2024, 6, 1, 12, 30, 5, tzinfo=UTC),
         last_error="MongoDB unavailable: AutoReconnect: connection refused",
     )
-    now = datetime(2024, 6, 1, 12, 30, 8, tzinfo=UTC)
+
+
+def test_summary_text_in_french() -> None:
+    stats, now = _waiting_for_mongodb(), _NOW
     assert summary_text(stats, now=now) == (
         "Consommateur : MongoDB injoignable depuis 8 s, nouvel essai du lot.\n"
         "6\u202f020 messages traités en 4 lots : 5\u202f020 ventes enregistrées, "
@@ -338,26 +344,8 @@ def test_backoff_is_exponential_bounded_and_jittered() -> None:
 
 
 def test_status_names_the_service_waited_for_in_french() -> None:
-    since = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
-    now = datetime(2026, 12, 2, 12, 0, 8, tzinfo=UTC)
-    stats = StreamStats(
-        name="x",
-        state=StreamState.WAITING_SINK,
-        cause=None,
-        waiting_on=None,
-        since=since,
-        consumed=0,
-        stored=0,
-        duplicates=0,
-        dead_lettered=0,
-        batches=0,
-        lag={},
-        last_commit=None,
-        last_error=None,
-    )
-
     def waiting(service: str) -> str:
-        return status_fr(dataclasses.replace(stats, waiting_on=service), now=now)
+        return status_fr(dataclasses.replace(_waiting_for_mongodb(), waiting_on=service), now=_NOW)
 
     assert waiting(HYPER_SERVICE).startswith("extrait Hyper injoignable depuis 8 s")
     assert waiting(LAKE_SERVICE).startswith("lac injoignable depuis 8 s")

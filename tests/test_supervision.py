@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
+from pymongo import MongoClient
 
 from sales_stream import infra
 from sales_stream.app import Stack
@@ -25,6 +26,7 @@ from sales_stream.infra import embedded
 from sales_stream.infra.health import kafka_ready, mongo_ready
 from sales_stream.infra.process import pid_alive, wait_until
 from sales_stream.sinks.mongo import SALES
+from sales_stream.stream import StreamWorker
 
 BACK_WITHIN_S = 15.0
 
@@ -130,11 +132,17 @@ def test_consumer_through_a_database_restart_stores_every_sale_once(running) -> 
 
         assert wait_until(_all_stored, timeout=120, interval=0.5)
     finally:
-        thread.stop()
-        stack.close()
+        ids = _stop_and_read_ids(thread, stack, client)
+    assert sorted(ids) == sorted(e.event_id for e in events)
+
+
+def _stop_and_read_ids(thread: StreamWorker, stack: Stack, client: MongoClient) -> list[str]:
+    """Stop the consumer and the stack; the ids stored in ``sales`` (closes ``client``)."""
+    thread.stop()
+    stack.close()
     ids = [doc["_id"] for doc in client.sales_db[SALES].find({}, {"_id": 1})]
     client.close()
-    assert sorted(ids) == sorted(e.event_id for e in events)
+    return ids
 
 
 def test_consumer_through_a_broker_restart_stores_every_sale_acknowledged_after_it(
@@ -159,15 +167,13 @@ def test_consumer_through_a_broker_restart_stores_every_sale_acknowledged_after_
         _produce(bootstrap, "sales", before)
         assert wait_until(lambda: _stored({e.event_id for e in before}), timeout=60, interval=0.5)
         os.kill(services.kafka.pid, signal.SIGKILL)  # memory-only: topic and offsets are gone
+        assert wait_until(lambda: not pid_alive(services.kafka.pid), timeout=5)
         assert wait_until(lambda: kafka_ready(bootstrap), timeout=BACK_WITHIN_S)
         ensure_topic(bootstrap, "sales", partitions=3)
         _produce(bootstrap, "sales", after)  # acknowledged by the new incarnation
         assert wait_until(lambda: _stored({e.event_id for e in after}), timeout=120, interval=0.5)
     finally:
-        thread.stop()
-        stack.close()
-    ids = [doc["_id"] for doc in client.sales_db[SALES].find({}, {"_id": 1})]
-    client.close()
+        ids = _stop_and_read_ids(thread, stack, client)
     assert sorted(ids) == sorted(e.event_id for e in events)
 
 
