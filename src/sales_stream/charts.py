@@ -15,7 +15,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
-from matplotlib.dates import DateFormatter
+from matplotlib.dates import AutoDateLocator, DateFormatter
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from matplotlib.text import Text
@@ -28,6 +28,8 @@ CHART_FILES = {
     "regions": "ventes_par_region.png",
     "products": "top_produits.png",
 }
+#: Beyond this span the history's ticks are days (« 25/11 »), below it hours (« 25/11 14h »).
+_DAY_LABELS = pd.Timedelta(days=2)
 _EUR = FuncFormatter(lambda value, _pos: f"{value:,.0f} €".replace(",", " "))
 _SOURCE = "Données générées par sales-stream (ventes fictives), lues dans MongoDB"
 # Label moves (degrees) so that small or crowded regions keep their names readable.
@@ -59,6 +61,7 @@ def revenue_over_time_figure(frame: pd.DataFrame, *, recent: pd.DataFrame | None
         live.bar(recent["bucket"], recent["revenue"], width=1 / 1440, color="#ff7f0e")
         live.set_title("Dernière heure : par minute (UTC)")
         live.yaxis.set_major_formatter(_EUR)
+        live.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=6))
         live.xaxis.set_major_formatter(DateFormatter("%H:%M"))
         live.grid(alpha=0.3)
     _caption(fig)
@@ -70,6 +73,10 @@ def _line(ax: Axes, frame: pd.DataFrame, title: str, *, colour: str = "#1f77b4")
     ax.fill_between(frame["bucket"], frame["revenue"], alpha=0.15, color=colour)
     ax.set_title(title)
     ax.yaxis.set_major_formatter(_EUR)
+    # Numeric French dates, few enough ticks that labels never overlap.
+    span = frame["bucket"].max() - frame["bucket"].min() if len(frame) else pd.Timedelta(0)
+    ax.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=8))
+    ax.xaxis.set_major_formatter(DateFormatter("%d/%m" if span > _DAY_LABELS else "%d/%m %Hh"))
     ax.grid(alpha=0.3)
 
 
