@@ -415,8 +415,6 @@ class StoredSales:
         for partition, offset in batch.positions:
             offsets.setdefault(partition, []).append(offset)
         logged = {p: self._logged(batch, p, min(o), max(o)) for p, o in offsets.items()}
-        for partition, committed in batch.committed.items():
-            self._prune(batch, partition, committed)
         keep: list[int] = []
         waiting: list[tuple[int, int]] = []
         for index, (partition, offset) in enumerate(batch.positions):
@@ -436,6 +434,8 @@ class StoredSales:
                 ),
                 retry_after=CONSUMER_BEHIND_RETRY_S,
             )
+        for partition, committed in batch.committed.items():  # once, not on every retry
+            self._prune(batch, partition, committed)
         return SinkResult(
             stored=len(keep),
             duplicates=len(batch.events) - len(keep),
