@@ -22,9 +22,10 @@ run: $(STAMP)
 notebooks: run
 	$(BIN)/python -m sales_stream.notebooks out/notebooks .
 
-## test: the test suite (real embedded Kafka, MongoDB and Hyper; executes the notebooks)
+## test: the test suite (real embedded Kafka, MongoDB and Hyper; executes the notebooks),
+## whole files spread over two workers, each with its own embedded servers
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## lab: JupyterLab on the notebooks; it owns the embedded services its kernels start (they stop with it)
 lab: $(STAMP)

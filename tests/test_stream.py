@@ -21,6 +21,7 @@ from sales_stream.stream import (
     StreamRuntime,
     StreamState,
 )
+from sales_stream.stream.runtime import flush_interval
 
 
 class MemorySink:
@@ -213,3 +214,19 @@ def test_batches_carry_the_commits_confirmed_before_they_were_sealed() -> None:
     firsts = [b.first_offsets[0] for b in sink.batches]
     assert all(c is None or c <= first for c, first in zip(commits, firsts, strict=True))
     assert (commits[-1] or 0) >= 30  # two batches in flight at most
+
+
+def test_a_paced_runtime_leaves_the_writes_their_share_of_the_time() -> None:
+    assert flush_interval(2.0, last_write_s=0.1, max_write_share=0.25) == 2.0  # light load
+    assert flush_interval(2.0, last_write_s=1.0, max_write_share=0.25) == 3.0  # heavy load
+    assert flush_interval(0.0, last_write_s=5.0, max_write_share=1.0) == 0.0  # no pacing
+    with pytest.raises(ValueError, match="max_write_share"):
+        runtime(MemoryLog(), MemorySink(), max_write_share=0)
+
+
+def test_pacing_never_holds_back_a_full_batch() -> None:
+    log = MemoryLog()
+    fill(log, 60, partitions=1)
+    sink = MemorySink()
+    runtime(log, sink, max_batch=10, max_write_share=0.01).run(until_idle=0)
+    assert [len(b.events) for b in sink.batches] == [10] * 6

@@ -79,6 +79,8 @@ def test_killed_database_is_back_on_its_port_and_kafka_keeps_serving(running) ->
     assert wait_until(lambda: not mongo_ready(uri, timeout=0.3), timeout=5)
     assert kafka_ready(before.kafka.bootstrap)  # the broker did not go down with it
     assert wait_until(lambda: mongo_ready(uri, timeout=0.5), timeout=BACK_WITHIN_S)
+    # the supervisor records the server as ready at its next poll after it answers
+    assert wait_until(lambda: embedded.status(settings.state_dir) is not None, timeout=5)
     after = embedded.status(settings.state_dir)
     assert after.database.mongo_port == before.database.mongo_port
     assert after.database.sql_port == before.database.sql_port

@@ -36,6 +36,10 @@ MAX_POLL_INTERVAL_MS = 30_000
 ROLLUP_FLUSH_S = 2.0
 #: Most records per rollup checkpoint: a backlog is caught up with few upserts per cell.
 ROLLUP_MAX_BATCH = 50_000
+#: Most of the time the rollups may spend writing: a checkpoint costs about 2 ms of the
+#: embedded database per cell, whatever the sales in it, so under load they checkpoint less
+#: often instead of taking the database from the consumer (measured in ``bench/soak.py``).
+ROLLUP_WRITE_SHARE = 0.25
 #: A hung MongoDB must not block a write attempt forever.
 SOCKET_TIMEOUT_MS = 60_000
 
@@ -125,6 +129,7 @@ class Stack:
             [StoredSales(database), RollupSink(database)],
             max_batch=ROLLUP_MAX_BATCH,
             flush_interval_s=flush_seconds,
+            max_write_share=ROLLUP_WRITE_SHARE,
         )
 
     def lake(
@@ -210,6 +215,7 @@ class Stack:
         *,
         max_batch: int,
         flush_interval_s: float = 0.0,
+        max_write_share: float = 1.0,
     ) -> StreamRuntime:
         return kafka_runtime(
             self.endpoints.kafka_bootstrap,
@@ -219,6 +225,7 @@ class Stack:
             name=name,
             max_batch=max_batch,
             flush_interval_s=flush_interval_s,
+            max_write_share=max_write_share,
         )
 
 
@@ -231,6 +238,7 @@ def kafka_runtime(
     name: str,
     max_batch: int = 5000,
     flush_interval_s: float = 0.0,
+    max_write_share: float = 1.0,
 ) -> StreamRuntime:
     """A runtime reading ``topic`` in consumer group ``group_id`` into ``sinks``."""
     from sales_stream.stream.source import KafkaSource
@@ -245,5 +253,10 @@ def kafka_runtime(
         )
 
     return StreamRuntime(
-        source, sinks, name=name, max_batch=max_batch, flush_interval_s=flush_interval_s
+        source,
+        sinks,
+        name=name,
+        max_batch=max_batch,
+        flush_interval_s=flush_interval_s,
+        max_write_share=max_write_share,
     )

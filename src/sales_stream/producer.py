@@ -56,7 +56,10 @@ State = Literal["idle", "running", "paused", "stopped", "failed"]
 
 #: Highest accepted target rate (events/s); far above what one Python thread can send.
 MAX_RATE = 1_000_000.0
-#: Client settings of the live producer: small batches, failures visible within seconds.
+#: Client settings of the live producer: failures visible within seconds, and batches of
+#: up to 50 ms (``linger_ms``): the embedded broker's CPU per produce request grows with the
+#: topic's length while consumers wait at its tail, so at 1,000 sales/s batches of 5 ms had
+#: it take a whole core after a few minutes (6-8 % with 50 ms; ``bench/soak.py``).
 #: Idempotence is off: kafka-python 3.0 stops expiring batches of an idempotent producer
 #: that lost its broker (it waits for a new producer id first), so they would never fail;
 #: one request in flight per connection keeps the per-region order through retries, and the
@@ -65,7 +68,7 @@ LIVE_CONFIG: dict[str, Any] = {
     "acks": "all",
     "enable_idempotence": False,
     "max_in_flight_requests_per_connection": 1,
-    "linger_ms": 5,
+    "linger_ms": 50,
     "batch_size": 64 * 1024,
     "max_block_ms": 2_000,
     "request_timeout_ms": 3_000,

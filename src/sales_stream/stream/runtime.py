@@ -63,6 +63,15 @@ def describe(exc: BaseException) -> str:
     return text if len(text) <= _ERROR_MAX_CHARS else text[: _ERROR_MAX_CHARS - 1] + "…"
 
 
+def flush_interval(minimum_s: float, *, last_write_s: float, max_write_share: float) -> float:
+    """How long open records accumulate before a checkpoint (seconds).
+
+    ``minimum_s``, or longer, so that writes of ``last_write_s`` each take at most
+    ``max_write_share`` of the time.
+    """
+    return max(minimum_s, last_write_s * (1 - max_write_share) / max_write_share)
+
+
 class Backoff:
     """Bounded exponential backoff with jitter: ``initial × 2ⁿ``, capped, times U(0.5, 1)."""
 
@@ -128,6 +137,11 @@ class StreamRuntime:
         max_batch: Most records per checkpoint.
         flush_interval_s: Accumulate polls for up to this long before a checkpoint
             (0: one checkpoint per poll; the lake and the extract want larger files).
+        max_write_share: Most of the time the sinks' writes may take: after a checkpoint
+            written in *w* seconds, the next one accumulates for at least
+            *w* × (1 − share) / share. A sink whose cost follows the checkpoints, not the
+            records (the rollups: one update per cell), then leaves the rest of a shared
+            server to the others under load. 1.0: no pacing.
         poll_timeout_ms: How long a poll waits for records.
     """
 
@@ -139,6 +153,7 @@ class StreamRuntime:
         name: str,
         max_batch: int = 5000,
         flush_interval_s: float = 0.0,
+        max_write_share: float = 1.0,
         poll_timeout_ms: int = 200,
     ) -> None:
         if not sinks:
@@ -147,10 +162,13 @@ class StreamRuntime:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if flush_interval_s < 0 or poll_timeout_ms < 0:
             raise ValueError("flush_interval_s and poll_timeout_ms must be >= 0")
+        if not 0 < max_write_share <= 1:
+            raise ValueError(f"max_write_share must be in (0, 1], got {max_write_share}")
         self.name = name
         self.sinks = tuple(sinks)
         self.max_batch = max_batch
         self.flush_interval_s = flush_interval_s
+        self.max_write_share = max_write_share
         self.poll_timeout_ms = poll_timeout_ms
         self._source_factory = source
         self._lock = threading.Lock()
@@ -304,6 +322,7 @@ class _Session:
         self._revoked: set[int] = set()
         self._newly_assigned: set[int] = set()
         self._committed: dict[int, int] = {}
+        self._last_write_s = 0.0
         source.subscribe(self)
 
     # Rebalance listener (kafka-python calls it on its IO thread: record, apply on the loop).
@@ -395,6 +414,7 @@ class _Session:
     # The writer thread.
 
     def _persist(self, pending: _Pending) -> None:
+        started = time.monotonic()
         owner = self._owner
         batch = pending.batch
         if pending.assign:
@@ -413,6 +433,7 @@ class _Session:
             current = result.kept if result.kept is not None else current
             pending.results.append(result)
             pending.kept.append(current)
+        self._last_write_s = time.monotonic() - started
 
     def _take_assign(self) -> _Pending:
         pending = self._backlog[0]
@@ -486,7 +507,7 @@ class _Session:
             self._paused = False
         timeout = self._owner.poll_timeout_ms
         if self._open_since is not None:
-            due = self._open_since + self._owner.flush_interval_s - time.monotonic()
+            due = self._open_since + self._flush_interval() - time.monotonic()
             timeout = min(timeout, max(0, int(due * 1000)))
         records = source.poll(timeout_ms=timeout, max_records=limit) if limit else {}
         self._last_poll = time.monotonic()
@@ -565,7 +586,7 @@ class _Session:
         due = (
             force
             or self._open_count >= self._owner.max_batch
-            or time.monotonic() - (self._open_since or 0.0) >= self._owner.flush_interval_s
+            or time.monotonic() - (self._open_since or 0.0) >= self._flush_interval()
         )
         if not due:
             return
@@ -579,6 +600,14 @@ class _Session:
         self._backlog.append(_Pending(replace(batch, committed=committed)))
         self._fetched += batch.size
         self._open, self._open_count, self._open_since = {}, 0, None
+
+    def _flush_interval(self) -> float:
+        owner = self._owner
+        return flush_interval(
+            owner.flush_interval_s,
+            last_write_s=self._last_write_s,
+            max_write_share=owner.max_write_share,
+        )
 
     def _refresh_lag(self) -> None:
         source = self._source
