@@ -20,7 +20,7 @@ from sales_stream.config import Settings
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
-from sales_stream.rollups import DAILY, HOURLY, RollupSink
+from sales_stream.rollups import BULK_CELLS, DAILY, HOURLY, RollupSink
 from sales_stream.sinks.mongo import SALES, MongoSink, ensure_indexes
 from sales_stream.sql import connect
 from sales_stream.sql import queries as sql_queries
@@ -159,6 +159,7 @@ def test_rollups_are_exact_under_replays_and_duplicates(db: Database, sql) -> No
     assert db[SALES].count_documents({}) == total
     assert _rollup_sales(db, HOURLY.collection) == total
     assert _rollup_sales(db, DAILY.collection) == total
+    assert db[DAILY.collection].count_documents({}) > 2 * BULK_CELLS  # several bulks a batch
     _assert_same_answers(db, sql, None)
 
 

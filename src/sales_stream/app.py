@@ -39,7 +39,7 @@ ROLLUP_MAX_BATCH = 50_000
 #: Most of the time the rollups may spend writing: a checkpoint costs about 2 ms of the
 #: embedded database per cell, whatever the sales in it, so under load they checkpoint less
 #: often instead of taking the database from the consumer (measured in ``bench/soak.py``).
-ROLLUP_WRITE_SHARE = 0.25
+ROLLUP_WRITE_SHARE = 0.15
 #: A hung MongoDB must not block a write attempt forever.
 SOCKET_TIMEOUT_MS = 60_000
 

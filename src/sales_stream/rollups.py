@@ -10,21 +10,21 @@ sales), ``quantity``, ``amount`` (revenue), the UTC start of its bucket (``hour_
 `RollupSink` runs in its own runtime (`sales_stream.app.Stack.rollups`, its own consumer
 group), behind `sales_stream.sinks.mongo.StoredSales`: it receives only the sales the consumer
 stored from these very records — never a re-send, a conflicting version or a dead letter.
-A checkpoint (every two seconds, less often under load: an update costs the embedded
-database about 2 ms per cell, so `sales_stream.app.ROLLUP_WRITE_SHARE` bounds the share of
-the time spent writing) is aggregated in memory and written as one upsert per cell (not per
-sale), in bulks of `BULK_CELLS`, so the consumer's own write path stays one ``insert_many``. It may see a
+A checkpoint (every two seconds, less often under load: an update costs the embedded database
+about 2 ms per cell, so `sales_stream.app.ROLLUP_WRITE_SHARE` bounds the share of the time
+spent writing) is aggregated in memory and written as one upsert per cell (not per sale), in
+bulks of `BULK_CELLS`, so the consumer's own write path stays one ``insert_many``. It may see a
 batch again after a crash or a rebalance, with other boundaries; each sale still counts once
-thanks to **offset fences**: a cell holds ``fence.<incarnation>:<topic>:<partition>``, the
-last offset of that partition already added to it. The incarnation
-(`sales_stream.stream.source.incarnation_of`: the broker's cluster id, fresh per start of
-the memory-only embedded broker) makes the fence survive a broker restart that starts offsets
-again at 0. Partitions are consumed in offset order from the last commit,
-so every offset at or below the fence is in the sums and every offset above it is not. One
-single-document update adds a batch's contribution and moves the fence, so a crash leaves each
-cell either before or after the batch. The normal path is one unordered bulk of upserts guarded
-by ``fence < the batch's first offset in the cell``; a guard that fails (a replay) sends the
-cell to a compare-and-set on the fence it reads, which adds only the offsets above it.
+thanks to **offset fences**: a cell holds ``fence.<incarnation>:<topic>:<partition>``, the last
+offset of that partition already added to it. The incarnation
+(`sales_stream.stream.source.incarnation_of`: the broker's cluster id, fresh per start of the
+memory-only embedded broker) makes the fence survive a broker restart that starts offsets again
+at 0. Partitions are consumed in offset order from the last commit, so every offset at or below
+the fence is in the sums and every offset above it is not. One single-document update adds a
+batch's contribution and moves the fence, so a crash leaves each cell either before or after
+the batch. The normal path is unordered bulks of upserts guarded by ``fence < the batch's first
+offset in the cell``; a guard that fails (a replay) sends the cell to a compare-and-set on the
+fence it reads, which adds only the offsets above it.
 
 Sums are exact: ``sales`` and ``quantity`` are int64, ``amount`` is a decimal128 sum of the
 sales' amounts rounded to the cent, so any order and any batching give the same value, equal to
