@@ -36,7 +36,7 @@ MAX_POLL_INTERVAL_MS = 30_000
 ROLLUP_FLUSH_S = 2.0
 #: Most records per rollup checkpoint: a backlog is caught up with few upserts per cell.
 ROLLUP_MAX_BATCH = 50_000
-#: Most of the time the rollups may spend writing: a checkpoint costs about 2 ms of the
+#: Most of the time the rollups may spend writing: a checkpoint costs about 1-2 ms of the
 #: embedded database per cell, whatever the sales in it, so under load they checkpoint less
 #: often instead of taking the database from the consumer (measured in ``bench/soak.py``).
 ROLLUP_WRITE_SHARE = 0.15
