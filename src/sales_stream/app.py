@@ -40,6 +40,9 @@ ROLLUP_MAX_BATCH = 50_000
 #: embedded database per cell, whatever the sales in it, so under load they checkpoint less
 #: often instead of taking the database from the consumer (measured in ``bench/soak.py``).
 ROLLUP_WRITE_SHARE = 0.15
+#: Most of the time the extract may spend writing: each publication copies the whole file
+#: (`sales_stream.export.extract_sink`), so a large extract is published less often.
+HYPER_WRITE_SHARE = 0.25
 #: A hung MongoDB must not block a write attempt forever.
 SOCKET_TIMEOUT_MS = 60_000
 
@@ -152,7 +155,7 @@ class Stack:
         self, path: str | Path, *, group_id: str = HYPER_GROUP, flush_seconds: float = 5.0
     ) -> StreamRuntime:
         """Kafka → the Tableau Hyper extract at ``path``, appended every ``flush_seconds``."""
-        from sales_stream.export.hyper import HyperSink
+        from sales_stream.export.extract_sink import HyperSink
 
         return self._runtime(
             "hyper",
@@ -160,6 +163,7 @@ class Stack:
             [HyperSink(path)],
             max_batch=200_000,
             flush_interval_s=flush_seconds,
+            max_write_share=HYPER_WRITE_SHARE,
         )
 
     # Workers (a runtime in a thread).

@@ -43,16 +43,16 @@ Documents without ``ingested_at`` (not written by the sink) are only picked up b
 **No index on ``sales``.** The hot collection carries only ``_id`` (each secondary index costs
 about one insert per sale, see `sales_stream.sinks.mongo`), so a refresh is one server-side scan
 of ``sales`` that returns only the new documents: fine for the occasional export of the CLI
-(``python -m sales_stream export``), not for a live extract. The live extract is `HyperSink`,
-fed from Kafka by its own runtime (`sales_stream.app.Stack.hyper_worker`), which never reads
-MongoDB.
+(``python -m sales_stream export``), not for a live extract. The live extract is
+`sales_stream.export.extract_sink.HyperSink`, fed from Kafka by its own runtime
+(`sales_stream.app.Stack.hyper_worker`), which never reads MongoDB.
 
 **Atomic publication.** A refresh copies the published file to a temporary file in the same
 folder, appends to the copy and moves it over the target with `os.replace`: a reader opens
 either the previous or the next complete version, never a half-written file, and never one
 with fewer rows. (On Windows, ``os.replace`` fails while another program holds the target
 open; the write then fails and is retried: at the next ``export --watch`` tick, or by the
-runtime for `HyperSink`.) Only one writer may write a given extract.
+live extract's runtime.) Only one writer may write a given extract.
 
 **Speed.** Reading: ``find`` without projection or sort (both measured slower on the embedded
 server), large batches, converted to Arrow column by column while the next batch is fetched.
@@ -71,7 +71,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -98,20 +98,21 @@ from tableauhyperapi import (
 
 from sales_stream.clients import mongo_client
 from sales_stream.contract import INGESTED_AT, extract_arrow_schema, hyper_columns
-from sales_stream.stream.batch import Batch
-from sales_stream.stream.sink import HYPER_SERVICE, SinkResult, SinkUnavailable
 
 __all__ = [
     "ARROW_SCHEMA",
     "EXTRACT_TABLE",
+    "HYPER_PARAMETERS",
     "STATE_TABLE",
     "WATERMARK_FIELD",
     "HyperExporter",
-    "HyperSink",
     "RefreshResult",
     "append_to_extract",
     "documents_to_arrow",
+    "layout_matches",
+    "naive_utc",
     "read_extract",
+    "start_hyper",
     "write_extract",
 ]
 
@@ -142,7 +143,8 @@ _STATE_DEFINITION = TableDefinition(
 # Document fields copied as they are (all but ``event_id``, ``ts`` and the derived columns).
 _COPIED = tuple((field.name, field.type) for field in ARROW_SCHEMA)[4:]
 _COLUMN_LIST = ", ".join(f'"{name}"' for name in ARROW_SCHEMA.names)
-_HYPER_PARAMETERS = {"log_config": ""}  # no hyperd.log in the working directory
+#: Options of every Hyper process started here: no hyperd.log in the working directory.
+HYPER_PARAMETERS = {"log_config": ""}
 _DONE = object()
 
 
@@ -220,12 +222,13 @@ def read_extract(path: Path | str) -> pd.DataFrame:
     return pa.table(table).to_pandas()
 
 
-def _naive(moment: datetime) -> datetime:
+def naive_utc(moment: datetime) -> datetime:
+    """``moment`` as a naive datetime meaning UTC (Hyper timestamps carry no zone)."""
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _timestamp_literal(moment: datetime) -> str:
-    return f"TIMESTAMP {escape_string_literal(_naive(moment).isoformat(sep=' '))}"
+    return f"TIMESTAMP {escape_string_literal(naive_utc(moment).isoformat(sep=' '))}"
 
 
 def write_extract(hyper: HyperProcess, path: Path, table: pa.Table, *, watermark: datetime) -> None:
@@ -253,24 +256,36 @@ def write_extract(hyper: HyperProcess, path: Path, table: pa.Table, *, watermark
 
 
 def append_to_extract(
-    hyper: HyperProcess, path: Path, table: pa.Table, *, watermark: datetime
+    hyper: HyperProcess,
+    path: Path,
+    table: pa.Table,
+    *,
+    watermark: datetime,
+    skip_known: bool = True,
 ) -> int:
     """Append the rows of ``table`` whose ``event_id`` the extract lacks; store the watermark.
 
     Args:
         hyper: A running Hyper process.
         path: An extract written by `write_extract` (modified in place).
-        table: Rows with the schema `ARROW_SCHEMA`.
+        table: Rows with the schema `ARROW_SCHEMA`, one per ``event_id``.
         watermark: The new watermark (aware UTC).
+        skip_known: Leave out the rows whose ``event_id`` the extract holds (an anti-join
+            that scans the whole table). ``False`` appends every row: only for rows known
+            to be new.
 
     Returns:
         The number of rows added.
     """
+    anti_join = (
+        f" WHERE NOT EXISTS (SELECT 1 FROM {EXTRACT_TABLE} AS e WHERE e.event_id = s.event_id)"
+        if skip_known
+        else ""
+    )
     with Connection(hyper.endpoint, path) as conn, _parquet(path, table) as source:
         added = conn.execute_command(
             f"INSERT INTO {EXTRACT_TABLE} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} "
-            f"FROM external({source}, FORMAT => 'parquet') AS s WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {EXTRACT_TABLE} AS e WHERE e.event_id = s.event_id)"
+            f"FROM external({source}, FORMAT => 'parquet') AS s{anti_join}"
         )
         _store_watermark(conn, watermark)
     return added
@@ -285,6 +300,11 @@ def _parquet(path: Path, table: pa.Table) -> Iterator[str]:
         yield escape_string_literal(str(parquet))
     finally:
         parquet.unlink(missing_ok=True)
+
+
+def start_hyper() -> HyperProcess:
+    """A Hyper process for this module's writers (close it when done)."""
+    return HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=HYPER_PARAMETERS)
 
 
 def _store_watermark(conn: Connection, watermark: datetime) -> None:
@@ -400,15 +420,13 @@ class HyperExporter:
 
     def _hyper(self) -> HyperProcess:
         if self._process is None:
-            self._process = HyperProcess(
-                Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=_HYPER_PARAMETERS
-            )
+            self._process = start_hyper()
         return self._process
 
     def _full_export(self, started: float) -> RefreshResult:
         read_at = self._clock()
         watermark = read_at - self.late_window
-        table, skipped, recent = self._read_all(_naive(watermark))
+        table, skipped, recent = self._read_all(naive_utc(watermark))
         with self._scratch(copy_published=False) as scratch:
             write_extract(self._hyper(), scratch, table, watermark=watermark)
             self._publish(scratch)
@@ -425,7 +443,7 @@ class HyperExporter:
 
     def _incremental(self, started: float, previous: datetime) -> RefreshResult:
         read_at = self._clock()
-        query = {WATERMARK_FIELD: {"$gt": _naive(previous)}}
+        query = {WATERMARK_FIELD: {"$gt": naive_utc(previous)}}
         docs = list(self._collection.find(query, batch_size=self._batch_size))
         watermark = max(previous, read_at - self.late_window)
         fresh = [doc for doc in docs if str(doc["_id"]) not in self._recent]
@@ -440,7 +458,7 @@ class HyperExporter:
                     self._publish(scratch)
                 self._total_rows += rows_added
         self._watermark = watermark
-        limit = _naive(watermark)
+        limit = naive_utc(watermark)
         self._recent.update((str(doc["_id"]), doc[WATERMARK_FIELD]) for doc in fresh)
         self._recent = {key: stamp for key, stamp in self._recent.items() if stamp > limit}
         return RefreshResult(
@@ -541,7 +559,7 @@ class HyperExporter:
                 Connection(self._hyper().endpoint, scratch) as conn,
             ):
                 stored = None
-                if _layout_matches(conn):
+                if layout_matches(conn):
                     stored = conn.execute_scalar_query(f"SELECT MAX(watermark) FROM {STATE_TABLE}")
                 if stored is None:
                     log.warning("%s has another layout or no watermark: rebuilding it", self.path)
@@ -553,7 +571,7 @@ class HyperExporter:
         self._loaded = True
 
 
-def _layout_matches(conn: Connection) -> bool:
+def layout_matches(conn: Connection) -> bool:
     """Whether the attached extract has this module's table and state table."""
     catalog = conn.catalog
     if not (catalog.has_table(EXTRACT_TABLE) and catalog.has_table(STATE_TABLE)):
@@ -562,77 +580,3 @@ def _layout_matches(conn: Connection) -> bool:
     return [(c.name.unescaped, c.type) for c in columns] == [
         (c.name.unescaped, c.type) for c in _DEFINITION.columns
     ]
-
-
-class HyperSink:
-    """Appends each batch's sales to the extract (`sales_stream.stream.Sink`), no MongoDB scan.
-
-    Fed by its own runtime (consumer group ``sales-hyper``), so the hot ``sales`` collection
-    needs no ``ingested_at`` index and a refresh costs what is new, not the total. Each write
-    copies the published file, appends the sales whose ``event_id`` it lacks (so a re-read
-    batch, a re-send or a conflicting version adds nothing: one row per id, like MongoDB) and
-    publishes the copy atomically; the runtime commits after that.
-
-    Args:
-        hyper_path: The published extract (``.hyper``); its folder is created if needed.
-    """
-
-    name = "hyper"
-
-    def __init__(self, hyper_path: Path | str) -> None:
-        path = Path(hyper_path)
-        if path.suffix != ".hyper":
-            raise ValueError(f"hyper_path must end with .hyper, got {path}")
-        self.path = path.resolve()
-        self._process: HyperProcess | None = None
-
-    def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
-        """Nothing to load: the extract's ids are the state."""
-
-    def write(self, batch: Batch) -> SinkResult:
-        """Append the batch's new sales and publish; see the class doc.
-
-        Raises:
-            SinkUnavailable: The file cannot be written now (locked, disk full).
-        """
-        if not batch.events:
-            return SinkResult()
-        docs = []
-        seen: set[str] = set()
-        for event in batch.events:
-            if event.event_id in seen:  # a re-send within the batch: the first one counts
-                continue
-            seen.add(event.event_id)
-            doc = event.to_document()
-            doc["ts"] = _naive(doc["ts"])
-            docs.append(doc)
-        table, _ = documents_to_arrow(docs)
-        watermark = datetime.now(UTC)
-        scratch = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:12]}.tmp.hyper")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.exists():
-                shutil.copyfile(self.path, scratch)
-                added = append_to_extract(self._hyper(), scratch, table, watermark=watermark)
-            else:
-                write_extract(self._hyper(), scratch, table.slice(0, 0), watermark=watermark)
-                added = append_to_extract(self._hyper(), scratch, table, watermark=watermark)
-            os.replace(scratch, self.path)
-        except OSError as exc:
-            raise SinkUnavailable(HYPER_SERVICE, exc) from exc
-        finally:
-            scratch.unlink(missing_ok=True)
-        return SinkResult(stored=added, duplicates=len(batch.events) - added)
-
-    def close(self) -> None:
-        """Stop the Hyper process."""
-        if self._process is not None:
-            self._process.close()
-            self._process = None
-
-    def _hyper(self) -> HyperProcess:
-        if self._process is None:
-            self._process = HyperProcess(
-                Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=_HYPER_PARAMETERS
-            )
-        return self._process

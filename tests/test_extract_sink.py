@@ -1,0 +1,128 @@
+"""The live extract's sink on real Hyper files, and its in-memory set of id hashes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pantab
+import pytest
+
+from sales_stream.export import ids as ids_module
+from sales_stream.export.extract_sink import HyperSink
+from sales_stream.export.hyper import EXTRACT_TABLE, read_extract
+from sales_stream.export.ids import IdHashes
+from sales_stream.generator import SaleGenerator, new_event_id
+from sales_stream.stream import Batch, SinkUnavailable
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[HyperSink]:
+    sink = HyperSink(tmp_path / "out" / "sales.hyper")
+    yield sink
+    sink.close()
+
+
+def test_id_hashes_know_every_id_added_and_not_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids_module, "_MIN_RECENT", 10)  # merge into the sorted array often
+    start = [new_event_id() for _ in range(50)]
+    hashes = IdHashes(start)
+    added: list[str] = []
+    for _ in range(30):
+        chunk = [new_event_id() for _ in range(7)]
+        assert not hashes.contains_any(chunk)
+        hashes.add(chunk)
+        added += chunk
+    assert len(hashes) == 50 + 30 * 7
+    for known in [*start, *added]:
+        assert hashes.contains_any([new_event_id(), known])
+    assert not hashes.contains_any([])
+    assert not IdHashes().contains_any(["a"])
+    hashes.add(start)  # already there: nothing changes
+    assert len(hashes) == 50 + 30 * 7
+
+
+def test_batches_are_appended_once_each_and_published_whole(sink: HyperSink) -> None:
+    events = SaleGenerator(81).events(300)
+    first = sink.write(Batch.of(events[:200]))
+    assert (first.stored, first.duplicates) == (200, 0)
+    working = sink.working_path.open("rb")  # the same file all along, appended in place
+    # A replayed batch, a re-send inside a batch and a conflicting version add nothing.
+    changed = dataclasses.replace(events[10], quantity=events[10].quantity + 1)
+    second = sink.write(Batch.of([*events[150:300], events[250], changed]))
+    assert (second.stored, second.duplicates) == (100, 52)
+    frame = read_extract(sink.path)
+    assert sorted(frame["event_id"]) == sorted(e.event_id for e in events)
+    quantity = frame.set_index("event_id").loc[events[10].event_id, "quantity"]
+    assert quantity == events[10].quantity  # the first version stays, as in MongoDB
+    with working:
+        assert os.fstat(working.fileno()).st_nlink == 1
+        assert os.fstat(working.fileno()).st_ino == sink.working_path.stat().st_ino
+    sink.close()
+    assert not sink.working_path.exists()
+    assert [p.name for p in sink.path.parent.iterdir()] == ["sales.hyper"]
+
+
+def test_a_new_sink_on_an_existing_extract_adds_only_what_it_lacks(tmp_path: Path) -> None:
+    path = tmp_path / "sales.hyper"
+    events = SaleGenerator(82).events(120)
+    first = HyperSink(path)
+    first.write(Batch.of(events[:80]))
+    first.close()
+    again = HyperSink(path)  # a restart, or another group reading from the start
+    try:
+        result = again.write(Batch.of(events))
+    finally:
+        again.close()
+    assert (result.stored, result.duplicates) == (40, 80)
+    assert len(read_extract(path)) == 120
+
+
+def test_a_failed_publication_is_retried_without_losing_or_doubling_rows(
+    sink: HyperSink,
+) -> None:
+    events = SaleGenerator(83).events(60)
+    sink.write(Batch.of(events[:20]))
+    sink.path.unlink()
+    sink.path.mkdir()  # the extract cannot be replaced now
+    with pytest.raises(SinkUnavailable, match="Hyper extract unavailable"):
+        sink.write(Batch.of(events[20:]))
+    sink.path.rmdir()  # the published extract is gone: the retry starts a new one
+    retried = sink.write(Batch.of(events[20:]))
+    assert (retried.stored, retried.duplicates) == (40, 0)
+    assert sorted(read_extract(sink.path)["event_id"]) == sorted(e.event_id for e in events[20:])
+
+
+def test_an_extract_of_another_layout_is_rebuilt_from_the_stream(sink: HyperSink) -> None:
+    sink.path.parent.mkdir(parents=True)
+    pantab.frame_to_hyper(pd.DataFrame({"x": [1, 2]}), sink.path, table=EXTRACT_TABLE)
+    events = SaleGenerator(84).events(15)
+    assert sink.write(Batch.of(events)).stored == 15
+    assert list(read_extract(sink.path)["event_id"]) == [e.event_id for e in events]
+
+
+def test_a_reader_always_opens_a_complete_extract(sink: HyperSink) -> None:
+    events = SaleGenerator(85).events(2_000)
+    sink.write(Batch.of(events[:100]))
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(len(read_extract(sink.path)))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for start in range(100, 2_000, 100):
+            sink.write(Batch.of(events[start : start + 100]))
+    finally:
+        stop.set()
+        reader.join()
+    assert seen, "the reader never read"
+    assert all(count % 100 == 0 for count in seen)  # whole batches only
+    assert seen == sorted(seen)  # never fewer rows than before
