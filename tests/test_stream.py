@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Iterable
 
 import bson
@@ -12,6 +13,7 @@ import pytest
 from sales_stream.deadletters import MISSING_KEY, dead_letter
 from sales_stream.events import encode
 from sales_stream.generator import SaleGenerator
+from sales_stream.infra.process import wait_until
 from sales_stream.stream import (
     Batch,
     MemoryLog,
@@ -20,6 +22,7 @@ from sales_stream.stream import (
     SinkUnavailable,
     StreamRuntime,
     StreamState,
+    StreamWorker,
 )
 from sales_stream.stream.runtime import flush_interval
 
@@ -222,6 +225,33 @@ def test_a_paced_runtime_leaves_the_writes_their_share_of_the_time() -> None:
     assert flush_interval(0.0, last_write_s=5.0, max_write_share=1.0) == 0.0  # no pacing
     with pytest.raises(ValueError, match="max_write_share"):
         runtime(MemoryLog(), MemorySink(), max_write_share=0)
+
+
+class SlowSink(MemorySink):
+    """A sink whose every write takes ``write_s`` seconds, like a loaded database."""
+
+    def __init__(self, write_s: float) -> None:
+        super().__init__()
+        self.write_s = write_s
+
+    def write(self, batch: Batch) -> SinkResult:
+        time.sleep(self.write_s)
+        return super().write(batch)
+
+
+def test_a_paced_runtime_writes_at_once_when_the_stream_goes_quiet() -> None:
+    log = MemoryLog()
+    fill(log, 10, partitions=1)
+    sink = SlowSink(0.2)  # with a share of 1 %, the next checkpoint would wait ~20 s
+    worker = StreamWorker(runtime(log, sink, max_write_share=0.01))
+    worker.start()
+    try:
+        assert wait_until(lambda: len(sink.batches) == 1, timeout=10)
+        fill(log, 5, partitions=1, seed=2)  # a last burst, then nothing
+        assert wait_until(lambda: len(sink.batches) == 2, timeout=10)
+    finally:
+        worker.stop()
+    assert [len(b.events) for b in sink.batches] == [10, 5]
 
 
 def test_pacing_never_holds_back_a_full_batch() -> None:

@@ -53,6 +53,9 @@ REVOKE_WAIT_S = 20.0
 #: Kafka must be unreachable this long before the state says so.
 KAFKA_GRACE_S = 3.0
 _WAIT_SLICE_S = 0.2
+#: Past the minimum flush interval, a paced runtime polls this long at most: a poll that
+#: brings nothing means the stream went quiet, and the open records are written at once.
+QUIET_PROBE_S = 0.25
 _STARTING = (StreamState.JOINING, StreamState.IDLE, StreamState.WAITING_KAFKA)
 _ERROR_MAX_CHARS = 300
 
@@ -141,7 +144,8 @@ class StreamRuntime:
             written in *w* seconds, the next one accumulates for at least
             *w* × (1 − share) / share. A sink whose cost follows the checkpoints, not the
             records (the rollups: one update per cell), then leaves the rest of a shared
-            server to the others under load. 1.0: no pacing.
+            server to the others under load; once a poll brings nothing (the load is over)
+            the open records are written after ``flush_interval_s`` only. 1.0: no pacing.
         poll_timeout_ms: How long a poll waits for records.
     """
 
@@ -323,6 +327,7 @@ class _Session:
         self._newly_assigned: set[int] = set()
         self._committed: dict[int, int] = {}
         self._last_write_s = 0.0
+        self._quiet = False  # the last poll brought nothing
         source.subscribe(self)
 
     # Rebalance listener (kafka-python calls it on its IO thread: record, apply on the loop).
@@ -507,10 +512,15 @@ class _Session:
             self._paused = False
         timeout = self._owner.poll_timeout_ms
         if self._open_since is not None:
-            due = self._open_since + self._flush_interval() - time.monotonic()
+            age = time.monotonic() - self._open_since
+            minimum = self._owner.flush_interval_s
+            due = (
+                minimum - age if age < minimum else min(self._flush_interval() - age, QUIET_PROBE_S)
+            )
             timeout = min(timeout, max(0, int(due * 1000)))
         records = source.poll(timeout_ms=timeout, max_records=limit) if limit else {}
         self._last_poll = time.monotonic()
+        self._quiet = not records
         self._apply_rebalance()
         if records:
             self._add(records)
@@ -583,10 +593,12 @@ class _Session:
         """Turn the open records into a backlog batch when it is full, old enough or forced."""
         if not self._open_count:
             return
+        age = time.monotonic() - (self._open_since or 0.0)
         due = (
             force
             or self._open_count >= self._owner.max_batch
-            or time.monotonic() - (self._open_since or 0.0) >= self._flush_interval()
+            or age >= self._flush_interval()
+            or (self._quiet and age >= self._owner.flush_interval_s)  # no load to pace
         )
         if not due:
             return
