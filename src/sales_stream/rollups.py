@@ -40,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Literal
 
 from bson import Decimal128, Int64
@@ -109,12 +110,29 @@ DAILY = Rollup("ventes_par_jour", "day", ("region", "product", "category"))
 DEFAULT_ROLLUPS: tuple[Rollup, ...] = (HOURLY, DAILY)
 
 
+#: One sale as the rollups count it: (fence key, offset, quantity, amount in cents).
+_Row = tuple[str, int, int, int]
+
+
+def _rows(batch: Batch) -> list[_Row]:
+    """Each event's row, computed once for every rollup."""
+    fences = {
+        partition: fence_key(batch.incarnation, batch.topic, partition)
+        for partition in {partition for partition, _ in batch.positions}
+    }
+    return [
+        (fences[partition], offset, event.quantity, round(event.amount * 100))
+        for event, (partition, offset) in zip(batch.events, batch.positions, strict=True)
+    ]
+
+
 @dataclass
 class _Cell:
     """A batch's contribution to one rollup document, kept per sale for partial replays."""
 
     fields: dict[str, Any]
-    rows: list[tuple[str, int, int, int]] = field(default_factory=list)
+    rows: list[_Row] = field(default_factory=list)
+    key: str = ""
 
     def fences(self) -> dict[str, tuple[int, int]]:
         """Fence key → (first, last) offset of this cell's rows in the batch."""
@@ -160,24 +178,29 @@ class RollupSink:
                 for rollup in self._rollups:
                     rollup.ensure_indexes(self._db)
                 self._indexed = True
-            applied = [self._apply_rollup(rollup, batch) for rollup in self._rollups]
+            rows = _rows(batch)
+            applied = [self._apply_rollup(rollup, batch.events, rows) for rollup in self._rollups]
         except PyMongoError as exc:
             raise (unavailable(exc) if is_transient(exc) else exc) from exc
         counted = applied[0]
         return SinkResult(stored=counted, duplicates=len(batch.events) - counted)
 
-    def _apply_rollup(self, rollup: Rollup, batch: Batch) -> int:
-        cells: dict[str, _Cell] = {}
-        for event, (partition, offset) in zip(batch.events, batch.positions, strict=True):
-            key, fields = rollup.cell(event)
-            cell = cells.get(key)
+    def _apply_rollup(self, rollup: Rollup, events: list[SaleEvent], rows: list[_Row]) -> int:
+        # Grouped on a cheap tuple first; a cell's id and fields are built once per cell.
+        groups: dict[tuple[Any, ...], _Cell] = {}
+        dimensions = attrgetter(*rollup.dimensions)
+        hourly = rollup.unit == "hour"
+        for event, row in zip(events, rows, strict=True):
+            ts = event.ts
+            group = (ts.year, ts.month, ts.day, ts.hour if hourly else 0, dimensions(event))
+            cell = groups.get(group)
             if cell is None:
-                cell = cells[key] = _Cell(fields)
-            cents = round(event.amount * 100)
-            fence = fence_key(batch.incarnation, batch.topic, partition)
-            cell.rows.append((fence, offset, event.quantity, cents))
-        if not cells:
+                key, fields = rollup.cell(event)
+                cell = groups[group] = _Cell(fields, key=key)
+            cell.rows.append(row)
+        if not groups:
             return 0
+        cells = {cell.key: cell for cell in groups.values()}
         collection = self._db[rollup.collection]
         keys = list(cells)
         replayed: set[str] = set()
