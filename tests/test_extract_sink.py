@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pantab
 import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from sales_stream import infra
+from sales_stream.events import encode
 from sales_stream.export import ids as ids_module
 from sales_stream.export.extract_sink import HyperSink
 from sales_stream.export.hyper import EXTRACT_TABLE, read_extract
 from sales_stream.export.ids import IdHashes
 from sales_stream.generator import SaleGenerator, new_event_id
+from sales_stream.infra.process import wait_until
 from sales_stream.stream import Batch, SinkUnavailable
 
 
@@ -44,6 +53,18 @@ def test_id_hashes_know_every_id_added_and_not_others(monkeypatch: pytest.Monkey
     assert not IdHashes().contains_any(["a"])
     hashes.add(start)  # already there: nothing changes
     assert len(hashes) == 50 + 30 * 7
+
+
+def test_leftovers_of_a_crash_are_removed_at_the_next_start(sink: HyperSink) -> None:
+    sink.path.parent.mkdir(parents=True)
+    stale = [sink.working_path, sink.path.with_name(".sales.0123456789ab.tmp.hyper")]
+    for path in stale:
+        path.write_bytes(b"left by a killed writer")
+    events = SaleGenerator(80).events(5)
+    assert sink.write(Batch.of(events)).stored == 5
+    assert not stale[1].exists()
+    sink.close()
+    assert [p.name for p in sink.path.parent.iterdir()] == ["sales.hyper"]
 
 
 def test_batches_are_appended_once_each_and_published_whole(sink: HyperSink) -> None:
@@ -126,3 +147,63 @@ def test_a_reader_always_opens_a_complete_extract(sink: HyperSink) -> None:
     assert seen, "the reader never read"
     assert all(count % 100 == 0 for count in seen)  # whole batches only
     assert seen == sorted(seen)  # never fewer rows than before
+
+
+#: The live extract's runtime in a process of its own, in small batches (many publications).
+WRITER = """
+import sys
+from sales_stream.app import kafka_runtime
+from sales_stream.export.extract_sink import HyperSink
+bootstrap, topic, group, path, idle = sys.argv[1:]
+runtime = kafka_runtime(bootstrap, topic, group, [HyperSink(path)], name="hyper", max_batch=150)
+runtime.run(until_idle=float(idle))
+runtime.close()
+"""
+
+
+@pytest.mark.slow
+def test_sigkilled_extract_writers_lose_and_duplicate_nothing(
+    endpoints: infra.Endpoints, topic: str, group_id: str, tmp_path: Path
+) -> None:
+    events = SaleGenerator(86).events(3_000)
+    producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)
+    for event in [*events, *events[:200]]:  # 200 re-sends at later offsets
+        producer.send(topic, key=event.region.encode(), value=encode(event))
+    producer.flush()
+    producer.close()
+    path = tmp_path / "sales.hyper"
+    probe = KafkaConsumer(
+        bootstrap_servers=endpoints.kafka_bootstrap, group_id=group_id, enable_auto_commit=False
+    )  # reads the group's commits without joining it
+
+    def committed() -> int:
+        return sum(probe.committed(TopicPartition(topic, p)) or 0 for p in range(3))
+
+    def writer(idle_s: float) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-c", WRITER, endpoints.kafka_bootstrap, topic, group_id]
+        return subprocess.Popen([*argv, str(path), str(idle_s)], cwd=tmp_path)
+
+    rng = random.Random(87)
+    kills = []
+    try:
+        for _ in range(2):  # each writer killed once it has published and committed a batch
+            before = committed()
+            process = writer(60)
+            try:
+                progressed = wait_until(lambda before=before: committed() > before, timeout=90)
+                time.sleep(rng.uniform(0.0, 0.15))  # somewhere in the next batch
+            finally:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=30)
+            assert progressed, f"no commit within 90 s (kills so far at {kills})"
+            kills.append(committed())
+        assert kills[-1] < len(events) + 200, "the kills came after the end of the stream"
+        final = writer(2)  # joins once the killed member's session expires (~10 s)
+        assert final.wait(timeout=120) == 0
+        assert committed() == len(events) + 200
+    finally:
+        probe.close()
+    frame = read_extract(path)
+    assert len(frame) == len(events)  # every sale once: no loss, no duplicate
+    assert set(frame["event_id"]) == {e.event_id for e in events}
+    assert [p.name for p in tmp_path.iterdir()] == ["sales.hyper"]  # nothing left behind

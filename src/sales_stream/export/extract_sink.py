@@ -24,7 +24,8 @@ the runtime paces the checkpoints so that writing takes at most a share of the t
 **State.** The published extract is the truth: at its first write (and after any failed
 write) the sink copies it into a fresh working copy and reads its ids once. The runtime
 commits the offsets only after a publication, so rows of a failed or interrupted write were
-never committed and are read again. `close` removes the working copy.
+never committed and are read again. `close` removes the working copy; the next start
+removes what a crash left (a working copy, a publication's temporary file).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from sales_stream.export.hyper import (
     documents_to_arrow,
     layout_matches,
     naive_utc,
+    scratch_name,
     start_hyper,
     write_extract,
 )
@@ -132,6 +134,8 @@ class HyperSink:
         """A working copy of the published extract (or a new one) and the hashes of its ids."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.working_path.unlink(missing_ok=True)
+        for stale in self.path.parent.glob(scratch_name(self.path, "*")):
+            stale.unlink(missing_ok=True)  # a publication a crash interrupted
         if self.path.exists():
             shutil.copyfile(self.path, self.working_path)
             ids = self._read_ids()
@@ -158,7 +162,7 @@ class HyperSink:
             dump.unlink(missing_ok=True)
 
     def _publish(self) -> None:
-        scratch = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:12]}.tmp.hyper")
+        scratch = self.path.with_name(scratch_name(self.path, uuid.uuid4().hex[:12]))
         try:
             shutil.copyfile(self.working_path, scratch)
             os.replace(scratch, self.path)

@@ -112,6 +112,7 @@ __all__ = [
     "layout_matches",
     "naive_utc",
     "read_extract",
+    "scratch_name",
     "start_hyper",
     "write_extract",
 ]
@@ -300,6 +301,11 @@ def _parquet(path: Path, table: pa.Table) -> Iterator[str]:
         yield escape_string_literal(str(parquet))
     finally:
         parquet.unlink(missing_ok=True)
+
+
+def scratch_name(path: Path, tag: str) -> str:
+    """Name of a temporary file published over ``path`` (``tag``: unique, or a glob)."""
+    return f".{path.stem}.{tag}.tmp.hyper"
 
 
 def start_hyper() -> HyperProcess:
@@ -540,7 +546,7 @@ class HyperExporter:
     def _scratch(self, *, copy_published: bool) -> Iterator[Path]:
         """A temporary ``.hyper`` path beside the target, removed unless published."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:12]}.tmp.hyper")
+        scratch = self.path.with_name(scratch_name(self.path, uuid.uuid4().hex[:12]))
         try:
             if copy_published:
                 shutil.copyfile(self.path, scratch)
