@@ -164,6 +164,11 @@ def region_choropleth_plotly(frame: pd.DataFrame, *, title: str | None = None) -
     return figure
 
 
+def top_products_title(count: int) -> str:
+    """« Top 10 produits », « Top 1 produit »."""
+    return f"Top {count} produit{'s' if count > 1 else ''}"
+
+
 def top_products_figure(frame: pd.DataFrame) -> Figure:
     """Horizontal bar chart of the top products (columns ``product``, ``revenue``)."""
     ordered = frame.sort_values("revenue")
@@ -171,7 +176,7 @@ def top_products_figure(frame: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     ax.barh(ordered["product"], ordered["revenue"], color="#2ca02c", alpha=0.85)
     ax.xaxis.set_major_formatter(_EUR)
-    ax.set_title(f"Top {len(ordered)} produits par chiffre d'affaires")
+    ax.set_title(f"{top_products_title(len(ordered))} par chiffre d'affaires")
     ax.grid(axis="x", alpha=0.3)
     _caption(fig)
     return fig

@@ -83,8 +83,17 @@ def _iso(values: Any) -> list[str]:
     return [v.isoformat() for v in values]
 
 
-# Numeric date ticks (plotly would print English month names: « Nov 25 »).
-_DAY_AXIS = {"tickformat": "%d/%m", "hoverformat": "%d/%m/%Y %H:%M"}
+# Numeric date ticks (plotly would print English month names: « Nov 25 »), as fine as the
+# spacing plotly picks for the period shown: « 14:05 », « 25/11 14h » or « 25/11 ».
+_HOUR_MS, _DAY_MS = 3_600_000, 86_400_000
+_TIME_AXIS = {
+    "tickformatstops": [
+        {"dtickrange": [None, _HOUR_MS - 1], "value": "%H:%M"},  # ranges are inclusive
+        {"dtickrange": [_HOUR_MS, _DAY_MS - 1], "value": "%d/%m %Hh"},
+        {"dtickrange": [_DAY_MS, None], "value": "%d/%m"},
+    ],
+    "hoverformat": "%d/%m/%Y %H:%M",
+}
 _MINUTE_AXIS = {"tickformat": "%H:%M", "hoverformat": "%d/%m/%Y %H:%M"}
 
 
@@ -108,7 +117,7 @@ def figures(view: View) -> dict[str, dict[str, Any]]:
             }
         ],
         "layout": _layout(
-            f"Chiffre d'affaires {unit} (UTC)", 300, xaxis=_DAY_AXIS, yaxis=_EURO_AXIS
+            f"Chiffre d'affaires {unit} (UTC)", 300, xaxis=_TIME_AXIS, yaxis=_EURO_AXIS
         ),
     }
     live_fig = {
@@ -130,7 +139,7 @@ def figures(view: View) -> dict[str, dict[str, Any]]:
         ),
     }
     region_fig = _ranking(view.by_region, "region", "Ventes par région", "#d62728")
-    top_fig = _ranking(view.top, "product", f"Top {len(view.top)} produits", "#2ca02c")
+    top_fig = _ranking(view.top, "product", charts.top_products_title(len(view.top)), "#2ca02c")
     return {"time": time_fig, "live": live_fig, "regions": region_fig, "products": top_fig}
 
 
