@@ -14,6 +14,7 @@ from sales_stream.generator import (
     SaleGenerator,
     SimulatedClock,
     catch_up_clock,
+    catch_up_run,
     live_rate,
     price_points,
     seasonality_factor,
@@ -276,9 +277,33 @@ def test_live_stream_at_the_default_rate_does_not_dwarf_the_history(live_seconds
     assert sum(e.amount for e in live) > 0
 
 
+def test_a_catch_up_run_of_known_size_ends_now_at_the_history_average() -> None:
+    clock, rate = catch_up_run(300, events_per_day=1500, speedup=6000, now=NOW)
+    assert rate == live_rate(events_per_day=1500, speedup=6000)  # the history's average
+    span = timedelta(seconds=300 / rate * 6000)  # the 300 sales, sent at that rate
+    assert clock.start + span == NOW  # the last one is dated now
+    assert clock.until == NOW  # and none after, even if sending runs late
+    with pytest.raises(ValueError, match="events"):
+        catch_up_run(0)
+
+
 def test_catch_up_clock_ends_the_live_phase_now() -> None:
     clock = catch_up_clock(live_seconds=20, speedup=720, now=NOW)
     assert clock.start == NOW - timedelta(hours=4)
     assert clock.speedup == 720
+    assert clock.until == NOW
     with pytest.raises(ValueError, match="live_seconds"):
         catch_up_clock(live_seconds=-1)
+
+
+def test_a_clock_with_an_end_stops_there() -> None:
+    real = [0.0]
+    clock = SimulatedClock(
+        NOW, speedup=60, until=NOW + timedelta(minutes=2), monotonic=lambda: real[0]
+    )
+    real[0] = 1.0
+    assert clock() == NOW + timedelta(minutes=1)
+    real[0] = 30.0  # sending ran late: the sales are dated at the end, not after it
+    assert clock() == NOW + timedelta(minutes=2)
+    with pytest.raises(ValueError, match="until"):
+        SimulatedClock(NOW, until=NOW.replace(tzinfo=None))

@@ -7,7 +7,7 @@ executed notebooks are written to ``out/notebooks/``, so the sources stay as the
 import json
 import shutil
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nbformat
@@ -118,6 +118,13 @@ def test_live_hours_do_not_dwarf_the_history(run) -> None:
     live = hours[hours.index >= history_end]
     assert len(live) > 0, "no live hour"
     assert live.max() <= 3 * history.max(), (live.to_dict(), history.max())
+
+
+def test_no_sale_is_dated_after_the_run(run) -> None:
+    """The live phases (``make run``'s, then notebook 02's) end at the time they run."""
+    _, _, out = run
+    latest = read_extract(out / "sales.hyper")["ts"].max()  # naive, UTC
+    assert latest <= datetime.now(UTC).replace(tzinfo=None), latest
 
 
 def test_no_secret_or_error_in_outputs(run) -> None:

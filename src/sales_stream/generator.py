@@ -125,10 +125,12 @@ class SimulatedClock:
     Args:
         start: Aware simulated time at creation; defaults to now.
         speedup: Simulated seconds per real second (``>= 1``).
+        until: Aware time the clock stops at (``None``: it never stops), e.g. a run that
+            must not date a sale after the moment it was planned for.
         monotonic: Real-time source in seconds (for tests); defaults to ``time.monotonic``.
 
     Raises:
-        ValueError: If ``speedup`` is < 1 or ``start`` is naive.
+        ValueError: If ``speedup`` is < 1, or ``start`` or ``until`` is naive.
     """
 
     def __init__(
@@ -136,21 +138,25 @@ class SimulatedClock:
         start: datetime | None = None,
         *,
         speedup: float = LIVE_SPEEDUP,
+        until: datetime | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not speedup >= 1:
             raise ValueError(f"speedup must be >= 1, got {speedup}")
-        if start is not None and start.tzinfo is None:
-            raise ValueError(f"start must be timezone-aware, got naive {start.isoformat()}")
+        for name, moment in (("start", start), ("until", until)):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError(f"{name} must be timezone-aware, got naive {moment.isoformat()}")
         self.start = (start or datetime.now(UTC)).astimezone(UTC)
         self.speedup = float(speedup)
+        self.until = None if until is None else until.astimezone(UTC)
         self._monotonic = monotonic
         self._origin = monotonic()
 
     def __call__(self) -> datetime:
-        """The current simulated time (aware UTC)."""
+        """The current simulated time (aware UTC), never after ``until``."""
         elapsed = self._monotonic() - self._origin
-        return self.start + timedelta(seconds=elapsed * self.speedup)
+        moment = self.start + timedelta(seconds=elapsed * self.speedup)
+        return moment if self.until is None else min(moment, self.until)
 
 
 def catch_up_clock(
@@ -160,8 +166,8 @@ def catch_up_clock(
 
     For a run of known length (``make run``): backfill the history up to ``clock.start``, then
     stream on this clock at `live_rate`; the live phase fills the last
-    ``live_seconds * speedup`` seconds before ``now`` at the history's intensity, and no sale
-    is dated in the future.
+    ``live_seconds * speedup`` seconds before ``now`` at the history's intensity. The clock
+    stops at ``now``, so no sale is dated after it, even when sending runs late.
 
     Raises:
         ValueError: If ``live_seconds`` is negative, ``speedup`` < 1 or ``now`` naive.
@@ -172,7 +178,33 @@ def catch_up_clock(
         raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
     end = (now or datetime.now(UTC)).astimezone(UTC)
     span = timedelta(seconds=live_seconds * speedup)
-    return SimulatedClock(end - span, speedup=speedup)
+    return SimulatedClock(end - span, speedup=speedup, until=end)
+
+
+def catch_up_run(
+    events: int,
+    *,
+    events_per_day: float = DEFAULT_EVENTS_PER_DAY,
+    speedup: float = LIVE_SPEEDUP,
+    now: datetime | None = None,
+) -> tuple[SimulatedClock, float]:
+    """A clock and a send rate such that ``events`` live sales end at ``now``, not after it.
+
+    For a live run of known size (notebook 02 under ``make run``): the sales fill the span
+    just before ``now`` at the history's average intensity (`live_rate` without ``at``), as
+    ``make run``'s own live phase does.
+
+    Returns:
+        The clock (`catch_up_clock`) and the rate (events per real second) to send at.
+
+    Raises:
+        ValueError: If ``events`` < 1, or as `live_rate` and `catch_up_clock`.
+    """
+    if events < 1:
+        raise ValueError(f"events must be >= 1, got {events}")
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    rate = live_rate(events_per_day=events_per_day, speedup=speedup)
+    return catch_up_clock(live_seconds=events / rate, speedup=speedup, now=end), rate
 
 
 def new_event_id() -> str:

@@ -3,11 +3,12 @@
 Stages: start a fresh embedded instance; start the runtimes of `sales_stream.app.Stack`
 (MongoDB, the rollups, the Parquet lake, the Hyper extract); publish the history (backfill)
 and a live stream on a simulated clock at the history's intensity (`catch_up_clock`: the live
-phase fills the last minutes of simulated time up to now, so no hour dwarfs the history);
+phase fills the simulated hours just before notebook 02's, so no hour dwarfs the history);
 wait until every runtime has caught up; write the workbooks (``sales.twb``, ``sales.twbx``,
-``sales_live.twb``); execute notebooks 01→05 headless into ``out/notebooks/`` (they add a
-small live stream of their own; the committed notebooks are refreshed by ``make notebooks``);
-check that the counts agree.
+``sales_live.twb``); execute notebooks 01→05 headless into ``out/notebooks/`` (02 adds a
+small live stream of its own that ends when it runs, `catch_up_run`: no sale is dated after
+the run; the committed notebooks are refreshed by ``make notebooks``); check that the counts
+agree.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,13 @@ from sales_stream.errors import SalesStreamError
 from sales_stream.export.hyper import read_extract
 from sales_stream.export.package import write_workbooks
 from sales_stream.export.workbook import write_live_workbook
-from sales_stream.generator import SaleGenerator, SimulatedClock, catch_up_clock, live_rate
+from sales_stream.generator import (
+    SaleGenerator,
+    SimulatedClock,
+    catch_up_clock,
+    catch_up_run,
+    live_rate,
+)
 from sales_stream.lake.tree import lake_stats
 from sales_stream.producer import ProducerThread, backfill
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
@@ -139,8 +147,12 @@ def _live_pipeline(
     for worker in workers:
         worker.start()
     try:
-        # the live phase fills the last live_seconds x speedup simulated seconds before now
-        live_from = catch_up_clock(live_seconds=config.live_seconds, speedup=config.speedup).start
+        # the live phase fills the last live_seconds x speedup simulated seconds before the
+        # span that notebook 02's live sales fill up to the time it runs: none in the future
+        end = datetime.now(UTC) - _notebook_span(config)
+        live_from = catch_up_clock(
+            live_seconds=config.live_seconds, speedup=config.speedup, now=end
+        ).start
         progress(f"[backfill] {config.backfill_days} days x {config.events_per_day} sales/day")
         history = backfill(
             bootstrap,
@@ -158,7 +170,7 @@ def _live_pipeline(
             f"from {live_from:%Y-%m-%d %H:%M} UTC, bad ratio {config.bad_ratio}"
         )
         # started now (after the backfill), the clock reaches the catch-up end in live_seconds
-        clock = SimulatedClock(live_from, speedup=config.speedup)
+        clock = SimulatedClock(live_from, speedup=config.speedup, until=end)
         producer = ProducerThread(
             bootstrap,
             settings.topic,
@@ -189,6 +201,18 @@ def _live_pipeline(
         user=settings.sql_user,
     )
     progress(f"[tableau] {books.twb}, {books.twbx}, {out / 'sales_live.twb'}")
+
+
+def _notebook_span(config: RunConfig) -> timedelta:
+    """The simulated time notebook 02's live sales fill before the moment it runs."""
+    if not config.run_notebooks:
+        return timedelta(0)
+    _, rate = catch_up_run(
+        config.notebook_live_events,
+        events_per_day=config.events_per_day,
+        speedup=config.notebook_speedup,
+    )
+    return timedelta(seconds=config.notebook_live_events / rate * config.notebook_speedup)
 
 
 def _drain(
