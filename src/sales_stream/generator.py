@@ -202,9 +202,8 @@ def catch_up_run(
     """
     if events < 1:
         raise ValueError(f"events must be >= 1, got {events}")
-    end = (now or datetime.now(UTC)).astimezone(UTC)
     rate = live_rate(events_per_day=events_per_day, speedup=speedup)
-    return catch_up_clock(live_seconds=events / rate, speedup=speedup, now=end), rate
+    return catch_up_clock(live_seconds=events / rate, speedup=speedup, now=now), rate
 
 
 def new_event_id() -> str:

@@ -207,12 +207,13 @@ def _notebook_span(config: RunConfig) -> timedelta:
     """The simulated time notebook 02's live sales fill before the moment it runs."""
     if not config.run_notebooks:
         return timedelta(0)
-    _, rate = catch_up_run(
+    clock, _ = catch_up_run(
         config.notebook_live_events,
         events_per_day=config.events_per_day,
         speedup=config.notebook_speedup,
     )
-    return timedelta(seconds=config.notebook_live_events / rate * config.notebook_speedup)
+    assert clock.until is not None  # a catch-up clock ends
+    return clock.until - clock.start
 
 
 def _drain(
