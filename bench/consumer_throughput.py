@@ -2,17 +2,18 @@
 
 One run, on a private embedded instance (temporary state directory):
 
-1. ours: the full-feature consumer exactly as ``make run`` builds it, run together:
-   `sales_stream.app.Stack.consumer` (poll, decode, dead letters, ``insert_many`` into
-   ``sales`` with its indexes — ``_id`` only by design —, commit) and `Stack.rollups`
-   (its own group: the sales the consumer stored, one upsert per cell, commit); timed until
-   both are done and checked on the database (every sale stored and counted);
+1. ours: the full-feature consumer exactly as ``make run`` builds it,
+   `sales_stream.app.Stack.consumer`: poll, decode, dead letters, ``insert_many`` into
+   ``sales`` with its indexes (``_id`` only by design), then its rollups in the same chain
+   (held in memory, flushed every two seconds as one inserted row per cell touched, with the
+   fences, in one transaction), commit; timed until it has stopped with everything flushed
+   and committed, and checked on the database (every sale stored and counted);
 2. naive: the common design, one ``insert_one`` per message into an ``_id``-only collection
    with auto-committed offsets (limited to ``--naive-events`` messages: it is slow);
 3. raw: ``insert_many`` of the same documents in batches of 5,000 straight into an
    ``_id``-only collection, with no Kafka at all (the physical limit here);
 4. for the record, not a target: the consumer alone (ours without its rollups), which
-   shows what the rollups' writes cost the database (one update per cell at the end).
+   shows what the rollups cost.
 
 Each variant runs twice on freshly started embedded servers (the database slows down as it
 serves, even after a drop, so a shared server would favour whichever runs first), in the
@@ -52,30 +53,26 @@ RAW_BATCH = 5000
 def ours(
     settings: Settings, endpoints: infra.Endpoints, n: int, run: str, *, rollups: bool = True
 ) -> tuple[float, float]:
-    """``make run``'s consumer and rollups (two runtimes, run together) over ``n`` events.
+    """``make run``'s consumer (with its rollups unless ``rollups`` is off) over ``n`` events.
 
     Returns:
-        Rate from the group join until both are done, and the process's CPU µs per event.
+        Rate from the group join until it is done, and the process's CPU µs per event.
     """
     db_name = f"bench_ours_{run}"
-    stack = Stack(settings.model_copy(update={"topic": TOPIC, "db": db_name}), endpoints)
-    workers = [StreamWorker(stack.consumer(group_id=f"bench-ours-{run}"))]
-    if rollups:
-        workers.append(StreamWorker(stack.rollups(group_id=f"bench-rollups-{run}")))
+    update = {"topic": TOPIC, "db": db_name, "sql_rollups": rollups}
+    stack = Stack(settings.model_copy(update=update), endpoints)
+    worker = StreamWorker(stack.consumer(group_id=f"bench-ours-{run}"))
     cpu = time.process_time()
-    for worker in workers:
-        worker.start(max_events=n)
-    while any(w.stats.state is StreamState.JOINING for w in workers):
+    worker.start(max_events=n)
+    while worker.stats.state is StreamState.JOINING:
         time.sleep(0.005)
     joined = time.perf_counter()
-    for worker in workers:
-        worker.wait()
+    worker.wait()
     end, cpu = time.perf_counter(), time.process_time() - cpu
     db = stack.db
     stored = db[SALES].count_documents({})
     counted = totals(db, HOURLY)[0] if rollups else n
-    for worker in workers:
-        worker.runtime.close()
+    worker.runtime.close()
     stack.close()
     if stored != n or counted != n:
         raise RuntimeError(f"ours stored {stored} of {n} sales, the rollups counted {counted}")

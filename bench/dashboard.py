@@ -68,7 +68,7 @@ def timed(func: Callable[[], object]) -> float:
 
 
 def fill(endpoints: infra.Endpoints, db_name: str, topic: str, n: int) -> Database:
-    """History of ``n`` sales over `DAYS` days, consumed with the rollup hook."""
+    """History of ``n`` sales over `DAYS` days, consumed with its rollups."""
     ensure_topic(endpoints.kafka_bootstrap, topic, partitions=3)
     history = SaleGenerator(2026).backfill(DAYS, end=END, events_per_day=n // DAYS + n // 50)
     produce(endpoints.kafka_bootstrap, topic, list(itertools.islice(history, n)))
@@ -77,7 +77,6 @@ def fill(endpoints: infra.Endpoints, db_name: str, topic: str, n: int) -> Databa
     settings = Settings(_env_file=None, topic=topic, db=db_name)
     stack = Stack(settings, endpoints)
     stats = stack.consumer(group_id=f"bench_{db_name}").run(max_events=n)
-    stack.rollups(group_id=f"bench_{db_name}_rollups").run(max_events=n)
     stack.close()
     if stats.stored != n:
         raise SystemExit(f"consumed {stats.stored} sales into {db_name}, expected {n}")

@@ -70,11 +70,10 @@ def consume(
     settings: Settings, endpoints: infra.Endpoints, db: str, n: int, *, rollups: bool
 ) -> float:
     """Consume the topic into ``db``; return the rate in events/s."""
-    stack = Stack(settings.model_copy(update={"topic": TOPIC, "db": db}), endpoints)
+    update = {"topic": TOPIC, "db": db, "sql_rollups": rollups}
+    stack = Stack(settings.model_copy(update=update), endpoints)
     start = time.perf_counter()
     stats = stack.consumer(group_id=f"bench_{db}").run(max_events=n)
-    if rollups:
-        stack.rollups(group_id=f"bench_{db}_rollups").run(max_events=n)
     stack.close()
     if stats.stored != n:
         raise SystemExit(f"consumed {stats.stored} sales into {db}, expected {n}")

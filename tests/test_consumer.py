@@ -20,9 +20,9 @@ from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY
 from sales_stream.events import SaleEvent, encode, event_from_document
 from sales_stream.generator import SaleGenerator
 from sales_stream.rollups import DAILY, HOURLY, totals
-from sales_stream.sinks.mongo import DEAD_LETTERS, SALES, STORED_RANGES
+from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 from sales_stream.stream import Backoff, StreamRuntime, StreamState, StreamStats, StreamWorker
-from sales_stream.stream.sink import CONSUMER_SERVICE, HYPER_SERVICE, LAKE_SERVICE
+from sales_stream.stream.sink import HYPER_SERVICE, LAKE_SERVICE
 from sales_stream.ui.consumer_panel import consumer_panel, status_fr, summary_text
 
 Message = tuple[bytes | None, bytes | None]  # (key, value)
@@ -61,13 +61,6 @@ def make_consumer(
     return stack_for(settings, endpoints, topic, db).consumer(group_id=group, **kw)
 
 
-def count_rollups(
-    settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group: str
-) -> None:
-    """Run the rollups (their own group, behind the consumer) until they caught up."""
-    stack_for(settings, endpoints, topic, db).rollups(group_id=f"{group}-r").run(until_idle=1)
-
-
 def make_thread(
     settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group: str, **kw
 ) -> StreamWorker:
@@ -101,7 +94,6 @@ def test_round_trip_stores_every_event_and_commits(
         e.event_id: e for e in events
     }
     assert all(doc["ingested_at"].tzinfo is not None for doc in docs.values())
-    count_rollups(settings, endpoints, topic, db, group_id)
     assert rollup_totals(db) == [(3000, sum(round(e.amount * 100) for e in events))] * 2
     assert list(db[SALES].index_information()) == ["_id_"]  # the hot collection: _id only
     # Offsets were committed: the same group finds nothing left to read.
@@ -109,38 +101,26 @@ def test_round_trip_stores_every_event_and_commits(
     assert again.consumed == 0
 
 
-def test_the_rollups_forget_the_stored_ranges_they_committed_past(
+def test_a_live_consumer_keeps_its_rollups_up_to_date(
     settings: Settings, endpoints: infra.Endpoints, topic: str, db: Database, group_id: str
 ) -> None:
     stack = stack_for(settings, endpoints, topic, db)
-    consumer = StreamWorker(stack.consumer(group_id=group_id, max_batch=50))
-    rollups = StreamWorker(stack.rollups(group_id=f"{group_id}-r", flush_seconds=0))
+    consumer = StreamWorker(stack.consumer(group_id=group_id, max_batch=50, rollup_flush_s=0.5))
     events = SaleGenerator(17).events(600)
-    ends: list[dict[int, int]] = []  # per round: partition -> next offset
     consumer.start()
-    rollups.start()
     try:
-        for round_events in (events[i : i + 150] for i in range(0, 600, 150)):
-            positions = produce(endpoints.kafka_bootstrap, topic, valid_messages(round_events))
-            end = dict(ends[-1]) if ends else {}
-            for partition, offset in positions:
-                end[partition] = max(end.get(partition, 0), offset + 1)
-            ends.append(end)
-            sent = len(ends) * 150
-            wait_for(
+        for sent in range(150, 601, 150):
+            produce(endpoints.kafka_bootstrap, topic, valid_messages(events[sent - 150 : sent]))
+            wait_for(  # the stream goes quiet: what the rollups hold is flushed
                 lambda sent=sent: rollup_totals(db)[0][0] == sent,
                 timeout=60,
                 what=f"{sent} sales in the rollups",
             )
+            assert consumer.stats.total_lag == 0
     finally:
         consumer.stop()
-        rollups.stop()
     assert rollup_totals(db) == [(600, sum(round(e.amount * 100) for e in events))] * 2
-    left = list(db[STORED_RANGES].find())
-    assert left  # the last checkpoints' ranges are kept
-    for doc in left:  # every range ending before round 3 was deleted
-        partition = int(doc["part"].rsplit(":", 1)[1])
-        assert doc["next"] > ends[1][partition], doc
+    assert consumer.stats.last_commit is not None
 
 
 def test_resent_events_are_counted_as_duplicates(
@@ -165,7 +145,6 @@ def test_resent_events_are_counted_as_duplicates(
     assert {d["detail"].split()[1] for d in letters} == {e.event_id for e in changed}
     assert all(d["detail"].count("sha256") == 1 and "this one" in d["detail"] for d in letters)
     # The rollups count each sale once: no re-send, no conflicting version.
-    count_rollups(settings, endpoints, topic, db, group_id)
     assert rollup_totals(db) == [(1500, sum(round(e.amount * 100) for e in events))] * 2
 
 
@@ -327,7 +306,6 @@ def test_two_members_share_the_topic_without_loss(
     assert sum(s.stored for s in final) == 4000
     assert sum(s.consumed for s in final) == 4000 + sum(s.duplicates for s in final)
     assert set(db[SALES].distinct("_id")) == {e.event_id for e in events}
-    count_rollups(settings, endpoints, topic, db, group_id)
     assert rollup_totals(db)[0] == (4000, sum(round(e.amount * 100) for e in events))
 
 
@@ -349,6 +327,3 @@ def test_status_names_the_service_waited_for_in_french() -> None:
 
     assert waiting(HYPER_SERVICE).startswith("extrait Hyper injoignable depuis 8 s")
     assert waiting(LAKE_SERVICE).startswith("lac injoignable depuis 8 s")
-    assert waiting(CONSUMER_SERVICE) == (
-        "en attente du consommateur depuis 8 s (ventes pas encore enregistrées)"
-    )

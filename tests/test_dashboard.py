@@ -48,7 +48,6 @@ def filled(
     db = mongo[name]
     stack = Stack(settings.model_copy(update={"topic": name, "db": name}), endpoints)
     assert stack.consumer(group_id=name).run(max_events=len(events)).stored == len(events)
-    stack.rollups(group_id=f"{name}_r").run(max_events=len(events))
     stack.close()
     yield db, load_snapshot(db)
     mongo.drop_database(name)

@@ -149,7 +149,6 @@ def test_lake_and_mongodb_apply_one_contract(
         lake = stack.lake(tmp_path / "lake", group_id=f"l_{topic}", flush_seconds=0.5).run(
             until_idle=2
         )
-        stack.rollups(group_id=f"r_{topic}").run(until_idle=1)
     finally:
         stack.close()
 
@@ -182,7 +181,6 @@ def test_identity_survives_a_restart_of_the_services(tmp_path: Path) -> None:
                 stack.ensure_topic()
                 produce(endpoints.kafka_bootstrap, settings.topic, sales(events))
                 stack.consumer().run(until_idle=2)
-                stack.rollups().run(until_idle=1)
                 stack.lake(lake_path, flush_seconds=0.5).run(until_idle=2)
                 db = stack.db
                 ids = set(db[SALES].distinct("_id"))

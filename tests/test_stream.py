@@ -260,3 +260,95 @@ def test_pacing_never_holds_back_a_full_batch() -> None:
     sink = MemorySink()
     runtime(log, sink, max_batch=10, max_write_share=0.01).run(until_idle=0)
     assert [len(b.events) for b in sink.batches] == [10] * 6
+
+
+class HoldingSink(MemorySink):
+    """A deferred sink: holds what it is given until flushed; checks nothing is committed
+    beyond what it flushed."""
+
+    def __init__(self, log: MemoryLog) -> None:
+        super().__init__("holding")
+        self.log = log
+        self.held: list[Batch] = []
+        self.flushed: list[Batch] = []
+        self.flushes = 0
+        self.flush_failures: list[BaseException] = []
+
+    def _flushed_next(self) -> dict[int, int]:
+        ends: dict[int, int] = {}
+        for batch in self.flushed:
+            for partition, end in batch.next_offsets.items():
+                ends[partition] = max(ends.get(partition, 0), end)
+        return ends
+
+    def _check_commits(self) -> None:
+        flushed = self._flushed_next()
+        for partition, offset in self.log.committed.items():
+            assert offset <= flushed.get(partition, 0), (partition, offset, flushed)
+
+    def write(self, batch: Batch) -> SinkResult:
+        self._check_commits()
+        result = super().write(batch)
+        self.held.append(batch)
+        return result
+
+    def flush(self) -> None:
+        self._check_commits()
+        if self.flush_failures:
+            raise self.flush_failures.pop(0)
+        self.flushes += 1
+        self.flushed += self.held
+        self.held = []
+
+
+def test_a_deferred_sink_is_flushed_before_every_commit() -> None:
+    log = MemoryLog()
+    ids = fill(log, 300)
+    sink = HoldingSink(log)
+    stats = runtime(log, MemorySink(), sink, max_batch=20, commit_interval_s=60).run(until_idle=0)
+    assert sorted(e.event_id for b in sink.flushed for e in b.events) == sorted(ids)
+    assert stats.batches >= 15
+    assert sink.flushes == 1  # the interval never elapsed: once, when the run stopped
+    assert log.committed == {p: len(log.partitions[p]) for p in log.partitions}
+
+
+def test_a_deferred_sink_is_flushed_every_commit_interval() -> None:
+    log = MemoryLog()
+    fill(log, 200)
+    sink = HoldingSink(log)
+    runtime(log, sink, max_batch=10, commit_interval_s=0).run(until_idle=0)
+    assert sink.flushes >= 20  # every checkpoint
+    assert not sink.held
+
+
+def test_what_a_deferred_sink_holds_is_flushed_once_the_stream_goes_quiet() -> None:
+    log = MemoryLog()
+    ids = fill(log, 120)
+    sink = HoldingSink(log)
+    worker = StreamWorker(runtime(log, sink, max_batch=50, commit_interval_s=0.2))
+
+    def flushed() -> int:
+        return sum(len(b.events) for b in sink.flushed)
+
+    worker.start()
+    try:
+        assert wait_until(lambda: flushed() == 120, timeout=10)
+        assert wait_until(lambda: sum(log.committed.values()) == 120, timeout=10)
+        more = fill(log, 30, seed=3)  # a later burst: flushed too, without stopping
+        assert wait_until(lambda: flushed() == 150, timeout=10)
+    finally:
+        worker.stop()
+    assert sorted(e.event_id for b in sink.flushed for e in b.events) == sorted(ids + more)
+
+
+def test_a_failed_flush_is_retried_and_commits_nothing_before_it_succeeds() -> None:
+    log = MemoryLog()
+    ids = fill(log, 90)
+    sink = HoldingSink(log)
+    sink.flush_failures = [SinkUnavailable("MongoDB", ConnectionError("refused"))] * 2
+    rt = runtime(log, sink, max_batch=30, commit_interval_s=0)
+    stats = rt.run(until_idle=0.5)
+    assert sorted(e.event_id for b in sink.flushed for e in b.events) == sorted(ids)
+    assert log.committed == {p: len(log.partitions[p]) for p in log.partitions}
+    assert stats.last_error is not None
+    assert "refused" in stats.last_error

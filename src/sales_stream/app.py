@@ -7,7 +7,7 @@ consumer, lake and extract runtimes here, so they cannot disagree on what a cons
 
     stack = Stack.from_settings(load_settings())
     workers = stack.live_workers(lake="lake", hyper="out/sales.hyper")
-    for worker in workers:  # MongoDB, the rollups, the lake, the extract: one group each
+    for worker in workers:  # MongoDB and its rollups, the lake, the extract: one group each
         worker.start()
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sales_stream.groups import HYPER_GROUP, LAKE_GROUP, MONGO_GROUP, ROLLUP_GROUP
+from sales_stream.groups import HYPER_GROUP, LAKE_GROUP, MONGO_GROUP
 from sales_stream.stream.runtime import StreamRuntime
 from sales_stream.stream.worker import StreamWorker
 
@@ -32,14 +32,9 @@ if TYPE_CHECKING:
 #: The loop polls at least every second, so a short limit is safe; it also bounds how long
 #: a rebalance waits for a member that died mid-join.
 MAX_POLL_INTERVAL_MS = 30_000
-#: The rollups' checkpoint interval: each upsert (one per cell) then serves many sales.
+#: How often the consumer flushes its rollups and commits: each flush inserts one row per
+#: cell touched (`sales_stream.rollups`), so rarer flushes serve more sales per row.
 ROLLUP_FLUSH_S = 2.0
-#: Most records per rollup checkpoint: a backlog is caught up with few upserts per cell.
-ROLLUP_MAX_BATCH = 50_000
-#: Most of the time the rollups may spend writing: a checkpoint costs about 1-2 ms of the
-#: embedded database per cell, whatever the sales in it, so under load they checkpoint less
-#: often instead of taking the database from the consumer (measured in ``bench/soak.py``).
-ROLLUP_WRITE_SHARE = 0.15
 #: Most of the time the extract may spend writing: each publication copies the whole file
 #: (`sales_stream.export.extract_sink`), so a large extract is published less often.
 HYPER_WRITE_SHARE = 0.25
@@ -96,43 +91,35 @@ class Stack:
     # Runtimes.
 
     def consumer(
-        self, *, group_id: str = MONGO_GROUP, db: str | None = None, max_batch: int = 5000
+        self,
+        *,
+        group_id: str = MONGO_GROUP,
+        db: str | None = None,
+        max_batch: int = 5000,
+        rollup_flush_s: float = ROLLUP_FLUSH_S,
     ) -> StreamRuntime:
-        """Kafka → MongoDB: the sales (``_id`` only) and the dead letters.
+        """Kafka → MongoDB: the sales (``_id`` only), the dead letters and the rollups.
+
+        The rollups (unless ``settings.sql_rollups`` is off) follow the MongoDB sink in the
+        chain: they count the sales it kept, and are flushed (then the offsets committed)
+        every ``rollup_flush_s``.
 
         Args:
             group_id: Consumer group.
             db: Database name (default: the settings').
             max_batch: Most records per checkpoint.
+            rollup_flush_s: Interval between two flushes of the rollups (and commits).
         """
         from sales_stream.sinks.mongo import MongoSink
 
-        sink = MongoSink(self.mongo[db or self.settings.db])
-        return self._runtime("mongodb", group_id, [sink], max_batch=max_batch)
-
-    def rollups(
-        self,
-        *,
-        group_id: str = ROLLUP_GROUP,
-        db: str | None = None,
-        flush_seconds: float = ROLLUP_FLUSH_S,
-    ) -> StreamRuntime:
-        """Kafka → the rollups, behind the consumer: the sales it stored, one upsert per cell.
-
-        Its own group and cadence: a checkpoint every ``flush_seconds`` serves thousands of
-        sales per upsert, and the consumer's write path stays an ``insert_many``.
-        """
-        from sales_stream.rollups import RollupSink
-        from sales_stream.sinks.mongo import StoredSales
-
         database = self.mongo[db or self.settings.db]
+        sinks: list[Sink] = [MongoSink(database)]
+        if self.settings.sql_rollups:
+            from sales_stream.rollups import RollupSink
+
+            sinks.append(RollupSink(database))
         return self._runtime(
-            "rollups",
-            group_id,
-            [StoredSales(database), RollupSink(database)],
-            max_batch=ROLLUP_MAX_BATCH,
-            flush_interval_s=flush_seconds,
-            max_write_share=ROLLUP_WRITE_SHARE,
+            "mongodb", group_id, sinks, max_batch=max_batch, commit_interval_s=rollup_flush_s
         )
 
     def lake(
@@ -173,22 +160,14 @@ class Stack:
         runtime = self.consumer(**options)  # type: ignore[arg-type]
         return StreamWorker(runtime)
 
-    def rollups_worker(self, **options: object) -> StreamWorker:
-        """`rollups` in a background thread."""
-        runtime = self.rollups(**options)  # type: ignore[arg-type]
-        return StreamWorker(runtime)
-
     def live_workers(
         self, *, lake: str | Path | None = None, hyper: str | Path | None = None
     ) -> list[StreamWorker]:
-        """What ``make run`` runs: the consumer, the rollups, the lake and the extract.
+        """What ``make run`` runs: the consumer (and its rollups), the lake and the extract.
 
-        The rollups unless ``settings.sql_rollups`` is off; the lake and the extract where a
-        path is given.
+        The lake and the extract where a path is given.
         """
         workers = [self.consumer_worker()]
-        if self.settings.sql_rollups:
-            workers.append(self.rollups_worker())
         if lake is not None:
             workers.append(self.lake_worker(lake, flush_seconds=5.0))
         if hyper is not None:
@@ -220,6 +199,7 @@ class Stack:
         max_batch: int,
         flush_interval_s: float = 0.0,
         max_write_share: float = 1.0,
+        commit_interval_s: float = 0.0,
     ) -> StreamRuntime:
         return kafka_runtime(
             self.endpoints.kafka_bootstrap,
@@ -230,6 +210,7 @@ class Stack:
             max_batch=max_batch,
             flush_interval_s=flush_interval_s,
             max_write_share=max_write_share,
+            commit_interval_s=commit_interval_s,
         )
 
 
@@ -243,6 +224,7 @@ def kafka_runtime(
     max_batch: int = 5000,
     flush_interval_s: float = 0.0,
     max_write_share: float = 1.0,
+    commit_interval_s: float = 0.0,
 ) -> StreamRuntime:
     """A runtime reading ``topic`` in consumer group ``group_id`` into ``sinks``."""
     from sales_stream.stream.source import KafkaSource
@@ -263,4 +245,5 @@ def kafka_runtime(
         max_batch=max_batch,
         flush_interval_s=flush_interval_s,
         max_write_share=max_write_share,
+        commit_interval_s=commit_interval_s,
     )

@@ -1,9 +1,7 @@
 """Consumer groups of the pipeline's runtimes (each keeps its own offsets); import-light."""
 
-#: The consumer: MongoDB sales and dead letters.
+#: The consumer: MongoDB sales, dead letters and rollups.
 MONGO_GROUP = "sales-mongo"
-#: The rollups, following the consumer.
-ROLLUP_GROUP = "sales-rollups"
 #: The Parquet lake.
 LAKE_GROUP = "sales-lake"
 #: The Hyper extract.

@@ -1,30 +1,32 @@
-"""Incremental rollups of the sales: a sink of the runtime, exact under at-least-once delivery.
+"""Incremental rollups of the sales, in the consumer's chain: insert-only, exact, compacted.
 
 Two collections, also SQL tables (`sales_stream.sql.schema`), answer the dashboard from a few
-thousand cells instead of every sale: `HOURLY` (``ventes_par_heure``: hour × region) and
-`DAILY` (``ventes_par_jour``: day × region × product). A cell holds ``sales`` (number of
+thousand rows instead of every sale: `HOURLY` (``ventes_par_heure``: hour × region) and
+`DAILY` (``ventes_par_jour``: day × region × product). A row holds ``sales`` (number of
 sales), ``quantity``, ``amount`` (revenue), the UTC start of its bucket (``hour_start`` /
 ``day_start``), its dimensions and the region's ``lat``/``lon`` (its capital, as
-`sales_stream.queries.revenue_by_region`), and is indexed on (region, bucket start).
+`sales_stream.queries.revenue_by_region`). A cell (a bucket and its dimensions) may have
+several rows for a while: readers sum them (SQL ``SUM … GROUP BY``, Tableau, the dashboard).
 
-`RollupSink` runs in its own runtime (`sales_stream.app.Stack.rollups`, its own consumer
-group), behind `sales_stream.sinks.mongo.StoredSales`: it receives only the sales the consumer
-stored from these very records — never a re-send, a conflicting version or a dead letter.
-A checkpoint (every two seconds, less often under load: an update costs the embedded database
-about 1-2 ms per cell, so `sales_stream.app.ROLLUP_WRITE_SHARE` bounds the share of the time
-spent writing) is aggregated in memory and written as one upsert per cell (not per sale), in
-bulks of `BULK_CELLS`, so the consumer's own write path stays one ``insert_many``. It may see a
-batch again after a crash or a rebalance, with other boundaries; each sale still counts once
-thanks to **offset fences**: a cell holds ``fence.<incarnation>:<topic>:<partition>``, the last
-offset of that partition already added to it. The incarnation
-(`sales_stream.stream.source.incarnation_of`: the broker's cluster id, fresh per start of the
-memory-only embedded broker) makes the fence survive a broker restart that starts offsets again
-at 0. Partitions are consumed in offset order from the last commit, so every offset at or below
-the fence is in the sums and every offset above it is not. One single-document update adds a
-batch's contribution and moves the fence, so a crash leaves each cell either before or after
-the batch. The normal path is unordered bulks of upserts guarded by ``fence < the batch's first
-offset in the cell``; a guard that fails (a replay) sends the cell to a compare-and-set on the
-fence it reads, which adds only the offsets above it.
+`RollupSink` follows `sales_stream.sinks.mongo.MongoSink` in the consumer's runtime: it
+receives the sales the consumer kept from these very records (never a re-send, a conflicting
+version or a dead letter) without reading or decoding the stream again. It is a *deferred*
+sink (`sales_stream.stream.sink.DeferredSink`): `RollupSink.write` adds a batch to memory and
+`RollupSink.flush`, which the runtime calls before it commits (every
+`sales_stream.app.ROLLUP_FLUSH_S`), writes them. On the embedded database an update costs
+about ten inserts, so a flush only inserts: one row per cell touched and partition (its
+contribution, a *delta*), in one transaction with each partition's **fence**
+(`FENCES`: the next offset not yet counted, per topic incarnation, partition and database).
+The transaction moves a fence only from the value it read, so every offset is counted once
+whatever crashes, replays, rebalances or concurrent members do: rows below the fence are
+skipped, and a fence moved meanwhile aborts the transaction, which is then tried again. The
+sums of a batch are computed on the runtime's loop thread while the previous batch is written
+(`RollupSink.prepare`), so a flush mostly inserts.
+
+At a sink's first flush (for what earlier runs left), then each time its deltas reach the rows
+of the last compaction (and at least `COMPACT_EVERY`), each rollup is compacted: rewritten
+with one row per cell (``_id``: the cell key) in one transaction, so readers never see a cell
+counted twice or not at all, and the rows stay about twice the cells at most.
 
 Sums are exact: ``sales`` and ``quantity`` are int64, ``amount`` is a decimal128 sum of the
 sales' amounts rounded to the cent, so any order and any batching give the same value, equal to
@@ -36,31 +38,42 @@ region) and whole UTC days (by region and product).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Literal
 
 from bson import Decimal128, Int64
-from pymongo import ASCENDING, UpdateOne
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from sales_stream.events import SaleEvent
 from sales_stream.reference import REGION_BY_NAME
-from sales_stream.sinks.mongo import DUPLICATE_KEY, chunks, is_transient, unavailable
+from sales_stream.sinks.mongo import is_transient, unavailable
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.sink import SinkResult
 
-#: Compare-and-set attempts on one cell before the batch is failed (and retried whole).
-MAX_CAS_ATTEMPTS = 5
-#: Cells per bulk write: a checkpoint's hundreds of cells go in several short requests, not
-#: one that ran 1.3-2.3 s under the soak's load (an update costs the embedded database 1-2 ms).
-BULK_CELLS = 50
+#: Collection of the fences: ``_id`` a `fence_key`, ``next`` the next offset not counted.
+FENCES = "rollup_fences"
+#: Flush transactions tried before the flush fails (a fence moved by another member, a
+#: write conflict): the next attempt reads the fences again.
+MAX_ATTEMPTS = 5
+#: Deltas written since the last compaction that trigger the next one (at least).
+COMPACT_EVERY = 2000
 _KEY_SEPARATOR = "|"
+#: Separates a cell key from the rest of a delta's ``_id`` (a compacted row's is the key).
+DELTA_SEPARATOR = "#"
+_MEASURES = ("sales", "quantity", "amount")
+#: Batches summed ahead of their write (the runtime keeps two in memory).
+MAX_PREPARED = 4
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ class Rollup:
         return start.replace(hour=0) if self.unit == "day" else start
 
     def cell(self, event: SaleEvent) -> tuple[str, dict[str, Any]]:
-        """The cell of ``event``: its document id and its identifying fields."""
+        """The cell of ``event``: its key (a compacted row's ``_id``) and identifying fields."""
         bucket = self.bucket(event.ts)
         values = {name: getattr(event, name) for name in self.dimensions}
         key = _KEY_SEPARATOR.join([bucket.strftime("%Y-%m-%dT%H"), *values.values()])
@@ -98,9 +111,52 @@ class Rollup:
             fields["lat"], fields["lon"] = region.lat, region.lon
         return key, fields
 
-    def ensure_indexes(self, db: Database) -> None:
-        """Index the region filter of the dashboard, alone or with a period (idempotent)."""
-        db[self.collection].create_index([("region", ASCENDING), (self.time_field, ASCENDING)])
+    def add(self, sums: _Sums, rows: Iterable[tuple[SaleEvent, int, str]]) -> None:
+        """Add ``rows`` (sale, cents, fence key of its partition) to ``sums``, per cell."""
+        dimensions = attrgetter(*self.dimensions)
+        hourly = self.unit == "hour"
+        for event, amount, part in rows:
+            ts = event.ts
+            group = (part, ts.year, ts.month, ts.day, ts.hour if hourly else 0, dimensions(event))
+            cell = sums.get(group)
+            if cell is None:
+                sums[group] = [event, 1, event.quantity, amount]
+            else:
+                cell[1] += 1
+                cell[2] += event.quantity
+                cell[3] += amount
+
+    def deltas(self, sums: _Sums, starts: dict[str, int]) -> list[dict[str, Any]]:
+        """One row per cell and partition: ``_id`` the cell key, the partition and its start."""
+        docs = []
+        for (part, *_), (first, sales, quantity, amount) in sums.items():
+            key, fields = self.cell(first)
+            suffix = f"{part}:{starts[part]}"
+            docs.append(
+                {
+                    "_id": f"{key}{DELTA_SEPARATOR}{suffix}",
+                    **fields,
+                    **_sums(sales, quantity, amount),
+                }
+            )
+        return docs
+
+
+#: Per cell group (fence key, bucket, dimensions): [a sale of it, sales, quantity, cents].
+_Sums = dict[tuple[Any, ...], list[Any]]
+
+
+def _merge(into: _Sums, sums: _Sums, parts: set[str]) -> None:
+    for group, (first, sales, quantity, amount) in sums.items():
+        if group[0] not in parts:
+            continue
+        cell = into.get(group)
+        if cell is None:
+            into[group] = [first, sales, quantity, amount]
+        else:
+            cell[1] += sales
+            cell[2] += quantity
+            cell[3] += amount
 
 
 #: Revenue over time and per region (the map), any period filter on whole UTC hours.
@@ -110,193 +166,258 @@ DAILY = Rollup("ventes_par_jour", "day", ("region", "product", "category"))
 DEFAULT_ROLLUPS: tuple[Rollup, ...] = (HOURLY, DAILY)
 
 
-#: One sale as the rollups count it: (fence key, offset, quantity, amount in cents).
-_Row = tuple[str, int, int, int]
-
-
-def _rows(batch: Batch) -> list[_Row]:
-    """Each event's row, computed once for every rollup."""
-    fences = {
-        partition: fence_key(batch.incarnation, batch.topic, partition)
-        for partition in {partition for partition, _ in batch.positions}
+def _sums(sales: int, quantity: int, cents: int) -> dict[str, Any]:
+    return {
+        "sales": Int64(sales),
+        "quantity": Int64(quantity),
+        "amount": Decimal128(Decimal(cents).scaleb(-2)),
     }
-    return [
-        (fences[partition], offset, event.quantity, round(event.amount * 100))
-        for event, (partition, offset) in zip(batch.events, batch.positions, strict=True)
-    ]
 
 
 @dataclass
-class _Cell:
-    """A batch's contribution to one rollup document, kept per sale for partial replays."""
+class _Span:
+    """One partition's records held since the last flush: offsets ``[start, next)``."""
 
-    fields: dict[str, Any]
-    rows: list[_Row] = field(default_factory=list)
-    key: str = ""
+    start: int
+    next: int
 
-    def fences(self) -> dict[str, tuple[int, int]]:
-        """Fence key → (first, last) offset of this cell's rows in the batch."""
-        spans: dict[str, tuple[int, int]] = {}
-        for fence, offset, _, _ in self.rows:
-            first, _last = spans.get(fence, (offset, offset))
-            spans[fence] = (first, offset)
-        return spans
+
+class _FenceMoved(Exception):
+    """Another writer moved a fence since this flush read it."""
 
 
 class RollupSink:
-    """Keeps the rollups of one database up to date (`sales_stream.stream.Sink`).
+    """Keeps the rollups of one database up to date (`sales_stream.stream.DeferredSink`).
 
     Args:
         db: The database holding ``sales`` (use `sales_stream.clients.mongo_client`).
         rollups: The rollups to maintain.
+        compact_every: Deltas written between two compactions (at least).
     """
 
     name = "rollups"
 
-    def __init__(self, db: Database, *, rollups: Sequence[Rollup] = DEFAULT_ROLLUPS) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        rollups: Sequence[Rollup] = DEFAULT_ROLLUPS,
+        compact_every: int = COMPACT_EVERY,
+    ) -> None:
         if not rollups:
             raise ValueError("rollups must not be empty")
+        if compact_every < 1:
+            raise ValueError(f"compact_every must be >= 1, got {compact_every}")
         self._db = db
+        self._fences = db[FENCES]
         self._rollups = tuple(rollups)
-        self._indexed = False
+        self._compact_every = compact_every
+        self._spans: dict[str, _Span] = {}  # fence key → offsets held
+        self._held: list[tuple[Batch, list[_Sums] | None]] = []  # with their prepared sums
+        self._lock = threading.Lock()
+        self._prepared: dict[int, tuple[list[SaleEvent], list[_Sums]]] = {}
+        self._since_compaction = 0
+        self._compact_at = 0  # deltas that trigger a compaction: the first flush compacts
 
     def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
-        """Nothing to load: the fences are in the cells."""
+        """Nothing to load: each flush reads the fences it moves."""
 
     def close(self) -> None:
-        """The database's client belongs to the caller."""
+        """The database's client belongs to the caller (unflushed sales are read again)."""
+
+    @property
+    def pending(self) -> int:
+        """Sales held for the next flush."""
+        return sum(len(batch.events) for batch, _ in self._held)
+
+    def prepare(self, batch: Batch) -> None:
+        """Sum a sealed batch per cell ahead of `write` (on the runtime's loop thread).
+
+        Used if the batch reaches `write` whole (the MongoDB sink kept every sale: the same
+        ``events`` list); otherwise `flush` sums the kept sales itself.
+        """
+        rows = list(_rows_of(batch, None))
+        sums = [self._sum(rollup, rows) for rollup in self._rollups]
+        with self._lock:
+            while len(self._prepared) >= MAX_PREPARED:
+                del self._prepared[next(iter(self._prepared))]
+            self._prepared[id(batch.events)] = (batch.events, sums)
 
     def write(self, batch: Batch) -> SinkResult:
-        """Add the batch's sales to every rollup, skipping what is already counted.
+        """Hold the batch's sales for the next flush.
+
+        A partition whose records do not follow the ones held (read again after a rebalance,
+        or after a gap) flushes everything held first.
 
         Raises:
-            SinkUnavailable: MongoDB is unreachable for now; applying the batch again is safe.
-            RuntimeError: A cell kept changing under a compare-and-set.
+            SinkUnavailable: That flush found MongoDB unreachable; the batch is not held.
         """
-        try:
-            if not self._indexed:
-                for rollup in self._rollups:
-                    rollup.ensure_indexes(self._db)
-                self._indexed = True
-            rows = _rows(batch)
-            applied = [self._apply_rollup(rollup, batch.events, rows) for rollup in self._rollups]
-        except PyMongoError as exc:
-            raise (unavailable(exc) if is_transient(exc) else exc) from exc
-        counted = applied[0]
-        return SinkResult(stored=counted, duplicates=len(batch.events) - counted)
+        parts = {p: fence_key(batch.incarnation, batch.topic, p) for p in batch.first_offsets}
+        if any(
+            (span := self._spans.get(parts[p])) is not None and first != span.next
+            for p, first in batch.first_offsets.items()
+        ):
+            self._flush()
+        for partition, first in batch.first_offsets.items():
+            span = self._spans.setdefault(parts[partition], _Span(first, first))
+            span.next = batch.next_offsets[partition]
+        if batch.events:
+            with self._lock:
+                prepared = self._prepared.pop(id(batch.events), None)
+            sums = prepared[1] if prepared is not None and prepared[0] is batch.events else None
+            self._held.append((batch, sums))
+        return SinkResult(stored=len(batch.events))
 
-    def _apply_rollup(self, rollup: Rollup, events: list[SaleEvent], rows: list[_Row]) -> int:
-        # Grouped on a cheap tuple first; a cell's id and fields are built once per cell.
-        groups: dict[tuple[Any, ...], _Cell] = {}
-        dimensions = attrgetter(*rollup.dimensions)
-        hourly = rollup.unit == "hour"
-        for event, row in zip(events, rows, strict=True):
-            ts = event.ts
-            group = (ts.year, ts.month, ts.day, ts.hour if hourly else 0, dimensions(event))
-            cell = groups.get(group)
-            if cell is None:
-                key, fields = rollup.cell(event)
-                cell = groups[group] = _Cell(fields, key=key)
-            cell.rows.append(row)
-        if not groups:
-            return 0
-        cells = {cell.key: cell for cell in groups.values()}
-        collection = self._db[rollup.collection]
-        keys = list(cells)
-        replayed: set[str] = set()
-        for start in range(0, len(keys), BULK_CELLS):
-            part = keys[start : start + BULK_CELLS]
+    def flush(self) -> None:
+        """Write the held sales: one delta per cell and partition, fences moved, atomically.
+
+        Raises:
+            SinkUnavailable: MongoDB is unreachable for now; the sales stay held.
+            RuntimeError: The fences kept moving under `MAX_ATTEMPTS` transactions.
+        """
+        if self._compact_at == 0:  # first flush: compact what earlier runs left, if any
+            self._compact()
+        self._flush()
+        if self._since_compaction >= self._compact_at:
+            self._compact()
+
+    def _flush(self) -> None:
+        if not self._spans:
+            return
+        for _ in range(MAX_ATTEMPTS):
             try:
-                collection.bulk_write([_guarded_upsert(k, cells[k]) for k in part], ordered=False)
-            except BulkWriteError as exc:
-                replayed.update(part[i] for i in _duplicate_key_indexes(exc))
-        applied = sum(len(cells[key].rows) for key in keys if key not in replayed)
-        if replayed:
-            applied += self._compare_and_set(collection, {k: cells[k] for k in replayed})
-        return applied
-
-    def _compare_and_set(self, collection: Collection, cells: dict[str, _Cell]) -> int:
-        """Add to each cell only the rows above its fence; return how many were added."""
-        applied = 0
-        pending = dict(cells)
-        for _ in range(MAX_CAS_ATTEMPTS):
-            fences = _read_fences(collection, list(pending))
-            for key, cell in list(pending.items()):
-                current = fences.get(key, {})
-                rows = [row for row in cell.rows if row[1] > current.get(row[0], -1)]
-                if not rows:
-                    del pending[key]
+                written = self._flush_once()
+            except (_FenceMoved, DuplicateKeyError):
+                continue  # read the fences again
+            except PyMongoError as exc:
+                if exc.has_error_label("TransientTransactionError"):
                     continue
-                new = _Cell(cell.fields, rows)
-                condition = {
-                    f"fence.{fence}": current.get(fence, {"$exists": False})
-                    for fence in cell.fences()
-                }
-                try:
-                    result = collection.update_one(
-                        {"_id": key, **condition}, _increment(new), upsert=True
-                    )
-                except DuplicateKeyError:
-                    continue  # changed since read: read again
-                if result.matched_count or result.upserted_id is not None:
-                    applied += len(rows)
-                    del pending[key]
-            if not pending:
-                return applied
+                raise (unavailable(exc) if is_transient(exc) else exc) from exc
+            self._spans, self._held = {}, []
+            self._since_compaction += written
+            return
         raise RuntimeError(
-            f"{collection.name}: cells {sorted(pending)[:3]} changed during "
-            f"{MAX_CAS_ATTEMPTS} compare-and-set attempts"
+            f"rollup fences {sorted(self._spans)[:3]} kept moving during {MAX_ATTEMPTS} flushes"
         )
+
+    def _flush_once(self) -> int:
+        """One transaction: read the fences, insert the deltas above them, move them."""
+        spans = self._spans
+        with self._db.client.start_session() as session, session.start_transaction():
+            fences = {
+                doc["_id"]: int(doc["next"])
+                for doc in self._fences.find({"_id": {"$in": list(spans)}}, session=session)
+            }
+            starts: dict[str, int] = {}  # part → first offset not counted yet
+            for part, span in spans.items():
+                fence = fences.get(part)
+                if fence is None or fence < span.next:
+                    starts[part] = span.start if fence is None else max(fence, span.start)
+                    self._move(session, part, fence, span.next)
+            sums = self._sums(starts)
+            docs = {
+                rollup.collection: rollup.deltas(cells, starts)
+                for rollup, cells in zip(self._rollups, sums, strict=True)
+            }
+            for collection, deltas in docs.items():
+                if deltas:
+                    self._db[collection].insert_many(deltas, session=session)
+        return sum(len(deltas) for deltas in docs.values())
+
+    def _sums(self, starts: dict[str, int]) -> list[_Sums]:
+        """Each rollup's sums of the held sales not counted yet (at or above ``starts``)."""
+        totals: list[_Sums] = [{} for _ in self._rollups]
+        for batch, prepared in self._held:
+            parts = {
+                fence_key(batch.incarnation, batch.topic, p): f
+                for p, f in batch.first_offsets.items()
+            }
+            whole = {
+                part for part, first in parts.items() if part in starts and starts[part] <= first
+            }
+            if prepared is not None and len(whole) == len(parts):
+                for total, sums in zip(totals, prepared, strict=True):
+                    _merge(total, sums, whole)
+                continue
+            rows = list(_rows_of(batch, starts))
+            for rollup, total in zip(self._rollups, totals, strict=True):
+                rollup.add(total, rows)
+        return totals
+
+    def _sum(self, rollup: Rollup, rows: list[tuple[SaleEvent, int, str]]) -> _Sums:
+        sums: _Sums = {}
+        rollup.add(sums, rows)
+        return sums
+
+    def _move(self, session: ClientSession, part: str, fence: int | None, end: int) -> None:
+        if fence is None:
+            self._fences.insert_one({"_id": part, "next": Int64(end)}, session=session)
+            return
+        moved = self._fences.update_one(
+            {"_id": part, "next": fence}, {"$set": {"next": Int64(end)}}, session=session
+        )
+        if moved.matched_count != 1:
+            raise _FenceMoved(part)
+
+    def _compact(self) -> None:
+        """Rewrite each rollup with one row per cell; next time once the deltas match its rows."""
+        try:
+            rows = sum(compact(self._db[rollup.collection]) for rollup in self._rollups)
+        except PyMongoError as exc:  # the deltas are exact: compaction can wait
+            logger.warning("rollup compaction deferred: %s", exc)
+            return
+        self._since_compaction = 0
+        self._compact_at = max(self._compact_every, rows, 1)
+
+
+def compact(collection: Collection) -> int:
+    """Rewrite the rollup with one row per cell, in one transaction (readers see either).
+
+    Deleting by a list of ids costs the embedded database more than rewriting every row, so
+    the whole collection is rewritten; `RollupSink` compacts once its deltas have at least
+    doubled the rows.
+
+    Returns:
+        The rows left (one per cell).
+    """
+    with collection.database.client.start_session() as session, session.start_transaction():
+        by_cell: dict[str, list[dict[str, Any]]] = {}
+        for doc in collection.find({}, session=session):
+            by_cell.setdefault(doc["_id"].split(DELTA_SEPARATOR, 1)[0], []).append(doc)
+        if all(len(docs) == 1 and docs[0]["_id"] == key for key, docs in by_cell.items()):
+            return len(by_cell)
+        collection.delete_many({}, session=session)
+        collection.insert_many(
+            [_merged(key, docs) for key, docs in by_cell.items()], session=session
+        )
+    return len(by_cell)
+
+
+def _merged(key: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    fields = {k: v for k, v in docs[0].items() if k != "_id" and k not in _MEASURES}
+    sales = sum(int(doc["sales"]) for doc in docs)
+    quantity = sum(int(doc["quantity"]) for doc in docs)
+    cents = sum(int(doc["amount"].to_decimal().scaleb(2)) for doc in docs)
+    return {"_id": key, **fields, **_sums(sales, quantity, cents)}
+
+
+def _rows_of(batch: Batch, starts: dict[str, int] | None) -> Iterator[tuple[SaleEvent, int, str]]:
+    """(sale, cents, fence key) of the batch's sales at or above ``starts`` (all if ``None``)."""
+    parts = {p: fence_key(batch.incarnation, batch.topic, p) for p in batch.first_offsets}
+    for event, (partition, offset) in zip(batch.events, batch.positions, strict=True):
+        part = parts[partition]
+        if starts is None or (part in starts and offset >= starts[part]):
+            yield event, round(event.amount * 100), part
 
 
 def fence_key(incarnation: str, topic: str, partition: int) -> str:
-    """Field name of a partition's fence in one topic incarnation (no dots: not a path)."""
+    """A partition's fence id in one topic incarnation."""
     name = f"{incarnation}:{topic}" if incarnation else topic
-    return f"{name.replace('%', '%25').replace('.', '%2E')}:{partition}"
-
-
-def _increment(cell: _Cell) -> dict[str, Any]:
-    """The update adding ``cell``'s rows and moving its fences to their last offsets."""
-    quantity = sum(row[2] for row in cell.rows)
-    cents = sum(row[3] for row in cell.rows)
-    return {
-        "$inc": {
-            "sales": Int64(len(cell.rows)),
-            "quantity": Int64(quantity),
-            "amount": Decimal128(Decimal(cents).scaleb(-2)),
-        },
-        "$max": {f"fence.{fence}": Int64(last) for fence, (_, last) in cell.fences().items()},
-        "$setOnInsert": cell.fields,
-    }
-
-
-def _guarded_upsert(key: str, cell: _Cell) -> UpdateOne:
-    """Upsert ``cell`` if none of its offsets are in yet; a duplicate-key error otherwise."""
-    guard = {
-        f"fence.{fence}": {"$not": {"$gte": first}} for fence, (first, _) in cell.fences().items()
-    }
-    return UpdateOne({"_id": key, **guard}, _increment(cell), upsert=True)
-
-
-def _duplicate_key_indexes(exc: BulkWriteError) -> list[int]:
-    """Indexes of the operations that hit an existing ``_id``; re-raise any other error."""
-    details = exc.details
-    errors = details.get("writeErrors", [])
-    if details.get("writeConcernErrors") or any(e["code"] != DUPLICATE_KEY for e in errors):
-        raise exc
-    return [e["index"] for e in errors]
-
-
-def _read_fences(collection: Collection, keys: list[str]) -> dict[str, dict[str, int]]:
-    fences: dict[str, dict[str, int]] = {}
-    for chunk in chunks(keys):
-        for doc in collection.find({"_id": {"$in": chunk}}, {"fence": 1}):
-            fences[doc["_id"]] = {k: int(v) for k, v in doc.get("fence", {}).items()}
-    return fences
+    return f"{name}:{partition}"
 
 
 def totals(db: Database, rollup: Rollup) -> tuple[int, Decimal]:
-    """The number of sales and the revenue summed over every cell of ``rollup``."""
+    """The number of sales and the revenue summed over every row of ``rollup``."""
     rows = list(
         db[rollup.collection].aggregate(
             [{"$group": {"_id": None, "sales": {"$sum": "$sales"}, "amount": {"$sum": "$amount"}}}]

@@ -15,23 +15,16 @@ unencodable) is permanent: a sale becomes a dead letter, a dead letter falls bac
 minimal form (`DeadLetter.minimal`), and the batch moves on.
 
 The hot ``sales`` collection carries no secondary index (each costs about one insert on the
-embedded server): dashboards and SQL read the rollups (`sales_stream.rollups`, their own
-runtime behind `StoredSales`), the Hyper extract is fed by its own runtime. Every sale also
-gets ``ingested_at`` (the sink's UTC clock at the write, for freshness) and ``src`` (the
-position that first stored it).
-
-Once a batch's sales and dead letters are durable, the sink logs each of its partitions'
-offset ranges in ``stored_ranges`` (`STORED_RANGES`: one small document per partition and
-checkpoint) with the offsets it did not keep (re-sends, conflicts, dead letters), so
-`StoredSales` learns what the consumer kept from a few documents instead of reading every
-sale back (on the embedded server a read by ``_id`` costs about four inserts). What a range
-says follows from ``src``, fixed when a sale is first stored, so the ranges of a batch
-re-read with other boundaries agree with the first ones.
+embedded server): dashboards and SQL read the rollups (`sales_stream.rollups`, the next sink
+of the consumer's chain, which counts the sales this sink keeps), the Hyper extract is fed by
+its own runtime. Every sale also gets ``ingested_at`` (the sink's UTC clock at the write, for
+freshness) and ``src`` (the position that first stored it): a batch re-read with other
+boundaries keeps the same sales.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -64,12 +57,10 @@ from sales_stream.deadletters import (
 )
 from sales_stream.events import encode, event_from_document
 from sales_stream.stream.batch import Batch
-from sales_stream.stream.sink import CONSUMER_SERVICE, MONGODB_SERVICE, SinkResult, SinkUnavailable
+from sales_stream.stream.sink import MONGODB_SERVICE, SinkResult, SinkUnavailable
 
 SALES = "sales"
 DEAD_LETTERS = "dead_letters"
-#: The consumer's log of the offset ranges it wrote, and which offsets it did not keep.
-STORED_RANGES = "stored_ranges"
 DUPLICATE_KEY = 11000
 #: Field of a sale document: the ``incarnation:partition:offset`` that first stored it.
 SOURCE_FIELD = "src"
@@ -83,27 +74,16 @@ DEAD_LETTER_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
     (("received_at", ASCENDING),),
     (("reason", ASCENDING),),
 )
-#: Index of `STORED_RANGES`: a stream's partition, then the end of a range.
-STORED_RANGES_INDEX: tuple[tuple[str, int], ...] = (("part", ASCENDING), ("next", ASCENDING))
-#: How soon `StoredSales` looks again for sales the consumer has not written yet.
-CONSUMER_BEHIND_RETRY_S = 0.3
+#: Batches prepared ahead of their write (the runtime keeps two in memory).
+MAX_PREPARED = 4
 #: ``$in`` lists longer than this are split (SecantusDB's cost grows with the list's square).
 IN_CHUNK = 100
 
 
 def ensure_indexes(db: Database) -> None:
-    """Create the indexes of ``dead_letters`` and ``stored_ranges`` (idempotent).
-
-    ``sales`` keeps only ``_id``.
-    """
+    """Create the indexes of ``dead_letters`` (idempotent); ``sales`` keeps only ``_id``."""
     for keys in DEAD_LETTER_INDEXES:
         db[DEAD_LETTERS].create_index(list(keys))
-    db[STORED_RANGES].create_index(list(STORED_RANGES_INDEX))
-
-
-def stream_part(incarnation: str, topic: str, partition: int) -> str:
-    """The ``part`` of a `STORED_RANGES` document: one partition of one topic incarnation."""
-    return f"{incarnation}:{topic}:{partition}"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -207,6 +187,17 @@ def chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[start : start + IN_CHUNK]
 
 
+def _documents(batch: Batch) -> list[dict[str, Any]]:
+    """The sales of ``batch`` as documents, with ``src`` (``ingested_at`` is set at the write)."""
+    docs = []
+    incarnation = batch.incarnation
+    for event, (partition, offset) in zip(batch.events, batch.positions, strict=True):
+        doc = event.to_document()
+        doc[SOURCE_FIELD] = source_id(incarnation, partition, offset)
+        docs.append(doc)
+    return docs
+
+
 def source_id(incarnation: str, partition: int, offset: int) -> str:
     """The ``src`` value of the record at a position."""
     return f"{incarnation}:{partition}:{offset}"
@@ -226,15 +217,24 @@ class MongoSink:
         self._db = db
         self._sales = db[SALES]
         self._dead_letters = db[DEAD_LETTERS]
-        self._ranges = db[STORED_RANGES]
         self._clock = clock or (lambda: datetime.now(UTC))
         self._indexed = False
+        self._lock = threading.Lock()
+        self._prepared: dict[int, tuple[Batch, list[dict[str, Any]]]] = {}
 
     def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
         """Nothing to load: MongoDB itself is the state."""
 
     def close(self) -> None:
         """The database's client belongs to the caller."""
+
+    def prepare(self, batch: Batch) -> None:
+        """Build the batch's documents ahead of `write` (on the runtime's loop thread)."""
+        docs = _documents(batch)
+        with self._lock:
+            while len(self._prepared) >= MAX_PREPARED:  # batches dropped by a rebalance
+                del self._prepared[next(iter(self._prepared))]
+            self._prepared[id(batch)] = (batch, docs)
 
     def write(self, batch: Batch) -> SinkResult:
         """Write one batch; see the module doc.
@@ -250,12 +250,11 @@ class MongoSink:
             self._indexed = True
         now = self._clock()
         events = batch.events
-        docs = []
-        for event, (partition, offset) in zip(events, batch.positions, strict=True):
-            doc = event.to_document()
+        with self._lock:
+            prepared = self._prepared.pop(id(batch), None)
+        docs = prepared[1] if prepared is not None and prepared[0] is batch else _documents(batch)
+        for doc in docs:
             doc[INGESTED_AT] = now
-            doc[SOURCE_FIELD] = source_id(batch.incarnation, partition, offset)
-            docs.append(doc)
         inserted, duplicate, refused = insert_documents(self._sales, docs)
         dead = list(batch.dead)
         for index, (reason, detail) in refused.items():
@@ -278,41 +277,12 @@ class MongoSink:
         dead.extend(conflicts)
         self._write_dead_letters(dead)
         keep = sorted([*inserted, *owned])
-        self._log_ranges(batch, keep)
         return SinkResult(
             stored=len(inserted),
             duplicates=len(owned) + duplicates,
             dead_lettered=len(dead),
             kept=batch.with_events(keep),
         )
-
-    def _log_ranges(self, batch: Batch, keep: list[int]) -> None:
-        """Log each partition's offset range and the offsets of its events not kept."""
-        kept = set(keep)
-        skipped: dict[int, list[int]] = {partition: [] for partition in batch.first_offsets}
-        for index, (partition, offset) in enumerate(batch.positions):
-            if index not in kept:
-                skipped[partition].append(offset)
-        docs = []
-        for partition, first in batch.first_offsets.items():
-            part = stream_part(batch.incarnation, batch.topic, partition)
-            end = batch.next_offsets[partition]
-            docs.append(
-                {
-                    "_id": f"{part}:{first}-{end}",
-                    "part": part,
-                    "first": first,
-                    "next": end,
-                    "skipped": skipped[partition],
-                }
-            )
-        try:
-            _, _, refused = insert_documents(self._ranges, docs)  # a duplicate: logged already
-        except PyMongoError as exc:
-            raise (unavailable(exc) if is_transient(exc) else exc) from exc
-        if refused:
-            reason, detail = next(iter(refused.values()))
-            raise RuntimeError(f"MongoDB refuses a stored range ({reason}): {detail}")
 
     def _classify(
         self, batch: Batch, docs: list[dict[str, Any]], duplicate: list[int], now: datetime
@@ -374,95 +344,3 @@ class MongoSink:
                 f"MongoDB refuses even the minimal dead letter {first.dead_letter_id}: "
                 f"{still[next(iter(still))][1]}"
             )
-
-
-class StoredSales:
-    """Keeps the sales MongoDB stored from these very records (`sales_stream.stream.Sink`).
-
-    Put first in the chain of a runtime that follows the consumer in its own group (the
-    rollups): a sale counts only if the consumer kept it (`MongoSink` logs its ranges in
-    `STORED_RANGES`), so a re-send, a conflicting version or a dead letter is skipped, as the
-    consumer skipped it. A record the consumer has not written yet makes the batch wait
-    (`SinkUnavailable`, retried with backoff). One query per partition of the batch; the
-    sales themselves are not read. The ranges below the follower's confirmed commit
-    (`Batch.committed`) are deleted: no one reads them again (the follower is their only
-    reader), so `STORED_RANGES` stays a few documents per partition.
-
-    Args:
-        db: The database the consumer writes.
-    """
-
-    name = "stored"
-
-    def __init__(self, db: Database) -> None:
-        self._ranges = db[STORED_RANGES]
-
-    def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
-        """Nothing to load."""
-
-    def close(self) -> None:
-        """The database's client belongs to the caller."""
-
-    def write(self, batch: Batch) -> SinkResult:
-        """Keep the events the consumer kept at their own position; see the class doc."""
-        try:
-            return self._keep(batch)
-        except PyMongoError as exc:
-            raise (unavailable(exc) if is_transient(exc) else exc) from exc
-
-    def _keep(self, batch: Batch) -> SinkResult:
-        offsets: dict[int, list[int]] = {}
-        for partition, offset in batch.positions:
-            offsets.setdefault(partition, []).append(offset)
-        logged = {p: self._logged(batch, p, min(o), max(o)) for p, o in offsets.items()}
-        keep: list[int] = []
-        waiting: list[tuple[int, int]] = []
-        for index, (partition, offset) in enumerate(batch.positions):
-            starts, ranges, skipped = logged[partition]
-            at = bisect_right(starts, offset) - 1
-            if at < 0 or offset >= ranges[at][1]:
-                waiting.append((partition, offset))
-            elif offset not in skipped:
-                keep.append(index)
-        if waiting:
-            partition, offset = waiting[0]
-            raise SinkUnavailable(
-                CONSUMER_SERVICE,
-                LookupError(
-                    f"{len(waiting)} sales not stored in MongoDB yet, "
-                    f"first at {batch.topic}:{partition}:{offset}"
-                ),
-                retry_after=CONSUMER_BEHIND_RETRY_S,
-            )
-        for partition, committed in batch.committed.items():  # once, not on every retry
-            self._prune(batch, partition, committed)
-        return SinkResult(
-            stored=len(keep),
-            duplicates=len(batch.events) - len(keep),
-            kept=batch.with_events(keep),
-        )
-
-    def _prune(self, batch: Batch, partition: int, committed: int) -> None:
-        """Forget the ranges wholly below the follower's confirmed commit (`Batch.committed`).
-
-        Its group never reads there again in this topic incarnation.
-        """
-        part = stream_part(batch.incarnation, batch.topic, partition)
-        self._ranges.delete_many({"part": part, "next": {"$lte": committed}})
-
-    def _logged(
-        self, batch: Batch, partition: int, low: int, high: int
-    ) -> tuple[list[int], list[tuple[int, int]], set[int]]:
-        """The logged ranges over ``[low, high]``, merged: starts, ranges, skipped offsets."""
-        part = stream_part(batch.incarnation, batch.topic, partition)
-        found = self._ranges.find({"part": part, "next": {"$gt": low}, "first": {"$lte": high}})
-        ranges: list[tuple[int, int]] = []
-        skipped: set[int] = set()
-        for doc in sorted(found, key=lambda d: d["first"]):
-            skipped.update(doc["skipped"])
-            first, end = doc["first"], doc["next"]
-            if ranges and first <= ranges[-1][1]:
-                ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
-            else:
-                ranges.append((first, end))
-        return [first for first, _ in ranges], ranges, skipped

@@ -10,7 +10,8 @@ answers it exactly (`sales_stream.sql.schema`):
 * ``sales`` (one row per sale) otherwise: minutes, or bounds inside an hour (or a day, for
   products).
 
-The rollups only count sales consumed through a `sales_stream.rollups.RollupSink`.
+The rollups only count sales consumed through a `sales_stream.rollups.RollupSink`; a cell may
+have several rows between two compactions, which every query sums.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ on indexed fields becomes an index lookup. So every collection Tableau reads is 
 
 * ``sales``: the raw sales (``_id`` is the event id).
 * ``ventes_par_heure`` and ``ventes_par_jour``: the rollups of `sales_stream.rollups`, the
-  fast path of the dashboard (a region-filtered query reads only that region's cells).
+  fast path of the dashboard (a few thousand rows: one per cell, plus the latest deltas).
 
 and one view, ``ventes``: one row per sale, the columns of the event contract in the order of
 the Tableau workbook, with ``event_id`` and the UTC ``date`` and ``hour`` of ``ts``. A view is
@@ -39,7 +39,7 @@ HOURLY_TABLE = HOURLY.collection
 DAILY_TABLE = DAILY.collection
 
 _ROLLUP_MEASURES = "lat double precision, lon double precision, sales bigint, quantity bigint, "
-#: Declared table → its columns (documents may hold more fields, e.g. the rollup fences).
+#: Declared table → its columns (documents may hold more fields, e.g. a sale's ``src``).
 TABLES: dict[str, str] = {
     SALES: sql_table_columns(),
     HOURLY_TABLE: f"hour_start timestamptz, region text, {_ROLLUP_MEASURES}amount numeric",

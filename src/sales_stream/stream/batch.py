@@ -63,7 +63,12 @@ class Batch:
         return len(self.events) + len(self.dead)
 
     def with_events(self, keep: list[int]) -> Batch:
-        """The same batch holding only the events at indexes ``keep`` (and no dead letters)."""
+        """The same batch holding only the events at indexes ``keep`` (and no dead letters).
+
+        ``keep`` lists distinct indexes in order.
+        """
+        if len(keep) == len(self.events):
+            return replace(self, dead=[])
         return replace(
             self,
             events=[self.events[i] for i in keep],

@@ -7,7 +7,12 @@ re-reads at most the uncommitted batches, which the sinks absorb as duplicates; 
 failed half-way resumes at the sink that failed (earlier sinks are not written again).
 
 While a writer thread writes checkpoint *n*, the loop thread polls and decodes *n + 1*
-(never more than `PIPELINE_DEPTH` batches in memory). Only the loop thread touches the source.
+(never more than `PIPELINE_DEPTH` batches in memory), and the next write starts before the
+commit of the last one. Only the loop thread touches the source.
+
+A chain with a `DeferredSink` (the rollups, which only hold each batch) commits less often: at
+most every ``commit_interval_s``, once every deferred sink has flushed what it holds, and when
+the stream goes quiet, stops or gives partitions up (then the held sales are flushed first).
 
 Faults:
 
@@ -38,7 +43,13 @@ from datetime import UTC, datetime
 
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.decoding import Record, decode_records
-from sales_stream.stream.sink import Sink, SinkResult, SinkUnavailable
+from sales_stream.stream.sink import (
+    DeferredSink,
+    PreparingSink,
+    Sink,
+    SinkResult,
+    SinkUnavailable,
+)
 from sales_stream.stream.source import CommitRejected, Source
 from sales_stream.stream.stats import SinkTotals, StreamState, StreamStats
 
@@ -112,6 +123,8 @@ class _Pending:
     assign: set[int] = field(default_factory=set)
     results: list[SinkResult] = field(default_factory=list)
     kept: list[Batch] = field(default_factory=list)
+    flush: bool = True  # flush the deferred sinks after the chain (then commit)
+    flushed: bool = False
 
 
 @dataclass(slots=True)
@@ -146,6 +159,8 @@ class StreamRuntime:
             records (the rollups: one update per cell), then leaves the rest of a shared
             server to the others under load; once a poll brings nothing (the load is over)
             the open records are written after ``flush_interval_s`` only. 1.0: no pacing.
+        commit_interval_s: With a `DeferredSink` in the chain, flush and commit at most this
+            often (0: after every checkpoint).
         poll_timeout_ms: How long a poll waits for records.
     """
 
@@ -158,14 +173,15 @@ class StreamRuntime:
         max_batch: int = 5000,
         flush_interval_s: float = 0.0,
         max_write_share: float = 1.0,
+        commit_interval_s: float = 0.0,
         poll_timeout_ms: int = 200,
     ) -> None:
         if not sinks:
             raise ValueError("a runtime needs at least one sink")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if flush_interval_s < 0 or poll_timeout_ms < 0:
-            raise ValueError("flush_interval_s and poll_timeout_ms must be >= 0")
+        if flush_interval_s < 0 or poll_timeout_ms < 0 or commit_interval_s < 0:
+            raise ValueError("flush_interval_s, commit_interval_s and poll_timeout_ms must be >= 0")
         if not 0 < max_write_share <= 1:
             raise ValueError(f"max_write_share must be in (0, 1], got {max_write_share}")
         self.name = name
@@ -173,6 +189,8 @@ class StreamRuntime:
         self.max_batch = max_batch
         self.flush_interval_s = flush_interval_s
         self.max_write_share = max_write_share
+        self.commit_interval_s = commit_interval_s
+        self.deferred = tuple(sink for sink in self.sinks if isinstance(sink, DeferredSink))
         self.poll_timeout_ms = poll_timeout_ms
         self._source_factory = source
         self._lock = threading.Lock()
@@ -326,6 +344,10 @@ class _Session:
         self._revoked: set[int] = set()
         self._newly_assigned: set[int] = set()
         self._committed: dict[int, int] = {}
+        self._uncommitted: dict[int, int] = {}  # written, not committed yet
+        self._held = False  # a deferred sink holds written records
+        self._flushing = False  # the write in flight is a flush alone
+        self._last_flush = time.monotonic()
         self._last_write_s = 0.0
         self._quiet = False  # the last poll brought nothing
         source.subscribe(self)
@@ -336,6 +358,11 @@ class _Session:
         inflight = self._inflight
         if inflight is not None:  # let the write finish before the partitions move
             wait([inflight], timeout=REVOKE_WAIT_S)
+        if self._held:  # what the deferred sinks hold is written before the partitions move
+            try:
+                self._writer.submit(self._flush_sinks).result(timeout=REVOKE_WAIT_S)
+            except Exception as exc:  # its new owner reads it again: nothing is lost
+                self._owner._record_error(f"flush before a rebalance failed: {describe(exc)}")
         with self._rebalance_lock:
             self._revoked |= partitions
             self._newly_assigned -= partitions
@@ -363,6 +390,7 @@ class _Session:
             self._to_assign -= revoked
             for partition in revoked:
                 self._committed.pop(partition, None)
+                self._uncommitted.pop(partition, None)
         if assigned:
             self._incarnation = self._source.incarnation()
             self._to_assign |= assigned
@@ -378,6 +406,7 @@ class _Session:
             if max_events is not None and self._fetched >= max_events and not self._backlog:
                 return
             self._submit()
+            self._submit_flush(due=False)
             reached = max_events is not None and self._fetched + self._open_count >= max_events
             if reached:
                 self._seal(force=True)
@@ -402,11 +431,16 @@ class _Session:
         """Write and commit what was already polled, unless a sink is failing."""
         self._seal(force=True)
         deadline = time.monotonic() + timeout
-        while self._backlog:
+        while self._backlog or self._held or self._inflight is not None:
             if self._inflight is None:
                 if self._failed:
                     return
-                self._inflight = self._writer.submit(self._persist, self._take_assign())
+                if self._backlog:
+                    pending = self._take_assign()
+                    pending.flush = True
+                    self._inflight = self._writer.submit(self._persist, pending)
+                else:
+                    self._submit_flush(due=True)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not wait([self._inflight], timeout=remaining).done:
                 return
@@ -438,7 +472,18 @@ class _Session:
             current = result.kept if result.kept is not None else current
             pending.results.append(result)
             pending.kept.append(current)
+        if owner.deferred and pending.flush and not pending.flushed:
+            self._flush_sinks()
+            pending.flushed = True
         self._last_write_s = time.monotonic() - started
+
+    def _flush_sinks(self) -> None:
+        for sink in self._owner.deferred:
+            try:
+                sink.flush()
+            except Exception as exc:
+                raise _SinkFailed(sink.name, exc) from exc
+        self._last_flush = time.monotonic()
 
     def _take_assign(self) -> _Pending:
         pending = self._backlog[0]
@@ -448,13 +493,31 @@ class _Session:
 
     def _submit(self) -> None:
         if self._inflight is None and self._backlog and time.monotonic() >= self._retry_at:
-            self._inflight = self._writer.submit(self._persist, self._take_assign())
+            pending = self._take_assign()
+            pending.flush = self._flush_due()
+            self._inflight = self._writer.submit(self._persist, pending)
+
+    def _flush_due(self) -> bool:
+        return time.monotonic() - self._last_flush >= self._owner.commit_interval_s
+
+    def _submit_flush(self, *, due: bool) -> None:
+        """Flush what the deferred sinks hold once nothing else is to be written."""
+        if (
+            self._held
+            and self._inflight is None
+            and not self._backlog
+            and time.monotonic() >= self._retry_at
+            and (due or self._flush_due())
+        ):
+            self._flushing = True
+            self._inflight = self._writer.submit(self._flush_sinks)
 
     def _harvest(self) -> None:
         future = self._inflight
         if future is None or not future.done():
             return
         self._inflight = None
+        flushing, self._flushing = self._flushing, False
         exc = future.exception()
         if exc is not None:
             self._failed = True
@@ -462,23 +525,41 @@ class _Session:
             after = cause.retry_after if isinstance(cause, SinkUnavailable) else None
             delay = self._backoff.next_delay() if after is None else after
             self._retry_at = time.monotonic() + delay
-            self._report_failure(exc)
+            self._report_failure(exc, flushing=flushing)
             return
         self._failed = False
         self._backoff.reset()
+        if flushing:
+            self._held = False
+            self._commit()
+            return
         pending = self._backlog.popleft()
-        committed = self._commit(pending.batch)
+        self._uncommitted.update(pending.batch.next_offsets)
+        self._submit()  # the next write starts before this commit's round trip
+        committed = False
+        if pending.flushed or not self._owner.deferred:
+            self._held = False
+            committed = self._commit()
+        else:
+            self._held = True
         self._owner._record_written(pending, committed=committed)
         if self._owner._state() in (StreamState.WAITING_SINK, StreamState.STALLED):
             self._owner._set_state(StreamState.RUNNING)
         self._refresh_lag()
 
-    def _report_failure(self, exc: BaseException) -> None:
+    def _report_failure(self, exc: BaseException, *, flushing: bool = False) -> None:
         sink = exc.sink if isinstance(exc, _SinkFailed) else self._owner.name
         cause = exc.cause if isinstance(exc, _SinkFailed) else exc
         if isinstance(cause, SinkUnavailable):
             self._owner._set_state(
                 StreamState.WAITING_SINK, cause=str(cause), waiting_on=cause.sink
+            )
+            return
+        if flushing or not self._backlog:
+            self._owner._set_state(
+                StreamState.STALLED,
+                cause=f"the {sink} sink cannot flush: {describe(cause)}",
+                waiting_on=sink,
             )
             return
         batch = self._backlog[0].batch
@@ -492,9 +573,11 @@ class _Session:
             waiting_on=sink,
         )
 
-    def _commit(self, batch: Batch) -> bool:
+    def _commit(self) -> bool:
+        """Commit what was written (and flushed) on the partitions still assigned."""
         assigned = self._source.assignment()
-        offsets = {p: o for p, o in batch.next_offsets.items() if p in assigned}
+        offsets = {p: o for p, o in self._uncommitted.items() if p in assigned}
+        self._uncommitted = {}
         if not offsets:
             return False
         try:
@@ -609,7 +692,11 @@ class _Session:
             now=datetime.now(UTC),
         )
         committed = {p: self._committed[p] for p in batch.first_offsets if p in self._committed}
-        self._backlog.append(_Pending(replace(batch, committed=committed)))
+        batch = replace(batch, committed=committed)
+        for sink in self._owner.sinks:  # while the previous batch is being written
+            if isinstance(sink, PreparingSink):
+                sink.prepare(batch)
+        self._backlog.append(_Pending(batch))
         self._fetched += batch.size
         self._open, self._open_count, self._open_since = {}, 0, None
 

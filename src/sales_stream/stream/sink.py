@@ -4,7 +4,7 @@ A sink's `Sink.write` is called by the runtime (`sales_stream.stream.runtime`) o
 checkpoint, possibly again with the same records after a crash or a failed attempt, so it
 must be idempotent. It returns a `SinkResult`; its ``kept`` batch is what the next sink of
 the chain receives (the MongoDB sink keeps the events it owns, so the rollups count each sale
-once). Errors:
+once). A `DeferredSink` holds its batches and writes them when the runtime flushes it. Errors:
 
 * `SinkUnavailable` — transient (server unreachable, timeout, not primary): the runtime
   retries the same batch with backoff, pausing the partitions and keeping its group membership.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sales_stream.stream.batch import Batch
 
@@ -26,8 +26,6 @@ from sales_stream.stream.batch import Batch
 MONGODB_SERVICE = "MongoDB"
 LAKE_SERVICE = "lake"
 HYPER_SERVICE = "Hyper extract"
-#: The rollups wait for the consumer to have stored what they read.
-CONSUMER_SERVICE = "the consumer"
 
 
 class SinkUnavailable(Exception):
@@ -81,3 +79,29 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release the sink's resources."""
+
+
+@runtime_checkable
+class PreparingSink(Sink, Protocol):
+    """A sink that precomputes a batch's write while the previous batch is being written.
+
+    The runtime calls `prepare` on its loop thread with each sealed batch. A sink after the
+    first of the chain receives the previous sink's ``kept`` batch in `Sink.write`, so it
+    must check that what it prepared is still what it is given.
+    """
+
+    def prepare(self, batch: Batch) -> None:
+        """Precompute the write of ``batch`` (called before `Sink.write` gets it)."""
+
+
+@runtime_checkable
+class DeferredSink(Sink, Protocol):
+    """A sink whose `Sink.write` only holds the batch; `flush` makes what it holds durable.
+
+    The runtime commits only after every deferred sink of its chain has flushed (at most
+    every ``commit_interval_s``, and before it stops or gives partitions up), so a crash
+    re-reads what was held. The sink must skip, at flush, what an earlier flush wrote.
+    """
+
+    def flush(self) -> None:
+        """Write what `Sink.write` held, durably; errors as `Sink.write`'s."""

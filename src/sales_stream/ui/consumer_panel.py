@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import ipywidgets as widgets
 
 from sales_stream.stream import StreamState, StreamStats, StreamWorker
-from sales_stream.stream.sink import CONSUMER_SERVICE, HYPER_SERVICE, LAKE_SERVICE
+from sales_stream.stream.sink import HYPER_SERVICE, LAKE_SERVICE
 from sales_stream.ui.format import fr_int
 
 _STATE_FR = {
@@ -36,8 +36,6 @@ def status_fr(stats: StreamStats, *, now: datetime | None = None) -> str:
         seconds = int(((now or datetime.now(UTC)) - stats.since).total_seconds())
         waited = f" depuis {seconds} s"
     if stats.state is StreamState.WAITING_SINK:
-        if stats.waiting_on == CONSUMER_SERVICE:
-            return f"en attente du consommateur{waited} (ventes pas encore enregistrées)"
         service = _SERVICE_FR.get(stats.waiting_on or "", stats.waiting_on or "destination")
         return f"{service} injoignable{waited}, nouvel essai du lot"
     if stats.state is StreamState.STALLED:
