@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -110,21 +110,6 @@ class Rollup:
             region = REGION_BY_NAME[event.region]
             fields["lat"], fields["lon"] = region.lat, region.lon
         return key, fields
-
-    def add(self, sums: _Sums, rows: Iterable[tuple[SaleEvent, int, str]]) -> None:
-        """Add ``rows`` (sale, cents, fence key of its partition) to ``sums``, per cell."""
-        dimensions = attrgetter(*self.dimensions)
-        hourly = self.unit == "hour"
-        for event, amount, part in rows:
-            ts = event.ts
-            group = (part, ts.year, ts.month, ts.day, ts.hour if hourly else 0, dimensions(event))
-            cell = sums.get(group)
-            if cell is None:
-                sums[group] = [event, 1, event.quantity, amount]
-            else:
-                cell[1] += 1
-                cell[2] += event.quantity
-                cell[3] += amount
 
     def deltas(self, sums: _Sums, starts: dict[str, int]) -> list[dict[str, Any]]:
         """One row per cell and partition: ``_id`` the cell key, the partition and its start."""
@@ -236,8 +221,7 @@ class RollupSink:
         Used if the batch reaches `write` whole (the MongoDB sink kept every sale: the same
         ``events`` list); otherwise `flush` sums the kept sales itself.
         """
-        rows = list(_rows_of(batch, None))
-        sums = [self._sum(rollup, rows) for rollup in self._rollups]
+        sums = _sum_batch(self._rollups, batch, None)
         with self._lock:
             while len(self._prepared) >= MAX_PREPARED:
                 del self._prepared[next(iter(self._prepared))]
@@ -339,15 +323,9 @@ class RollupSink:
                 for total, sums in zip(totals, prepared, strict=True):
                     _merge(total, sums, whole)
                 continue
-            rows = list(_rows_of(batch, starts))
-            for rollup, total in zip(self._rollups, totals, strict=True):
-                rollup.add(total, rows)
+            for total, sums in zip(totals, _sum_batch(self._rollups, batch, starts), strict=True):
+                _merge(total, sums, set(starts))
         return totals
-
-    def _sum(self, rollup: Rollup, rows: list[tuple[SaleEvent, int, str]]) -> _Sums:
-        sums: _Sums = {}
-        rollup.add(sums, rows)
-        return sums
 
     def _move(self, session: ClientSession, part: str, fence: int | None, end: int) -> None:
         if fence is None:
@@ -401,13 +379,33 @@ def _merged(key: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"_id": key, **fields, **_sums(sales, quantity, cents)}
 
 
-def _rows_of(batch: Batch, starts: dict[str, int] | None) -> Iterator[tuple[SaleEvent, int, str]]:
-    """(sale, cents, fence key) of the batch's sales at or above ``starts`` (all if ``None``)."""
+def _sum_batch(
+    rollups: Sequence[Rollup], batch: Batch, starts: dict[str, int] | None
+) -> list[_Sums]:
+    """Each rollup's sums of the batch's sales at or above ``starts`` (all if ``None``).
+
+    One pass over the sales for every rollup: this runs for each batch.
+    """
     parts = {p: fence_key(batch.incarnation, batch.topic, p) for p in batch.first_offsets}
+    keyers = [(attrgetter(*r.dimensions), r.unit == "hour", {}) for r in rollups]
     for event, (partition, offset) in zip(batch.events, batch.positions, strict=True):
         part = parts[partition]
-        if starts is None or (part in starts and offset >= starts[part]):
-            yield event, round(event.amount * 100), part
+        if starts is not None and (part not in starts or offset < starts[part]):
+            continue
+        cents = round(event.amount * 100)
+        quantity = event.quantity
+        ts = event.ts
+        year, month, day, hour = ts.year, ts.month, ts.day, ts.hour
+        for dimensions, hourly, sums in keyers:
+            group = (part, year, month, day, hour if hourly else 0, dimensions(event))
+            cell = sums.get(group)
+            if cell is None:
+                sums[group] = [event, 1, quantity, cents]
+            else:
+                cell[1] += 1
+                cell[2] += quantity
+                cell[3] += cents
+    return [sums for _, _, sums in keyers]
 
 
 def fence_key(incarnation: str, topic: str, partition: int) -> str:

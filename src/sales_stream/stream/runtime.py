@@ -125,6 +125,7 @@ class _Pending:
     kept: list[Batch] = field(default_factory=list)
     flush: bool = True  # flush the deferred sinks after the chain (then commit)
     flushed: bool = False
+    last: bool = False  # the run stops after it: flush whatever the interval
 
 
 @dataclass(slots=True)
@@ -392,6 +393,7 @@ class _Session:
                 self._committed.pop(partition, None)
                 self._uncommitted.pop(partition, None)
         if assigned:
+            self._last_flush = time.monotonic()  # a first flush once the interval is over
             self._incarnation = self._source.incarnation()
             self._to_assign |= assigned
             self._idle_since = time.monotonic()
@@ -410,6 +412,8 @@ class _Session:
             reached = max_events is not None and self._fetched + self._open_count >= max_events
             if reached:
                 self._seal(force=True)
+                if self._backlog:
+                    self._backlog[-1].last = True
             if reached or len(self._backlog) >= PIPELINE_DEPTH:
                 self._wait(stop)
                 continue
@@ -494,7 +498,7 @@ class _Session:
     def _submit(self) -> None:
         if self._inflight is None and self._backlog and time.monotonic() >= self._retry_at:
             pending = self._take_assign()
-            pending.flush = self._flush_due()
+            pending.flush = pending.last or self._flush_due()
             self._inflight = self._writer.submit(self._persist, pending)
 
     def _flush_due(self) -> bool:
