@@ -128,7 +128,9 @@ def sales(served: Served) -> list:
     events = list(SaleGenerator(11).backfill(3, end=END, events_per_day=300))
     ensure_indexes(served.db)
     MongoSink(served.db).write(Batch.of(events))
-    RollupSink(served.db).write(Batch.of(events))
+    rollups = RollupSink(served.db)
+    rollups.write(Batch.of(events))
+    rollups.flush()
     served.db[DEAD_LETTERS].insert_one({"_id": "dl-1", "raw": "secret payload", "reason": "x"})
     return events
 

@@ -334,6 +334,7 @@ def test_what_a_deferred_sink_holds_is_flushed_once_the_stream_goes_quiet() -> N
     try:
         assert wait_until(lambda: flushed() == 120, timeout=10)
         assert wait_until(lambda: sum(log.committed.values()) == 120, timeout=10)
+        assert worker.stats.last_commit is not None
         more = fill(log, 30, seed=3)  # a later burst: flushed too, without stopping
         assert wait_until(lambda: flushed() == 150, timeout=10)
     finally:

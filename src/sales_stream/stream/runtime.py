@@ -309,6 +309,10 @@ class StreamRuntime:
             if committed:
                 c.last_commit = datetime.now(UTC)
 
+    def _record_commit(self) -> None:
+        with self._lock:
+            self._counters.last_commit = datetime.now(UTC)
+
     def _record_error(self, text: str) -> None:
         with self._lock:
             self._counters.last_error = text
@@ -535,7 +539,8 @@ class _Session:
         self._backoff.reset()
         if flushing:
             self._held = False
-            self._commit()
+            if self._commit():
+                self._owner._record_commit()
             return
         pending = self._backlog.popleft()
         self._uncommitted.update(pending.batch.next_offsets)
