@@ -10,6 +10,7 @@ from decimal import Decimal
 import pandas as pd
 import psycopg
 import pytest
+from bson import Decimal128
 from kafka import KafkaProducer
 from pymongo.database import Database
 
@@ -20,7 +21,7 @@ from sales_stream.config import Settings
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
-from sales_stream.rollups import DAILY, DELTA_SEPARATOR, FENCES, HOURLY, RollupSink
+from sales_stream.rollups import DAILY, DELTA_SEPARATOR, FENCES, HOURLY, RollupSink, compact
 from sales_stream.sinks.mongo import SALES, MongoSink, ensure_indexes
 from sales_stream.sql import connect
 from sales_stream.sql import queries as sql_queries
@@ -232,6 +233,33 @@ def test_compaction_leaves_one_row_per_cell_with_the_same_sums(db: Database, sql
     pd.testing.assert_frame_equal(mongo_answers[0], sql_queries.top_products(sql, n=10))
     pd.testing.assert_frame_equal(mongo_answers[1], sql_queries.revenue_by_region(sql))
     _assert_same_answers(db, sql, None)
+
+
+def test_a_live_compaction_rewrites_only_the_buckets_it_wrote_to(db: Database, sql) -> None:
+    placed = sorted(_positions(_events(8, days=2, per_day=600)), key=lambda item: item[2].ts)
+    last_day = END - timedelta(days=1)
+    history = [item for item in placed if item[2].ts < last_day]
+    live = [item for item in placed if item[2].ts >= last_day]
+    _consume(db, RollupSink(db), history)
+    writer = RollupSink(db, compact_every=1)  # compacts whenever its deltas match the rows
+    _consume(db, writer, live[:50])  # its first flush compacted every bucket
+    old = db[HOURLY.collection].find_one({HOURLY.time_field: {"$lt": last_day}})
+    assert old is not None
+    probe = {**old, "_id": f"{old['_id']}{DELTA_SEPARATOR}probe", "sales": 0, "quantity": 0}
+    db[HOURLY.collection].insert_one({**probe, "amount": Decimal128("0")})  # an old delta
+    for start in range(50, len(live), 50):
+        _consume(db, writer, live[start : start + 50])
+    merged = db[DAILY.collection].count_documents(
+        {DAILY.time_field: {"$gte": last_day}, "_id": {"$not": {"$regex": DELTA_SEPARATOR}}}
+    )
+    assert merged > 0  # the sink compacted the live day...
+    assert db[HOURLY.collection].find_one({"_id": probe["_id"]})  # ...and left the old ones
+    for rollup in (HOURLY, DAILY):
+        assert _rollup_sales(db, rollup.collection) == len(placed)
+    _assert_same_answers(db, sql, None)
+    compact(db[HOURLY.collection])  # every bucket: the old delta merged too
+    assert db[HOURLY.collection].find_one({"_id": probe["_id"]}) is None
+    assert _rollup_sales(db, HOURLY.collection) == len(placed)
 
 
 def test_cells_fed_by_several_partitions_stay_exact(db: Database, sql) -> None:

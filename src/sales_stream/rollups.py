@@ -24,9 +24,10 @@ sums of a batch are computed on the runtime's loop thread while the previous bat
 (`RollupSink.prepare`), so a flush mostly inserts.
 
 At a sink's first flush (for what earlier runs left), then each time its deltas reach the rows
-of the last compaction (and at least `COMPACT_EVERY`), each rollup is compacted: rewritten
-with one row per cell (``_id``: the cell key) in one transaction, so readers never see a cell
-counted twice or not at all, and the rows stay about twice the cells at most.
+of the last compaction (and at least `COMPACT_EVERY`), the rollups are compacted: the buckets
+it wrote deltas to since (the current hour and day, when live) are rewritten with one row
+per cell (``_id``: the cell key) in one transaction, so readers never see a cell counted twice
+or not at all, and the rows stay about twice the cells at most.
 
 Sums are exact: ``sales`` and ``quantity`` are int64, ``amount`` is a decimal128 sum of the
 sales' amounts rounded to the cent, so any order and any batching give the same value, equal to
@@ -203,6 +204,7 @@ class RollupSink:
         self._prepared: dict[int, tuple[list[SaleEvent], list[_Sums]]] = {}
         self._since_compaction = 0
         self._compact_at = 0  # deltas that trigger a compaction: the first flush compacts
+        self._oldest: dict[str, datetime] = {}  # rollup → oldest bucket with deltas
 
     def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
         """Nothing to load: each flush reads the fences it moves."""
@@ -306,6 +308,12 @@ class RollupSink:
             for collection, deltas in docs.items():
                 if deltas:
                     self._db[collection].insert_many(deltas, session=session)
+        for rollup in self._rollups:  # committed: these buckets have deltas to compact
+            buckets = [doc[rollup.time_field] for doc in docs[rollup.collection]]
+            if buckets:
+                oldest = min(buckets)
+                known = self._oldest.get(rollup.collection)
+                self._oldest[rollup.collection] = oldest if known is None else min(known, oldest)
         return sum(len(deltas) for deltas in docs.values())
 
     def _sums(self, starts: dict[str, int]) -> list[_Sums]:
@@ -338,9 +346,19 @@ class RollupSink:
             raise _FenceMoved(part)
 
     def _compact(self) -> None:
-        """Rewrite each rollup with one row per cell; next time once the deltas match its rows."""
+        """Rewrite the buckets with deltas from this sink (all at first) one row per cell.
+
+        The next compaction comes once the deltas match the rows rewritten.
+        """
+        first = self._compact_at == 0
         try:
-            rows = sum(compact(self._db[rollup.collection]) for rollup in self._rollups)
+            rows = 0
+            for rollup in self._rollups:
+                oldest = self._oldest.get(rollup.collection)
+                if first or oldest is not None:
+                    since = None if first else (rollup.time_field, oldest)
+                    rows += compact(self._db[rollup.collection], since=since)
+                    self._oldest.pop(rollup.collection, None)
         except PyMongoError as exc:  # the deltas are exact: compaction can wait
             logger.warning("rollup compaction deferred: %s", exc)
             return
@@ -348,23 +366,24 @@ class RollupSink:
         self._compact_at = max(self._compact_every, rows, 1)
 
 
-def compact(collection: Collection) -> int:
-    """Rewrite the rollup with one row per cell, in one transaction (readers see either).
+def compact(collection: Collection, *, since: tuple[str, datetime] | None = None) -> int:
+    """Rewrite rows with one per cell, in one transaction (readers see before or after).
 
-    Deleting by a list of ids costs the embedded database more than rewriting every row, so
-    the whole collection is rewritten; `RollupSink` compacts once its deltas have at least
-    doubled the rows.
+    Deleting by a list of ids costs the embedded database more than rewriting every row of a
+    range, so every row of the buckets at or after ``since`` (time field, UTC start) is
+    rewritten; every row of the rollup if ``since`` is ``None``.
 
     Returns:
-        The rows left (one per cell).
+        The rows left in the range (one per cell).
     """
+    where = {} if since is None else {since[0]: {"$gte": since[1]}}
     with collection.database.client.start_session() as session, session.start_transaction():
         by_cell: dict[str, list[dict[str, Any]]] = {}
-        for doc in collection.find({}, session=session):
+        for doc in collection.find(where, session=session):
             by_cell.setdefault(doc["_id"].split(DELTA_SEPARATOR, 1)[0], []).append(doc)
         if all(len(docs) == 1 and docs[0]["_id"] == key for key, docs in by_cell.items()):
             return len(by_cell)
-        collection.delete_many({}, session=session)
+        collection.delete_many(where, session=session)
         collection.insert_many(
             [_merged(key, docs) for key, docs in by_cell.items()], session=session
         )
