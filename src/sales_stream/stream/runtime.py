@@ -449,6 +449,8 @@ class _Session:
                     self._inflight = self._writer.submit(self._persist, pending)
                 else:
                     self._submit_flush(due=True)
+                    if self._inflight is None:  # a retry is not due yet
+                        return
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not wait([self._inflight], timeout=remaining).done:
                 return
