@@ -25,6 +25,7 @@ from sales_stream.stream import (
     StreamWorker,
 )
 from sales_stream.stream.runtime import flush_interval
+from sales_stream.stream.sink import Prepared
 
 
 class MemorySink:
@@ -353,3 +354,17 @@ def test_a_failed_flush_is_retried_and_commits_nothing_before_it_succeeds() -> N
     assert log.committed == {p: len(log.partitions[p]) for p in log.partitions}
     assert stats.last_error is not None
     assert "refused" in stats.last_error
+
+
+def test_prepared_work_is_found_only_for_that_very_object_and_stays_bounded() -> None:
+    prepared: Prepared[str] = Prepared()
+    events, equal = [1, 2], [1, 2]
+    prepared.put(events, "sums")
+    assert prepared.take(equal) is None  # an equal list is not the batch's own
+    assert prepared.take(events) == "sums"
+    assert prepared.take(events) is None  # taken once
+    keys = [object() for _ in range(Prepared.LIMIT + 2)]
+    for key in keys:
+        prepared.put(key, "x")
+    assert prepared.take(keys[0]) is None  # the oldest went first
+    assert prepared.take(keys[-1]) == "x"

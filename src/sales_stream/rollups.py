@@ -40,7 +40,6 @@ region) and whole UTC days (by region and product).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,7 +57,7 @@ from sales_stream.events import SaleEvent
 from sales_stream.reference import REGION_BY_NAME
 from sales_stream.sinks.mongo import is_transient, unavailable
 from sales_stream.stream.batch import Batch
-from sales_stream.stream.sink import SinkResult
+from sales_stream.stream.sink import Prepared, SinkResult
 
 #: Collection of the fences: ``_id`` a `fence_key`, ``next`` the next offset not counted.
 FENCES = "rollup_fences"
@@ -71,8 +70,7 @@ _KEY_SEPARATOR = "|"
 #: Separates a cell key from the rest of a delta's ``_id`` (a compacted row's is the key).
 DELTA_SEPARATOR = "#"
 _MEASURES = ("sales", "quantity", "amount")
-#: Batches summed ahead of their write (the runtime keeps two in memory).
-MAX_PREPARED = 4
+
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +198,7 @@ class RollupSink:
         self._compact_every = compact_every
         self._spans: dict[str, _Span] = {}  # fence key → offsets held
         self._held: list[tuple[Batch, list[_Sums] | None]] = []  # with their prepared sums
-        self._lock = threading.Lock()
-        self._prepared: dict[int, tuple[list[SaleEvent], list[_Sums]]] = {}
+        self._prepared: Prepared[list[_Sums]] = Prepared()  # by the batch's ``events``
         self._since_compaction = 0
         self._compact_at = 0  # deltas that trigger a compaction: the first flush compacts
         self._oldest: dict[str, datetime] = {}  # rollup → oldest bucket with deltas
@@ -223,11 +220,7 @@ class RollupSink:
         Used if the batch reaches `write` whole (the MongoDB sink kept every sale: the same
         ``events`` list); otherwise `flush` sums the kept sales itself.
         """
-        sums = _sum_batch(self._rollups, batch, None)
-        with self._lock:
-            while len(self._prepared) >= MAX_PREPARED:
-                del self._prepared[next(iter(self._prepared))]
-            self._prepared[id(batch.events)] = (batch.events, sums)
+        self._prepared.put(batch.events, _sum_batch(self._rollups, batch, None))
 
     def write(self, batch: Batch) -> SinkResult:
         """Hold the batch's sales for the next flush.
@@ -248,10 +241,7 @@ class RollupSink:
             span = self._spans.setdefault(parts[partition], _Span(first, first))
             span.next = batch.next_offsets[partition]
         if batch.events:
-            with self._lock:
-                prepared = self._prepared.pop(id(batch.events), None)
-            sums = prepared[1] if prepared is not None and prepared[0] is batch.events else None
-            self._held.append((batch, sums))
+            self._held.append((batch, self._prepared.take(batch.events)))
         return SinkResult(stored=len(batch.events))
 
     def flush(self) -> None:

@@ -24,7 +24,6 @@ boundaries keeps the same sales.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +56,7 @@ from sales_stream.deadletters import (
 )
 from sales_stream.events import encode, event_from_document
 from sales_stream.stream.batch import Batch
-from sales_stream.stream.sink import MONGODB_SERVICE, SinkResult, SinkUnavailable
+from sales_stream.stream.sink import MONGODB_SERVICE, Prepared, SinkResult, SinkUnavailable
 
 SALES = "sales"
 DEAD_LETTERS = "dead_letters"
@@ -74,8 +73,6 @@ DEAD_LETTER_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
     (("received_at", ASCENDING),),
     (("reason", ASCENDING),),
 )
-#: Batches prepared ahead of their write (the runtime keeps two in memory).
-MAX_PREPARED = 4
 #: ``$in`` lists longer than this are split (SecantusDB's cost grows with the list's square).
 IN_CHUNK = 100
 
@@ -219,8 +216,7 @@ class MongoSink:
         self._dead_letters = db[DEAD_LETTERS]
         self._clock = clock or (lambda: datetime.now(UTC))
         self._indexed = False
-        self._lock = threading.Lock()
-        self._prepared: dict[int, tuple[Batch, list[dict[str, Any]]]] = {}
+        self._prepared: Prepared[list[dict[str, Any]]] = Prepared()
 
     def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
         """Nothing to load: MongoDB itself is the state."""
@@ -230,11 +226,7 @@ class MongoSink:
 
     def prepare(self, batch: Batch) -> None:
         """Build the batch's documents ahead of `write` (on the runtime's loop thread)."""
-        docs = _documents(batch)
-        with self._lock:
-            while len(self._prepared) >= MAX_PREPARED:  # batches dropped by a rebalance
-                del self._prepared[next(iter(self._prepared))]
-            self._prepared[id(batch)] = (batch, docs)
+        self._prepared.put(batch, _documents(batch))
 
     def write(self, batch: Batch) -> SinkResult:
         """Write one batch; see the module doc.
@@ -250,9 +242,9 @@ class MongoSink:
             self._indexed = True
         now = self._clock()
         events = batch.events
-        with self._lock:
-            prepared = self._prepared.pop(id(batch), None)
-        docs = prepared[1] if prepared is not None and prepared[0] is batch else _documents(batch)
+        docs = self._prepared.take(batch)
+        if docs is None:
+            docs = _documents(batch)
         for doc in docs:
             doc[INGESTED_AT] = now
         inserted, duplicate, refused = insert_documents(self._sales, docs)

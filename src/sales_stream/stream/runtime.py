@@ -157,8 +157,8 @@ class StreamRuntime:
         max_write_share: Most of the time the sinks' writes may take: after a checkpoint
             written in *w* seconds, the next one accumulates for at least
             *w* × (1 − share) / share. A sink whose cost follows the checkpoints, not the
-            records (the rollups: one update per cell), then leaves the rest of a shared
-            server to the others under load; once a poll brings nothing (the load is over)
+            records (the extract: each publication copies the file), then leaves the rest of
+            a shared server to the others under load; once a poll brings nothing (the load is over)
             the open records are written after ``flush_interval_s`` only. 1.0: no pacing.
         commit_interval_s: With a `DeferredSink` in the chain, flush and commit at most this
             often (0: after every checkpoint).

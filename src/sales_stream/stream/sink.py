@@ -16,9 +16,10 @@ once). A `DeferredSink` holds its batches and writes them when the runtime flush
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from sales_stream.stream.batch import Batch
 
@@ -92,6 +93,37 @@ class PreparingSink(Sink, Protocol):
 
     def prepare(self, batch: Batch) -> None:
         """Precompute the write of ``batch`` (called before `Sink.write` gets it)."""
+
+
+_V = TypeVar("_V")
+
+
+class Prepared(Generic[_V]):
+    """What a `PreparingSink` computed ahead, kept by the identity of the object it is for.
+
+    Bounded (the runtime holds two batches; a rebalance may drop some before
+    their write) and safe between the loop thread (`put`) and the writer thread (`take`).
+    """
+
+    #: Entries kept at most: the oldest goes first.
+    LIMIT = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[int, tuple[object, _V]] = {}
+
+    def put(self, key: object, value: _V) -> None:
+        """Keep ``value`` for ``key`` (the object itself, not an equal one)."""
+        with self._lock:
+            while len(self._items) >= self.LIMIT:
+                del self._items[next(iter(self._items))]
+            self._items[id(key)] = (key, value)
+
+    def take(self, key: object) -> _V | None:
+        """The value kept for this very ``key`` (then forgotten), or ``None``."""
+        with self._lock:
+            item = self._items.pop(id(key), None)
+        return item[1] if item is not None and item[0] is key else None
 
 
 @runtime_checkable
