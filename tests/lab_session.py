@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sales_stream.infra.embedded import free_port
+from sales_stream.infra.ports import free_port
 from sales_stream.infra.process import terminate, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")

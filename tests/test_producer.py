@@ -22,7 +22,7 @@ from sales_stream.config import Settings
 from sales_stream.errors import InfraError
 from sales_stream.events import InvalidEvent, SaleEvent, decode
 from sales_stream.generator import SaleGenerator
-from sales_stream.infra.embedded import free_port
+from sales_stream.infra.ports import free_port
 from sales_stream.infra.process import wait_until
 from sales_stream.producer import ProducerStats, ProducerThread, backfill, backfill_seed
 from sales_stream.ui.format import parse_percent

@@ -36,9 +36,12 @@ class Endpoints:
     sql_uri: str | None = None
     state_dir: Path | None = None
     started_here: bool = field(default=False, compare=False)
-    #: Changes at each start of the embedded broker: a Kafka offset is an identity only within
-    #: one incarnation (None outside embedded mode, where the broker keeps its log).
+    #: The embedded broker's cluster id, kept with its log in the object store: a Kafka offset
+    #: is an identity only within one incarnation (it changes if the store is wiped).
     kafka_incarnation: str | None = None
+    #: The embedded object store's S3 endpoint and the web page where a person browses it.
+    s3_endpoint: str | None = None
+    filer_url: str | None = None
     #: The privileged SQL login (password inside) used only to declare the schema.
     sql_admin_uri: SecretStr | None = field(default=None, repr=False)
 
@@ -51,6 +54,9 @@ class Endpoints:
         }
         if self.sql_uri:
             shown["postgresql"] = self.sql_uri
+        if self.s3_endpoint and self.filer_url:
+            shown["s3"] = self.s3_endpoint
+            shown["files"] = self.filer_url
         if self.state_dir:
             shown["state_dir"] = str(self.state_dir)
         return shown
@@ -151,5 +157,7 @@ def _embedded_endpoints(settings: Settings, services: embedded.EmbeddedServices)
         state_dir=settings.state_dir.resolve(),
         started_here=services.started_here,
         kafka_incarnation=services.kafka.incarnation,
+        s3_endpoint=services.objectstore.s3_endpoint,
+        filer_url=services.objectstore.filer_url,
         sql_admin_uri=SecretStr(f"postgresql://{embedded.SQL_ADMIN_USER}:{admin}@{address}"),
     )

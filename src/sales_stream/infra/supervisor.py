@@ -1,14 +1,14 @@
 """The supervisor of the embedded servers: ``python -m sales_stream.infra.supervisor``.
 
 Started detached by `sales_stream.infra.embedded.start` (one per state directory), it starts
-the broker and the database, records them in ``services.json``, then watches:
+the object store and the database, then the broker once the object store serves its bucket,
+records them in ``services.json``, then watches:
 
-* a server that exits is started again — the database on the same ports and storage, the
-  broker on the same port (with a new incarnation id: Tansu keeps nothing) — and the other
-  keeps running; a server that dies before it ever answered is a start-up error instead;
+* a server that exits is started again on the same ports and storage, and the others keep
+  running; a server that dies before it ever answered is a start-up error instead;
 * a ``hold-<server>`` file in the state directory keeps that server down (fault tests);
 * SIGTERM/SIGINT (``python -m sales_stream down``) or the exit of the owner process stop
-  both servers, then the supervisor.
+  the servers (the broker before the object store), then the supervisor.
 
 Every event is one line on stdout (``logs/supervisor.log``).
 """
@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sales_stream.infra import embedded
+from sales_stream.infra import embedded, objectstore
 from sales_stream.infra.health import port_open
+from sales_stream.infra.ports import stable_ports
 from sales_stream.infra.process import pid_alive, pid_start_time, reap, terminate
 
 POLL_S = 0.2
@@ -47,11 +48,7 @@ class Supervisor:
         self.owner_pid = owner_pid
         self.owner_start = pid_start_time(owner_pid)
         self.config = config
-        self.ports = {
-            "kafka": embedded.free_port(),
-            "mongo": embedded.free_port(),
-            "sql": sql_port or embedded.free_port(),
-        }
+        self.ports = stable_ports(state_dir, sql_port=sql_port)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.entries: dict[str, Any] = {}
         self.ready: set[str] = set()
@@ -68,7 +65,7 @@ class Supervisor:
     def run(self) -> int:
         """Start the servers, supervise them until asked to stop; return the exit status."""
         log(f"supervisor {os.getpid()} for {self.state_dir}, owner pid {self.owner_pid}")
-        for name in embedded.SERVERS:
+        for name in ("objectstore", "database"):  # the broker once the store is ready
             self._spawn(name)
         self._write()
         while self.stop_reason is None and self.error is None:
@@ -88,8 +85,13 @@ class Supervisor:
 
     def _spawn(self, name: str) -> None:
         if name == "kafka":
-            proc, entry = embedded.spawn_kafka(self.state_dir, self.ports["kafka"])
-            where = f"127.0.0.1:{entry.port}, incarnation {entry.incarnation}"
+            proc, entry = embedded.spawn_kafka(
+                self.state_dir, self.ports["kafka"], s3_port=self.ports["s3"]
+            )
+            where = f"127.0.0.1:{entry.port}, cluster id {entry.incarnation}"
+        elif name == "objectstore":
+            proc, entry = embedded.spawn_objectstore(self.state_dir, self.ports)
+            where = f"S3 {entry.s3_endpoint}, filer {entry.filer_url}"
         else:
             proc, entry = embedded.spawn_database(
                 self.state_dir,
@@ -106,6 +108,8 @@ class Supervisor:
     def _answering(self, name: str) -> bool:
         if name == "kafka":
             return port_open("127.0.0.1", self.ports["kafka"])
+        if name == "objectstore":
+            return objectstore.ready(self.state_dir, self.ports["s3"])
         return port_open("127.0.0.1", self.ports["mongo"]) and port_open(
             self.config["sql_host"], self.ports["sql"]
         )
@@ -113,6 +117,11 @@ class Supervisor:
     def _watch(self, name: str) -> None:
         proc = self.procs.get(name)
         now = time.monotonic()
+        if name not in self.entries:  # not started yet: the broker waits for the object store
+            if "objectstore" in self.ready:
+                self._spawn(name)
+                self._write()
+            return
         if proc is not None and proc.poll() is None:
             if name not in self.ready and self._answering(name):
                 self.ready.add(name)
@@ -145,7 +154,7 @@ class Supervisor:
         delay = self.backoff.get(name, FIRST_BACKOFF_S)
         self.backoff[name] = min(delay * 2, MAX_BACKOFF_S)
         self.next_try[name] = now + delay
-        log(f"restarting {name} on the same port{'s and storage' if name == 'database' else ''}")
+        log(f"restarting {name} on the same ports and storage")
         self._spawn(name)
         self._write()
 
@@ -161,9 +170,12 @@ class Supervisor:
     def _shutdown(self) -> None:
         if self.stop_reason:
             log(f"stopping the servers: {self.stop_reason}")
-        for name, proc in list(self.procs.items()):
-            if proc.poll() is None:
-                terminate(proc.pid)
+        for name in embedded.STOP_ORDER:
+            proc = self.procs.get(name)
+            if proc is None:
+                continue
+            if proc.poll() is None:  # SeaweedFS's graceful stop waits ~25 s on idle streams
+                terminate(proc.pid, timeout=5.0 if name == "objectstore" else 10.0)
             reap(proc)
             log(f"{name} stopped")
         if not self.error:

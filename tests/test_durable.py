@@ -1,0 +1,120 @@
+"""Nothing forgotten across stops and restarts: the broker keeps its log in the object store.
+
+Driven like a user, through the CLI (``up``/``down``, ``produce``, ``consume``, ``lake``) on
+an instance of its own; MongoDB and the lake are read back at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sales_stream import infra
+from sales_stream.clients import mongo_client
+from sales_stream.config import Settings
+from sales_stream.infra import embedded, ports
+from sales_stream.infra.process import pid_alive, wait_until
+from sales_stream.lake.read import read_lake
+from sales_stream.sinks.mongo import SALES
+
+
+class Cli:
+    """``python -m sales_stream`` on one state directory."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "SALES_STREAM_STATE_DIR": str(home / "state")}
+        self.settings = Settings(_env_file=None, state_dir=home / "state")
+
+    def __call__(self, *args: str, timeout: float = 180) -> str:
+        run = subprocess.run(
+            [sys.executable, "-m", "sales_stream", *args],
+            env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        assert run.returncode == 0, f"{args}: {run.stdout}{run.stderr}"
+        return run.stdout
+
+    def up(self) -> infra.Endpoints:
+        return infra.up(self.settings, owner_pid=1)  # owned by init: lives until `down`
+
+    def consumed(self) -> int:
+        """``consume --until-idle``: how many records it read."""
+        last = self("consume", "--until-idle", "3").strip().splitlines()[-1]
+        return int(last.split("consumed ", 1)[1].split(",", 1)[0])
+
+    def mongo_ids(self, endpoints: infra.Endpoints) -> list[str]:
+        client = mongo_client(endpoints.mongo_uri.get_secret_value())
+        try:
+            return [d["_id"] for d in client[self.settings.db][SALES].find({}, {"_id": 1})]
+        finally:
+            client.close()
+
+    def lake_ids(self) -> list[str]:
+        self("lake", "run", "--path", "lake", "--until-idle", "3")
+        return list(read_lake(self.home / "lake")["event_id"])
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    cli = Cli(tmp_path)
+    yield cli
+    infra.down(cli.settings)
+
+
+def test_topic_offsets_and_ports_survive_down_and_up(cli: Cli) -> None:
+    first = cli.up()
+    cli("produce", "--count", "2000", "--rate", "100000", "--seed", "1")
+    assert cli.consumed() == 2000
+    infra.down(cli.settings)
+    assert embedded.status(cli.settings.state_dir) is None
+
+    again = cli.up()
+    assert again.kafka_bootstrap == first.kafka_bootstrap
+    assert again.sql_uri == first.sql_uri
+    assert again.kafka_incarnation == first.kafka_incarnation
+    assert cli.consumed() == 0  # the group's offsets were kept
+    assert sorted(cli.lake_ids()) == sorted(cli.mongo_ids(again))  # the 2,000 are still there
+    cli("produce", "--count", "1000", "--rate", "100000", "--seed", "2")
+    assert cli.consumed() == 1000
+    mongo, lake = cli.mongo_ids(again), cli.lake_ids()
+    assert len(set(mongo)) == len(mongo) == 3000
+    assert sorted(lake) == sorted(mongo)
+
+
+@pytest.mark.parametrize("server", ["kafka", "objectstore"])
+def test_a_killed_server_loses_no_acknowledged_sale(cli: Cli, server: str) -> None:
+    endpoints = cli.up()
+    cli("produce", "--count", "1500", "--rate", "100000", "--seed", "3")
+    assert cli.consumed() == 1500
+    pid = getattr(embedded.status(cli.settings.state_dir), server).pid
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: not pid_alive(pid), timeout=5)
+    assert wait_until(lambda: embedded.status(cli.settings.state_dir) is not None, timeout=60)
+    cli("produce", "--count", "1000", "--rate", "100000", "--seed", "4")
+    assert cli.consumed() == 1000
+    mongo, lake = cli.mongo_ids(endpoints), cli.lake_ids()
+    assert len(set(mongo)) == len(mongo) == 2500
+    assert sorted(lake) == sorted(mongo)
+
+
+def test_a_port_taken_by_another_program_is_named(cli: Cli) -> None:
+    cli.up()
+    infra.down(cli.settings)
+    taken = ports.stable_ports(cli.settings.state_dir.resolve(), sql_port=None)["kafka"]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        run = subprocess.run(
+            [sys.executable, "-m", "sales_stream", "up"], env=cli.env, cwd=cli.home,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert run.returncode != 0
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert f"port {taken} on 127.0.0.1 (the Kafka broker) is taken" in run.stderr
