@@ -173,6 +173,7 @@ def test_a_killed_supervisor_leaves_no_server(tmp_path: Path, cleanup) -> None:
     sup.kill()
     sup.wait(timeout=10)
     assert wait_until(lambda: not any(pid_alive(pid) for pid in servers), timeout=30)
+    assert wait_until(lambda: not any(_watchdogs(pid) for pid in servers), timeout=20)
 
 
 def _imports_linux(node: ast.AST) -> bool:
