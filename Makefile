@@ -1,12 +1,19 @@
 # sales-stream: every target creates/uses the local virtualenv .venv (Python 3.11).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+NEED_PYTHON := 3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Python .venv is (or will be) built with, its version, and the one line said when it is not 3.11
+# (expanded only when .venv has to be built, so `make clean` works with any Python).
+BUILD_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+BUILD_VERSION = $(if $(BUILD_PYTHON),$(shell $(BUILD_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
+WRONG_PYTHON = the pinned requirements need Python $(NEED_PYTHON), but $(if $(BUILD_PYTHON),$(BUILD_PYTHON) is $(if $(BUILD_VERSION),Python $(BUILD_VERSION),not a working Python),no python3.11 or python3 is on PATH): install 3.11 (pyenv install 3.11, python.org, sudo apt install python3.11 python3.11-venv, brew install python@3.11) and retry, or pass PYTHON=/path/to/python3.11
 
 .PHONY: run test lab lint format up down status bench clean notebooks
 
 $(STAMP): requirements.txt pyproject.toml
+	$(if $(filter $(NEED_PYTHON),$(BUILD_VERSION)),,$(error $(WRONG_PYTHON)))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt

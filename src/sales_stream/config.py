@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -137,17 +138,14 @@ def _filesystem_type(path: Path) -> str:
     """Return the type of the filesystem mounted deepest above ``path`` ('' if unknown)."""
     best, fstype = "", ""
     try:
-        with open("/proc/self/mounts", encoding="utf-8") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) < 3:
-                    continue
-                point = fields[1].replace("\\040", " ")
-                inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best):
-                    best, fstype = point, fields[2]
+        partitions = psutil.disk_partitions(all=True)
     except OSError:
         return ""
+    for partition in partitions:
+        point = partition.mountpoint
+        inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, partition.fstype
     return fstype
 
 

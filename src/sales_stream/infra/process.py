@@ -1,21 +1,28 @@
-"""Spawn and stop server subprocesses without leaving orphans."""
+"""Spawn and stop server subprocesses without leaving orphans, on Linux and macOS.
+
+Liveness, start time and command line come from psutil. A spawned server must not outlive
+the process that spawned it: on Linux the kernel sees to it (``PR_SET_PDEATHSIG``,
+`sales_stream.infra.linux`); elsewhere the server starts as the leader of its own process
+group and a small watchdog process (`sales_stream.infra.watchdog`) stops that group once the
+spawner is gone. `LINUX` picks the branch (tests switch it off to run the portable one).
+"""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
+import psutil
 
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+#: True where the Linux-only branch (`sales_stream.infra.linux`) is used.
+LINUX = sys.platform == "linux"
+_WATCHDOG = Path(__file__).with_name("watchdog.py")
+_WATCHDOGS: dict[int, subprocess.Popen[bytes]] = {}  # server pid -> its watchdog (non-Linux)
 
 
 def spawn(
@@ -27,11 +34,31 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` with output appended to ``log_path``.
 
-    With ``die_with_parent`` (Linux) the child gets SIGTERM when the thread that spawned it
-    ends, so a killed supervisor cannot leave servers behind; spawn from the main thread.
-    Without it, the child runs in its own session (a detached supervisor).
+    With ``die_with_parent`` the child is stopped (SIGTERM) when the spawner dies, even by
+    SIGKILL: on Linux when the thread that spawned it ends (so spawn from the main thread),
+    elsewhere within a fraction of a second, by a watchdog that stops the child's process
+    group (its children too). Without it, the child runs in its own session (a detached
+    supervisor).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if die_with_parent and LINUX:
+        from sales_stream.infra import linux
+
+        return _popen(argv, log_path=log_path, env=env, preexec_fn=linux.die_with_parent)
+    proc = _popen(argv, log_path=log_path, env=env, new_session=True)
+    if die_with_parent:
+        _WATCHDOGS[proc.pid] = _start_watchdog(proc.pid)
+    return proc
+
+
+def _popen(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: dict[str, str] | None,
+    preexec_fn: Callable[[], None] | None = None,
+    new_session: bool = False,
+) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         return subprocess.Popen(
             list(argv),
@@ -39,34 +66,47 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent if die_with_parent and os.name == "posix" else None,
-            start_new_session=not die_with_parent,
+            preexec_fn=preexec_fn,
+            start_new_session=new_session,
         )
+
+
+def _start_watchdog(group: int) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable,
+        "-I",
+        str(_WATCHDOG),
+        "--parent",
+        str(os.getpid()),
+        "--group",
+        str(group),
+    ]
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def pid_alive(pid: int) -> bool:
     """Return True if ``pid`` is a live process (zombies count as dead)."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # ZombieProcess included
         return False
+    except psutil.AccessDenied:  # another user's process: it exists
+        return True
 
 
-def pid_start_time(pid: int) -> int | None:
-    """Return the start time of ``pid`` in clock ticks since boot (None if unavailable)."""
+def pid_start_time(pid: int) -> float | None:
+    """Return the start time of ``pid`` (seconds since the epoch; None if unavailable)."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
 
 
 def pid_cmdline(pid: int) -> str:
     """Return the command line of ``pid`` ('' if unavailable)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
         return ""
 
 
@@ -85,12 +125,16 @@ def terminate(pid: int, *, timeout: float = 10.0, kill: bool = False) -> None:
 
 
 def reap(proc: subprocess.Popen[bytes]) -> None:
-    """Collect the exit status of a child we started, so it leaves no zombie."""
+    """Collect the exit status of a child we started (and stop its watchdog): no zombie left."""
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=5)
+    watchdog = _WATCHDOGS.pop(proc.pid, None)
+    if watchdog is not None:
+        watchdog.terminate()
+        watchdog.wait(timeout=5)
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> bool:
