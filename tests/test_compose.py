@@ -34,6 +34,12 @@ def test_every_service_has_a_healthcheck(compose: dict) -> None:
         assert service["healthcheck"]["test"], name
 
 
+def test_no_healthcheck_puts_a_password_on_a_command_line(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        command = " ".join(service["healthcheck"]["test"])
+        assert not re.search(r"\$\$?\{?\w*PASSWORD|\s-p\s|--password", command), name
+
+
 def test_ports_bound_to_loopback_only(compose: dict) -> None:
     for name, service in compose["services"].items():
         for port in service.get("ports", []):

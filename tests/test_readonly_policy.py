@@ -68,15 +68,19 @@ def test_writes_and_hidden_relations_are_refused(sql: str) -> None:
         ReadOnlyPolicy(READABLE).check_sql(sql)
 
 
-def test_temporary_tables_are_the_sessions_own() -> None:
+def test_a_temporary_table_counts_from_its_creation_in_the_same_message() -> None:
     policy = ReadOnlyPolicy(READABLE)
-    policy.check_sql('CREATE TEMPORARY TABLE "#Tableau_1_Filter" ("X" TEXT)')
-    policy.check_sql("INSERT INTO \"#Tableau_1_Filter\" VALUES ('Bretagne')")
-    policy.check_sql('SELECT * FROM ventes WHERE region IN (SELECT "X" FROM "#Tableau_1_Filter")')
-    with pytest.raises(Refused):
-        policy.check_sql('INSERT INTO "#Tableau_1_Filter" SELECT raw FROM dead_letters')
-    policy.check_sql('DROP TABLE "#Tableau_1_Filter"')
-    with pytest.raises(Refused):
+    create = 'CREATE TEMPORARY TABLE "#Tableau_1_Filter" ("X" TEXT)'
+    policy.check_sql(
+        f"{create}; INSERT INTO \"#Tableau_1_Filter\" VALUES ('Bretagne'); "
+        'SELECT * FROM ventes WHERE region IN (SELECT "X" FROM "#Tableau_1_Filter")'
+    )
+    for then in (
+        'INSERT INTO "#Tableau_1_Filter" SELECT raw FROM dead_letters',
+        "INSERT INTO public.\"#Tableau_1_Filter\" VALUES ('x')",
+        'DROP TABLE "#Tableau_1_Filter"; DELETE FROM "#Tableau_1_Filter"',
+    ):
+        with pytest.raises(Refused):
+            policy.check_sql(f"{create}; {then}")
+    with pytest.raises(Refused):  # without an engine, no earlier message made it
         policy.check_sql("INSERT INTO \"#Tableau_1_Filter\" VALUES ('x')")
-    with pytest.raises(Refused):
-        ReadOnlyPolicy(READABLE).check_sql("INSERT INTO \"#Tableau_1_Filter\" VALUES ('x')")

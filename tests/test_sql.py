@@ -217,6 +217,20 @@ def test_two_writers_holding_the_same_records_count_them_once(db: Database, sql)
     _assert_same_answers(db, sql, None)
 
 
+def test_a_fence_moved_outside_a_flush_is_reported(db: Database, caplog) -> None:
+    placed = _positions(_events(12, days=1))
+    writer = RollupSink(db)
+    _consume(db, writer, placed[: len(placed) // 2])
+    assert writer.anomaly is None
+    fence = db[FENCES].find_one({})
+    assert fence is not None
+    db[FENCES].update_one({"_id": fence["_id"]}, {"$set": {"next": 1_000_000_000}})  # from outside
+    _consume(db, writer, placed[len(placed) // 2 :])
+    assert writer.anomaly is not None
+    assert f"rollup fence {fence['_id']} moved outside a flush: next=1000000000" in writer.anomaly
+    assert writer.anomaly in caplog.text
+
+
 def test_compaction_leaves_one_row_per_cell_with_the_same_sums(db: Database, sql) -> None:
     placed = _positions(_events(6, days=2, per_day=600))
     writer = RollupSink(db, compact_every=10**9)

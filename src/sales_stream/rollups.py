@@ -59,7 +59,8 @@ from sales_stream.sinks.mongo import is_transient, unavailable
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.sink import Prepared, SinkResult
 
-#: Collection of the fences: ``_id`` a `fence_key`, ``next`` the next offset not counted.
+#: Collection of the fences: ``_id`` a `fence_key`, ``next`` the next offset not counted,
+#: ``moved_to`` the value the last flush set (another value in ``next``: moved outside a flush).
 FENCES = "rollup_fences"
 #: Flush transactions tried before the flush fails (a fence moved by another member, a
 #: write conflict): the next attempt reads the fences again.
@@ -202,6 +203,7 @@ class RollupSink:
         self._since_compaction = 0
         self._compact_at = 0  # deltas that trigger a compaction: the first flush compacts
         self._oldest: dict[str, datetime] = {}  # rollup → oldest bucket with deltas
+        self.anomaly: str | None = None  # the last fence found moved outside a flush
 
     def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
         """Nothing to load: each flush reads the fences it moves."""
@@ -280,10 +282,9 @@ class RollupSink:
         """One transaction: read the fences, insert the deltas above them, move them."""
         spans = self._spans
         with self._db.client.start_session() as session, session.start_transaction():
-            fences = {
-                doc["_id"]: int(doc["next"])
-                for doc in self._fences.find({"_id": {"$in": list(spans)}}, session=session)
-            }
+            docs = list(self._fences.find({"_id": {"$in": list(spans)}}, session=session))
+            self._check_fences(docs)
+            fences = {doc["_id"]: int(doc["next"]) for doc in docs}
             starts: dict[str, int] = {}  # part → first offset not counted yet
             for part, span in spans.items():
                 fence = fences.get(part)
@@ -306,6 +307,19 @@ class RollupSink:
                 self._oldest[rollup.collection] = oldest if known is None else min(known, oldest)
         return sum(len(deltas) for deltas in docs.values())
 
+    def _check_fences(self, docs: list[dict[str, Any]]) -> None:
+        """Report (status and log) a fence whose ``next`` is not what the last flush set."""
+        for doc in docs:
+            moved_to = doc.get("moved_to")
+            if moved_to is not None and int(moved_to) != int(doc["next"]):
+                anomaly = (
+                    f"rollup fence {doc['_id']} moved outside a flush: next={doc['next']}, "
+                    f"the last flush left {moved_to}; sales below it are not counted"
+                )
+                if anomaly != self.anomaly:  # logged once, kept in the status
+                    logger.error("%s", anomaly)
+                self.anomaly = anomaly
+
     def _sums(self, starts: dict[str, int]) -> list[_Sums]:
         """Each rollup's sums of the held sales not counted yet (at or above ``starts``)."""
         totals: list[_Sums] = [{} for _ in self._rollups]
@@ -327,10 +341,13 @@ class RollupSink:
 
     def _move(self, session: ClientSession, part: str, fence: int | None, end: int) -> None:
         if fence is None:
-            self._fences.insert_one({"_id": part, "next": Int64(end)}, session=session)
+            doc = {"_id": part, "next": Int64(end), "moved_to": Int64(end)}
+            self._fences.insert_one(doc, session=session)
             return
         moved = self._fences.update_one(
-            {"_id": part, "next": fence}, {"$set": {"next": Int64(end)}}, session=session
+            {"_id": part, "next": fence},
+            {"$set": {"next": Int64(end), "moved_to": Int64(end)}},
+            session=session,
         )
         if moved.matched_count != 1:
             raise _FenceMoved(part)

@@ -493,6 +493,8 @@ class _Session:
                 sink.flush()
             except Exception as exc:
                 raise _SinkFailed(sink.name, exc) from exc
+            if anomaly := getattr(sink, "anomaly", None):  # e.g. a rollup fence moved
+                self._owner._record_error(f"{sink.name}: {anomaly}")
         self._last_flush = time.monotonic()
 
     def _take_assign(self) -> _Pending:
