@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sales_stream import infra
+from sales_stream.app import Stack
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
 from sales_stream.infra import embedded, ports
@@ -57,8 +58,10 @@ class Cli:
             client.close()
 
     def lake_ids(self) -> list[str]:
-        self("lake", "run", "--path", "lake", "--until-idle", "3")
-        return list(read_lake(self.home / "lake")["event_id"])
+        """``lake run`` into the default lake (``s3://lake/`` on the embedded object store)."""
+        assert "-> s3://lake/" in self("lake", "run", "--until-idle", "3")
+        stack = Stack(self.settings, infra.status(self.settings))
+        return list(read_lake(stack.lake_location())["event_id"])
 
 
 @pytest.fixture
@@ -86,6 +89,11 @@ def test_topic_offsets_and_ports_survive_down_and_up(cli: Cli) -> None:
     mongo, lake = cli.mongo_ids(again), cli.lake_ids()
     assert len(set(mongo)) == len(mongo) == 3000
     assert sorted(lake) == sorted(mongo)
+    tree = cli("lake", "tree")
+    assert "sales/" in tree
+    assert "3000 rows" in tree
+    filer = infra.status(cli.settings).filer_url
+    assert f"browse it at {filer}lake/" in tree
 
 
 @pytest.mark.parametrize("server", ["kafka", "objectstore"])
@@ -118,3 +126,14 @@ def test_a_port_taken_by_another_program_is_named(cli: Cli) -> None:
     assert run.returncode != 0
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert f"port {taken} on 127.0.0.1 (the Kafka broker) is taken" in run.stderr
+
+
+def test_down_names_a_group_left_behind_and_it_reads_the_rest_after_up(cli: Cli) -> None:
+    cli.up()
+    cli("produce", "--count", "500", "--rate", "100000", "--seed", "5")
+    cli("consume", "--max-events", "200")
+    said = cli("down", "--drain-timeout", "30")
+    assert "sales-mongo is 300 records behind on sales: it reads them at the next start" in said
+    assert embedded.status(cli.settings.state_dir) is None
+    cli.up()
+    assert cli.consumed() == 300

@@ -6,7 +6,7 @@ consumer, lake and extract runtimes here, so they cannot disagree on what a cons
 `sales_stream.ui.live.replace`, so a cell re-run stops the worker it built before.
 
     stack = Stack.from_settings(load_settings())
-    workers = stack.live_workers(lake="lake", hyper="out/sales.hyper")
+    workers = stack.live_workers(lake=stack.lake_location(), hyper="out/sales.hyper")
     for worker in workers:  # MongoDB and its rollups, the lake, the extract: one group each
         worker.start()
 """
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from sales_stream.config import Settings
     from sales_stream.infra import Endpoints
+    from sales_stream.lake.layout import Lake, LakeLocation
     from sales_stream.stream.sink import Sink
 
 #: The loop polls at least every second, so a short limit is safe; it also bounds how long
@@ -122,18 +123,42 @@ class Stack:
             "mongodb", group_id, sinks, max_batch=max_batch, commit_interval_s=rollup_flush_s
         )
 
+    def lake_location(self, location: LakeLocation | None = None) -> Lake:
+        """The lake at ``location`` (default: ``settings.lake``), opened.
+
+        In embedded mode an ``s3://`` location (the default: ``s3://lake/``) is on the
+        embedded object store, with its credentials.
+        """
+        from sales_stream.config import Mode
+        from sales_stream.lake.layout import Lake, open_lake
+
+        if isinstance(location, Lake):
+            return location
+        embedded = self.settings.mode is Mode.EMBEDDED
+        text = str(location or self.settings.lake or ("s3://lake/" if embedded else "lake"))
+        if embedded and text.startswith("s3://"):
+            root = text.removeprefix("s3://").rstrip("/")
+            return Lake(text, self.endpoints.s3_filesystem(), root)
+        return open_lake(text)
+
+    def lake_web_address(self, lake: Lake) -> str | None:
+        """Where a person browses ``lake`` (the embedded store's filer), if anywhere."""
+        if self.endpoints.filer_url is None or not lake.url.startswith("s3://"):
+            return None
+        return f"{self.endpoints.filer_url}{lake.root}/"
+
     def lake(
         self,
-        path: str | Path | None = None,
+        path: LakeLocation | None = None,
         *,
         group_id: str = LAKE_GROUP,
         flush_events: int = 10_000,
         flush_seconds: float = 30.0,
     ) -> StreamRuntime:
-        """Kafka → the Parquet lake at ``path`` (default: ``settings.lake``)."""
+        """Kafka → the Parquet lake at ``path`` (default: `lake_location`)."""
         from sales_stream.sinks.parquet import LakeSink
 
-        sink = LakeSink(path if path is not None else self.settings.lake)
+        sink = LakeSink(self.lake_location(path))
         return self._runtime(
             "lake", group_id, [sink], max_batch=flush_events, flush_interval_s=flush_seconds
         )
@@ -161,7 +186,7 @@ class Stack:
         return StreamWorker(runtime)
 
     def live_workers(
-        self, *, lake: str | Path | None = None, hyper: str | Path | None = None
+        self, *, lake: LakeLocation | None = None, hyper: str | Path | None = None
     ) -> list[StreamWorker]:
         """What ``make run`` runs: the consumer (and its rollups), the lake and the extract.
 
@@ -174,7 +199,7 @@ class Stack:
             workers.append(self.hyper_worker(hyper, flush_seconds=1.0))
         return workers
 
-    def lake_worker(self, path: str | Path | None = None, **options: object) -> StreamWorker:
+    def lake_worker(self, path: LakeLocation | None = None, **options: object) -> StreamWorker:
         """`lake` in a background thread."""
         runtime = self.lake(path, **options)  # type: ignore[arg-type]
         return StreamWorker(runtime)

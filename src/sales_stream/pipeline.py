@@ -122,7 +122,7 @@ def _fresh(settings: Settings, out: Path) -> None:
     """Stop and wipe the run's own state directory and outputs, so counts start at zero."""
     infra.down(settings)
     shutil.rmtree(settings.state_dir, ignore_errors=True)
-    for stale in ("lake", "sales.hyper", "figures", "notebooks"):
+    for stale in ("sales.hyper", "figures", "notebooks"):  # its lake is in the state directory
         target = out / stale
         if target.is_dir():
             shutil.rmtree(target)
@@ -143,7 +143,7 @@ def _live_pipeline(
     stack.ensure_topic()
     tables = setup_endpoint(endpoints, stack.db)
     progress(f"[sql] {', '.join(tables)} at {endpoints.sql_uri}")
-    workers = stack.live_workers(lake=out / "lake", hyper=out / "sales.hyper")
+    workers = stack.live_workers(lake=stack.lake_location(), hyper=out / "sales.hyper")
     for worker in workers:
         worker.start()
     try:
@@ -247,7 +247,7 @@ def _notebooks(config: RunConfig, out: Path, progress: Progress) -> None:
         },
         "03_consumer.ipynb": {"interactive": False},
         "04_export_tableau.ipynb": {"interactive": False, "out_dir": shown_out},
-        "05_data_lake.ipynb": {"interactive": False, "lake_path": f"{shown_out}/lake"},
+        "05_data_lake.ipynb": {"interactive": False},
     }
     executed = out / NOTEBOOKS_DIR
     executed.mkdir(parents=True, exist_ok=True)
@@ -262,7 +262,7 @@ def _summary(settings: Settings, endpoints: infra.Endpoints, out: Path) -> Summa
     stack = Stack(settings, endpoints)
     try:
         db = stack.db
-        lake = lake_stats(out / "lake")
+        lake = lake_stats(stack.lake_location())
         return Summary(
             kafka_messages=_topic_size(endpoints.kafka_bootstrap, settings.topic),
             stored=db[SALES].count_documents({}),

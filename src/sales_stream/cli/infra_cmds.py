@@ -12,6 +12,8 @@ from sales_stream import infra
 from sales_stream.config import Mode, Settings, load_settings
 
 _MODES = [m.value for m in Mode]
+#: Longest wait, at a stop, for the consumer groups to reach the end of the topic.
+DRAIN_TIMEOUT_S = 60.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,8 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     up.add_argument("--mode", choices=_MODES, help="override SALES_STREAM_MODE")
     up.set_defaults(func=_up)
-    down = subparsers.add_parser("down", help="stop the infrastructure")
+    down = subparsers.add_parser(
+        "down", help="let the consumer groups reach the end of the topic, then stop"
+    )
     down.add_argument("--mode", choices=_MODES)
+    down.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DRAIN_TIMEOUT_S,
+        metavar="S",
+        help="longest wait for the consumers to catch up (0: stop at once)",
+    )
     down.set_defaults(func=_down)
     status = subparsers.add_parser("status", help="show the running endpoints")
     status.add_argument("--mode", choices=_MODES)
@@ -56,7 +67,7 @@ def _up(args: argparse.Namespace) -> int:
                 _follow(log, offset)
             print("the services are stopped")
             return 0
-    stopped = infra.down(settings)
+    stopped = _drain_then_down(settings, timeout_s=DRAIN_TIMEOUT_S)
     print(f"stopped: {', '.join(stopped) or 'nothing left running'}")
     return 0
 
@@ -89,8 +100,19 @@ def _stopped_for_good(settings: Settings) -> bool:
     return not infra.embedded.supervisor_running(settings.state_dir)
 
 
+def _drain_then_down(settings: Settings, *, timeout_s: float) -> list[str]:
+    """Let the pipeline's consumer groups catch up (embedded mode), then stop."""
+    from sales_stream.drain import drain
+
+    endpoints = infra.status(settings) if settings.mode is Mode.EMBEDDED else None
+    if endpoints is not None and timeout_s > 0:
+        drain(endpoints.kafka_bootstrap, settings.topic, timeout_s=timeout_s)
+    return infra.down(settings)
+
+
 def _down(args: argparse.Namespace) -> int:
-    stopped = infra.down(load_settings(mode=args.mode))
+    settings = load_settings(mode=args.mode)
+    stopped = _drain_then_down(settings, timeout_s=args.drain_timeout)
     print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     return 0
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from typing import TYPE_CHECKING
 
 from sales_stream.cli.argtypes import positive_float, positive_int
 from sales_stream.groups import LAKE_GROUP
+
+if TYPE_CHECKING:
+    from sales_stream.app import Stack
+    from sales_stream.lake.layout import Lake, LakeLocation
 
 #: Seconds between two progress lines while the sink runs.
 PROGRESS_EVERY_S = 10.0
@@ -27,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run (default): consume into the lake; compact: merge the files of closed "
         "partitions; tree: show the lake",
     )
-    lake.add_argument("--path", help="lake directory or URL (default: SALES_STREAM_LAKE, 'lake')")
+    lake.add_argument(
+        "--path",
+        help="lake directory or URL (default: SALES_STREAM_LAKE; embedded: s3://lake/ on the "
+        "embedded object store)",
+    )
     lake.add_argument(
         "--until-idle", type=positive_float, metavar="S", help="run: stop after S idle seconds"
     )
@@ -51,25 +60,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _lake(args: argparse.Namespace) -> int:
     from sales_stream import infra
+    from sales_stream.app import Stack
     from sales_stream.config import load_settings
     from sales_stream.errors import InfraError
-    from sales_stream.lake.tree import partition_tree
+    from sales_stream.lake.layout import open_lake
 
     settings = load_settings()
-    path = args.path or settings.lake
-    if args.action == "compact":
-        return _compact(path, args.before)
-    if args.action == "tree":
-        print(partition_tree(path, max_lines=args.max_lines))
-        print(_totals(path))
-        return 0
+    local = args.action != "run" and args.path and not args.path.startswith("s3://")
+    if local:  # a folder or a URL of its own: no service needed to read or compact it
+        lake = open_lake(args.path)
+        return _compact(lake, args.before) if args.action == "compact" else _tree(args, lake)
     endpoints = infra.status(settings)
     if endpoints is None:
         raise InfraError("not running; start the infrastructure with: python -m sales_stream up")
-    return _run(args, settings, endpoints, path)
+    stack = Stack(settings, endpoints)
+    lake = stack.lake_location(args.path)
+    if args.action == "compact":
+        return _compact(lake, args.before)
+    if args.action == "tree":
+        return _tree(args, lake, browse=stack.lake_web_address(lake))
+    return _run(args, stack, lake)
 
 
-def _totals(path: str) -> str:
+def _tree(args: argparse.Namespace, lake: Lake, *, browse: str | None = None) -> int:
+    from sales_stream.lake.tree import partition_tree
+
+    print(partition_tree(lake, max_lines=args.max_lines))
+    print(_totals(lake))
+    if browse:
+        print(f"browse it at {browse}")
+    return 0
+
+
+def _totals(path: LakeLocation) -> str:
     from sales_stream.lake.tree import lake_stats
 
     stats = lake_stats(path)
@@ -79,7 +102,7 @@ def _totals(path: str) -> str:
     )
 
 
-def _compact(path: str, before: date | None) -> int:
+def _compact(path: LakeLocation, before: date | None) -> int:
     from sales_stream.errors import SalesStreamError
     from sales_stream.lake.compaction import compact
 
@@ -95,18 +118,16 @@ def _compact(path: str, before: date | None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, settings: object, endpoints: object, path: str) -> int:
-    from sales_stream.app import Stack
+def _run(args: argparse.Namespace, stack: Stack, lake: Lake) -> int:
     from sales_stream.cli.streaming import run_foreground
 
-    stack = Stack(settings, endpoints)  # type: ignore[arg-type]
     runtime = stack.lake(
-        path,
+        lake,
         group_id=args.group,
         flush_events=args.flush_events,
         flush_seconds=args.flush_seconds,
     )
-    print(f"lake: {stack.settings.topic} -> {path} (group {args.group}); Ctrl-C to stop")
+    print(f"lake: {stack.settings.topic} -> {lake.url} (group {args.group}); Ctrl-C to stop")
     run_foreground(
         runtime, until_idle=args.until_idle, max_events=args.max_events, every_s=PROGRESS_EVERY_S
     )

@@ -17,13 +17,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from sales_stream.clients import redact_uri
 from sales_stream.config import Mode, Settings, load_settings
-from sales_stream.infra import docker, embedded, external
+from sales_stream.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+from sales_stream.infra import docker, embedded, external, objectstore
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,16 @@ class Endpoints:
         if self.state_dir:
             shown["state_dir"] = str(self.state_dir)
         return shown
+
+    def s3_filesystem(self) -> pafs.S3FileSystem:
+        """A pyarrow filesystem on the embedded object store (its credentials inside)."""
+        if self.state_dir is None or self.s3_endpoint is None:
+            raise ConfigError(
+                f"s3:// lakes on the embedded object store need SALES_STREAM_MODE=embedded "
+                f"(mode is {self.mode.value}): set SALES_STREAM_LAKE to a URL of your store"
+            )
+        port = urlsplit(self.s3_endpoint).port or 0
+        return objectstore.filesystem(self.state_dir, port)
 
     def __enter__(self) -> Self:
         return self

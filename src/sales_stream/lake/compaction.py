@@ -12,7 +12,6 @@ from collections import defaultdict
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -21,6 +20,7 @@ from sales_stream.lake.files import num_rows, read_part, write_table_atomic
 from sales_stream.lake.layout import (
     SALES_DIR,
     Lake,
+    LakeLocation,
     PartFile,
     date_of_dir,
     list_parts,
@@ -92,7 +92,7 @@ def _compact_dir(
     return CompactionResult(day, region, len(parts), len(groups), rows)
 
 
-def compact_partition(lake_url: str | Path, *, date: str | date, region: str) -> CompactionResult:
+def compact_partition(lake_url: LakeLocation, *, date: str | date, region: str) -> CompactionResult:
     """Merge the files of a closed partition into one file per Kafka topic-partition.
 
     The merged file is written atomically and named after the offset range it covers, so a
@@ -125,7 +125,7 @@ def compact_partition(lake_url: str | Path, *, date: str | date, region: str) ->
     return _compact_dir(lake, directory, parts, day, region)
 
 
-def compact(lake_url: str | Path, *, before: date | None = None) -> list[CompactionResult]:
+def compact(lake_url: LakeLocation, *, before: date | None = None) -> list[CompactionResult]:
     """Compact every partition dated before ``before`` (default: today UTC).
 
     Returns:

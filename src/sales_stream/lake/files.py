@@ -31,7 +31,8 @@ def write_table_atomic(lake: Lake, directory: str, name: str, table: pa.Table) -
     """Write ``table`` to ``directory/name`` via a temporary file moved in place.
 
     On a local disk the file and then its directory are synced, so a file that has its
-    final name survives a power loss; on HDFS, closing a file waits for the datanodes.
+    final name survives a power loss; on HDFS, closing a file waits for the datanodes. On S3
+    the object is written in place: an upload appears whole when it completes, or not at all.
 
     Returns:
         The size of the file in bytes.
@@ -40,6 +41,10 @@ def write_table_atomic(lake: Lake, directory: str, name: str, table: pa.Table) -
         OSError: The filesystem refused a step; no partial file is left under ``name``.
     """
     folder = lake.path(directory)
+    if isinstance(lake.fs, pafs.S3FileSystem):
+        with lake.fs.open_output_stream(f"{folder}/{name}") as out:
+            pq.write_table(table, out, compression=COMPRESSION)
+            return out.tell()
     local = isinstance(lake.fs, pafs.LocalFileSystem)
     lake.fs.create_dir(folder, recursive=True)
     temp = f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.tmp"

@@ -51,12 +51,21 @@ class Lake:
         return "/".join((self.root, *(p for p in parts if p)))
 
 
-def open_lake(lake_url: str | Path) -> Lake:
+#: Where a lake is: a local path, a URL, or a `Lake` already opened (e.g. on the embedded store).
+LakeLocation = str | Path | Lake
+
+
+def open_lake(lake_url: LakeLocation) -> Lake:
     """Resolve a lake location: a local path, a pyarrow URL (``hdfs://``) or an fsspec URL.
+
+    A `Lake` is returned as it is (`sales_stream.app.Stack.lake_location` opens the lake of
+    the embedded object store with its credentials).
 
     Raises:
         ValueError: The URL scheme is known to neither pyarrow nor fsspec.
     """
+    if isinstance(lake_url, Lake):
+        return lake_url
     text = str(lake_url)
     scheme, sep, _ = text.partition("://")
     if not sep:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -19,6 +18,7 @@ from sales_stream.lake.layout import (
     PARTITIONING,
     SALES_DIR,
     Lake,
+    LakeLocation,
     PartFile,
     date_of_dir,
     list_parts,
@@ -84,7 +84,7 @@ def _select(
 
 
 def lake_files(
-    lake_url: str | Path,
+    lake_url: LakeLocation,
     *,
     start: DateBound = None,
     end: DateBound = None,
@@ -106,7 +106,7 @@ def lake_files(
 
 
 def _events(
-    lake_url: str | Path,
+    lake_url: LakeLocation,
     columns: list[str],
     start: DateBound,
     end: DateBound,
@@ -144,7 +144,7 @@ def _plain_strings(table: pa.Table) -> pa.Table:
 
 
 def read_lake(
-    lake_url: str | Path,
+    lake_url: LakeLocation,
     *,
     start: DateBound = None,
     end: DateBound = None,
@@ -163,7 +163,7 @@ def read_lake(
 
 
 def revenue_by_region_lake(
-    lake_url: str | Path,
+    lake_url: LakeLocation,
     *,
     start: DateBound = None,
     end: DateBound = None,
@@ -190,7 +190,7 @@ def revenue_by_region_lake(
     )
 
 
-def read_dead_letters(lake_url: str | Path) -> pd.DataFrame:
+def read_dead_letters(lake_url: LakeLocation) -> pd.DataFrame:
     """The dead letters of the lake, in topic, partition and offset order.
 
     The columns are the fields of `sales_stream.deadletters.DeadLetter`, those MongoDB stores.

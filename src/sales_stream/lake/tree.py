@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import unquote
 
 from sales_stream.lake.files import num_rows
 from sales_stream.lake.layout import (
     DEAD_LETTERS_DIR,
     SALES_DIR,
+    LakeLocation,
     PartFile,
     list_parts,
     live_parts,
@@ -17,7 +17,7 @@ from sales_stream.lake.layout import (
 )
 
 
-def lake_stats(lake_url: str | Path) -> dict[str, int]:
+def lake_stats(lake_url: LakeLocation) -> dict[str, int]:
     """Totals of the lake's live files.
 
     Returns:
@@ -80,7 +80,7 @@ def _render(node: _Node, prefix: str, lines: list[str]) -> None:
             lines.append(f"{prefix}{branch}{name}  ({_human(entry.size)})")
 
 
-def partition_tree(lake_url: str | Path, *, max_lines: int = 40) -> str:
+def partition_tree(lake_url: LakeLocation, *, max_lines: int = 40) -> str:
     """A text tree of the lake's directories and live files, with sizes.
 
     Percent-encoded region directories are followed by their decoded name.

@@ -31,7 +31,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import date
-from pathlib import Path
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -42,6 +41,7 @@ from sales_stream.lake.files import read_part, write_table_atomic
 from sales_stream.lake.layout import (
     DEAD_LETTERS_DIR,
     SALES_DIR,
+    LakeLocation,
     open_lake,
     parse_part,
     part_name,
@@ -70,7 +70,7 @@ class LakeSink:
 
     name = "lake"
 
-    def __init__(self, lake_url: str | Path) -> None:
+    def __init__(self, lake_url: LakeLocation) -> None:
         self.lake = open_lake(lake_url)
         self.files = 0
         self.bytes = 0
