@@ -424,6 +424,10 @@ def test_panel_controls_the_thread(endpoints: infra.Endpoints, topic: str) -> No
         panel.rate_slider.value = 1000.0
         panel.bad_box.value = "25 %"
         assert (thread.rate, thread.bad_ratio) == (1000.0, 0.25)
+        thread.rate = 1.6  # set in code: the slider follows, and reads 1.6, not 2
+        assert wait_until(lambda: panel.rate_slider.value == 1.6, timeout=5)
+        assert panel.rate_slider.readout_format == ".3r"
+        thread.rate = 1000.0
         panel.bad_box.value = "150"
         assert thread.bad_ratio == 0.25  # rejected with a message, the ratio is kept
         assert "entre 0 et 100" in panel.counters.value

@@ -58,12 +58,13 @@ def get(kind: str) -> Any | None:
         return _live.get(kind)
 
 
-def stop(kind: str) -> None:
-    """Stop and forget the live object of ``kind`` (nothing if there is none)."""
-    with _lock:
-        previous = _live.pop(kind, None)
-    if previous is not None:
-        _halt(kind, previous)
+def stop(*kinds: str) -> None:
+    """Stop and forget the live object of each kind, in order (nothing for a kind without)."""
+    for kind in kinds:
+        with _lock:
+            previous = _live.pop(kind, None)
+        if previous is not None:
+            _halt(kind, previous)
 
 
 def stop_all() -> None:
