@@ -76,6 +76,12 @@ def stop_all() -> None:
         _halt(kind, obj)
 
 
+def kind_of(obj: object) -> str | None:
+    """The kind ``obj`` is registered under, or ``None``."""
+    with _lock:
+        return next((kind for kind, live in _live.items() if live is obj), None)
+
+
 def kinds() -> list[str]:
     """The kinds currently registered, in registration order."""
     with _lock:
