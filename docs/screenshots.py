@@ -42,8 +42,8 @@ DASHBOARD = "04_export_tableau.ipynb"
 REGION = "Bretagne"
 PRODUCT = "Câble USB-C"
 STEP_S = 20  # seconds between two pictures of the real-time sequence
-#: Live rate set with 02's slider: ~2 × the history's hourly mean per simulated hour (×60 clock)
-#: instead of the night-time 0.3/s, so that 20 s of streaming show on the dashboard.
+#: Live rate set with 02's slider: a few sales a second instead of the history's intensity at the
+#: time of day (one every 2 minutes at night), so that 20 s of streaming show on the dashboard.
 LIVE_RATE = 2.0
 _CHARTS = """
 (id) => JSON.stringify(Array.from(document.getElementById(id).querySelectorAll('.js-plotly-plot'))

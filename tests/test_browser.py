@@ -3,11 +3,15 @@
 One JupyterLab server on copies of the notebooks, one headless chromium; in order:
 
 1. Run All on 01 → 05 with their interactive defaults: no error output, non-empty tables;
-2. Run All again on 02 and 03: one producer and one consumer thread per kernel, and the
-   number of sales in MongoDB keeps growing;
+2. the rate slider of 02 set to 20/s, Run All again on 02 and 03: one producer and one consumer
+   thread per kernel, the slider's rate kept, no MongoDB client more in 03, and the number of
+   sales in MongoDB keeps growing;
 3. a dashboard filter (04) changes the charts within 2 s;
 4. after a page reload the charts are drawn again;
-5. with 01's kernel shut down, 02–04 keep working (the supervised services belong to
+5. the panels of 02 and 03 replaced in their kernels after the last save (as a re-run of their
+   cell does), then a page reload, then a second browser session: every panel of 02–05 is
+   there, live, and its counters change; nowhere « model not found »;
+6. with 01's kernel shut down, 02–04 keep working (the supervised services belong to
    JupyterLab, not to the kernel that started them).
 
 Skipped, with the reason, only where ``/usr/bin/chromium`` is absent (``.ci/run`` installs it).
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_session import CHROMIUM, REPO, Lab, errors, lab_env, lab_page, show_cell
+from lab_session import CHROMIUM, REPO, TOKEN, Lab, errors, lab_env, lab_page, show_cell
 from lab_session import run_all as _run_all
 
 from sales_stream import infra, notebooks
@@ -90,6 +94,9 @@ _PRODUCERS = _ALIVE.format("producer-", "settings.topic")
 _PRODUCER_PANELS = _ALIVE.format("producer-panel", "''")
 _CONSUMERS = _ALIVE.format("stream-", "consumer.name")  # the StreamWorker thread
 _SALES = "db[SALES].estimated_document_count()"
+_MONGO_THREADS = "sum(t.name.startswith('pymongo') for t in threading.enumerate())"
+#: A rate whatever the time of day (the default, the history's, is one sale in 2 minutes at night).
+RATE = 20.0
 
 
 def test_student_session(session: tuple[Lab, Any]) -> None:
@@ -103,9 +110,15 @@ def test_student_session(session: tuple[Lab, Any]) -> None:
         assert all(n > 0 for n in rows), f"{name} shows an empty table: rows {rows}"
 
     # 2. a second Run All replaces the producer and the consumer, the stream keeps flowing
+    lab.run_in("02_producer.ipynb", f"panel.rate_slider.value = {RATE}")  # the user's rate
+    mongo_threads = _count(lab, "03_consumer.ipynb", _MONGO_THREADS)
     for name in ("02_producer.ipynb", "03_consumer.ipynb"):
         panels[name] = run_all(page, name)
         assert errors(page, panels[name]) == [], f"{name} shows an error after a re-run"
+    assert float(lab.run_in("02_producer.ipynb", "print(producer.rate)")) == RATE
+    assert wait_until(
+        lambda: _count(lab, "03_consumer.ipynb", _MONGO_THREADS) == mongo_threads, timeout=15
+    ), f"03: MongoDB threads {mongo_threads} -> {_count(lab, '03_consumer.ipynb', _MONGO_THREADS)}"
     for notebook, threads in [
         ("02_producer.ipynb", _PRODUCERS),
         ("02_producer.ipynb", _PRODUCER_PANELS),
@@ -144,6 +157,84 @@ def test_reload_draws_the_charts_again(session: tuple[Lab, Any]) -> None:
         page.screenshot(path=str(SHOTS / "04_apres_rechargement.png"))
 
 
+#: The panels of each notebook: a piece of the source of the cell that shows it.
+PANELS = {
+    "02_producer.ipynb": ("producer_panel(producer)",),
+    "03_consumer.ipynb": ("consumer_panel(consumer)",),
+    "04_export_tableau.ipynb": ("export_panel(extract_worker)", "LiveDashboard("),
+    "05_data_lake.ipynb": ("status_panel(",),
+}
+_PANEL = """
+({id, marker}) => {
+  const widget = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.id === id);
+  const cell = widget.content.widgets.find(c => c.model.sharedModel.getSource().includes(marker));
+  const node = cell.outputArea.node;
+  return {live: node.querySelectorAll('.widget-vbox').length, text: node.textContent,
+          missing: widget.node.textContent.includes('model not found')};
+}
+"""
+_SCROLL = """
+({id, marker}) => {
+  const widget = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.id === id);
+  window.jupyterapp.shell.activateById(id);
+  const cell = widget.content.widgets.find(c => c.model.sharedModel.getSource().includes(marker));
+  cell.outputArea.node.scrollIntoView({block: 'center'});
+}
+"""
+#: Run in a kernel, it replaces the panel as a re-run of its cell does (the saved output then
+#: shows a panel that no longer exists, unless outputs point at something that outlives it).
+_REPLACE = """
+from IPython.display import display
+display(show(live.replace({kind!r}, {factory})))
+"""
+
+
+def _panels_live(page: Any, tag: str) -> None:
+    """Every panel of 02–05 is a live widget whose text changes; no « model not found »."""
+    for notebook, markers in PANELS.items():
+        for marker in markers:
+            args = {"id": show_cell(page, notebook, marker), "marker": marker}
+            try:
+                assert wait_until(lambda a=args: page.evaluate(_PANEL, a)["live"], timeout=60), (
+                    f"{tag}: the panel of {notebook} ({marker}) is not a live widget"
+                )
+                before = page.evaluate(_PANEL, args)
+                assert not before["missing"], f"{tag}: « model not found » in {notebook}"
+                assert wait_until(
+                    lambda a=args, b=before: page.evaluate(_PANEL, a)["text"] != b["text"],
+                    timeout=30,
+                ), f"{tag}: the panel of {notebook} ({marker}) does not update"
+            finally:
+                page.evaluate(_SCROLL, args)
+                shot = f"{tag}_{Path(notebook).stem}_{marker.split('(')[0]}.png"
+                page.screenshot(path=str(SHOTS / shot))
+
+
+def test_every_panel_survives_a_reload_and_a_second_session(session: tuple[Lab, Any]) -> None:
+    """5. outputs saved before the panels were replaced, a reload, a second browser session."""
+    lab, page = session
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:save-all')")
+    lab.run_in(
+        "02_producer.ipynb",
+        _REPLACE.format(kind="producer_panel", factory="producer_panel(producer)"),
+    )
+    lab.run_in(
+        "03_consumer.ipynb",
+        _REPLACE.format(kind="consumer_panel", factory="consumer_panel(consumer)"),
+    )
+    page.reload()
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.started", timeout=60_000)
+    _panels_live(page, "rechargement")
+    second = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        other = second.new_page()
+        other.goto(f"{lab.url}/lab?token={TOKEN}")
+        other.wait_for_function("window.jupyterapp && window.jupyterapp.started", timeout=60_000)
+        _panels_live(other, "seconde_session")
+    finally:
+        second.close()
+
+
 def _scroll_to_chart(page: Any, panel: str, *, attempts: int = 3) -> None:
     """Scroll the second chart into view for the screenshot; a redraw may replace it meanwhile."""
     from playwright.sync_api import Error
@@ -170,7 +261,7 @@ def _counts_or_none(lab: Lab) -> tuple[int, int, int] | None:
 
 
 def test_services_outlive_the_kernel_that_started_them(session: tuple[Lab, Any]) -> None:
-    """5. 01's kernel started the embedded services; shutting it down leaves 02-04 working."""
+    """6. 01's kernel started the embedded services; shutting it down leaves 02-04 working."""
     lab, _page = session
     before = _counts_or_none(lab)
     assert before is not None

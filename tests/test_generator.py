@@ -8,7 +8,7 @@ import pytest
 from sales_stream.events import SaleEvent, decode, encode
 from sales_stream.generator import (
     DEFAULT_BACKFILL_DAYS,
-    LIVE_SPEEDUP,
+    DEFAULT_EVENTS_PER_DAY,
     PARIS,
     STORE_HOURS,
     SaleGenerator,
@@ -118,12 +118,37 @@ def test_simulated_clock_runs_faster_than_real_time() -> None:
         SimulatedClock(NOW, speedup=0.5)
 
 
+def test_a_simulated_clock_never_runs_past_the_wall_clock() -> None:
+    real = [0.0]
+    clock = SimulatedClock(
+        datetime.now(UTC) - timedelta(minutes=1), speedup=60, monotonic=lambda: real[0]
+    )
+    real[0] = 600.0  # ten simulated hours later: far in the future, were it not held at now
+    before = datetime.now(UTC)
+    stamped = clock()
+    assert before <= stamped <= datetime.now(UTC)
+
+
+def test_a_paused_clock_stops_and_resumes_where_it_stopped() -> None:
+    real = [0.0]
+    clock = SimulatedClock(NOW, speedup=60, monotonic=lambda: real[0])
+    real[0] = 1.0
+    clock.pause()
+    real[0] = 100.0
+    assert clock.paused
+    assert clock() == NOW + timedelta(minutes=1)
+    clock.resume()
+    real[0] = 101.0
+    assert not clock.paused
+    assert clock() == NOW + timedelta(minutes=2)
+
+
 def test_live_rate_matches_the_history_per_simulated_hour() -> None:
     at = datetime(2024, 5, 15, 10, 30, tzinfo=UTC)
     rate = live_rate(events_per_day=1440, speedup=60, at=at)
     # one real second = one simulated minute: 1440/day is 1 a minute, times the hour's factor
     assert rate == pytest.approx(seasonality_factor(at))
-    assert live_rate(events_per_day=1440, speedup=1) == pytest.approx(1440 / 86_400)
+    assert live_rate(events_per_day=1440) == pytest.approx(1440 / 86_400)  # the wall clock
     with pytest.raises(ValueError, match="events_per_day"):
         live_rate(events_per_day=0)
 
@@ -248,33 +273,28 @@ def test_seasonality_factor_averages_one_over_a_week() -> None:
     )
 
 
-def _hourly(events: list[SaleEvent]) -> Counter[datetime]:
-    revenue: Counter[datetime] = Counter()
-    for e in events:
-        revenue[e.ts.replace(minute=0, second=0, microsecond=0)] += e.amount
-    return revenue
-
-
-@pytest.mark.parametrize("live_seconds", [20, 600])
-def test_live_stream_at_the_default_rate_does_not_dwarf_the_history(live_seconds: int) -> None:
-    """A generated run: 7 days of history, then the live stream on the simulated clock."""
-    end = datetime(2026, 11, 25, 17, 40, tzinfo=UTC)
+@pytest.mark.parametrize("hour", [3, 12, 19])
+def test_the_live_stream_on_the_wall_clock_has_the_history_intensity(hour: int) -> None:
+    """7 days of history up to now, then an hour of live sales on the wall clock (no spike)."""
+    end = datetime(2026, 11, 25, hour, tzinfo=PARIS).astimezone(UTC)
     history = list(SaleGenerator(1).backfill(DEFAULT_BACKFILL_DAYS, end=end))
     real = [0.0]
-    clock = SimulatedClock(end, speedup=LIVE_SPEEDUP, monotonic=lambda: real[0])
-    generator = SaleGenerator(2, clock=clock)
+    generator = SaleGenerator(2, clock=lambda: end + timedelta(seconds=real[0]))
     rate = live_rate(at=end)
     live = []
-    for k in range(round(live_seconds * rate)):
+    for k in range(round(3600 * rate)):
         real[0] = k / rate  # the producer's schedule: event k is due at k / rate
         live.append(generator.next_event())
-    assert live, "the live stream shows new sales"
-    past = _hourly(history)
-    combined = _hourly(history + live)
-    largest = max(past.values())
-    live_hours = {e.ts.replace(minute=0, second=0, microsecond=0) for e in live}
-    assert max(combined[h] for h in live_hours) <= 3 * largest
-    assert sum(e.amount for e in live) > 0
+    assert live[-1].ts < end + timedelta(hours=1)  # no sale after the (simulated) wall clock
+    expected = DEFAULT_EVENTS_PER_DAY / 24 * seasonality_factor(end)
+    assert len(live) == pytest.approx(expected, rel=0.02)
+    # the same hour of day in the history: the live hour is one of them, not a spike
+    same_hour = [n for h, n in _hourly_counts(history).items() if h.hour == end.hour]
+    assert 0.6 * min(same_hour) <= len(live) <= 1.4 * max(same_hour)
+
+
+def _hourly_counts(events: list[SaleEvent]) -> Counter[datetime]:
+    return Counter(e.ts.replace(minute=0, second=0, microsecond=0) for e in events)
 
 
 def test_a_catch_up_run_of_known_size_ends_now_at_the_history_average() -> None:

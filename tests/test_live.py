@@ -90,3 +90,32 @@ def test_an_object_with_stop_and_close_is_stopped_then_closed() -> None:
     live.replace("hyper", Holder(calls))
     live.replace("hyper", Worker())
     assert calls == ["stop", "close"]
+
+
+def test_stop_stops_several_kinds_in_order() -> None:
+    calls: list[str] = []
+    live.replace("panel", Holder(calls))
+    live.replace("worker", Holder(calls))
+    live.stop("panel", "worker")
+    assert calls == ["stop", "close", "stop", "close"]
+    assert live.kinds() == []
+
+
+def test_a_replaced_panel_is_shown_under_the_same_model_id() -> None:
+    """Outputs of every run of a cell (saved, or loaded by another session) find the live panel."""
+    import ipywidgets as widgets
+
+    from sales_stream.ui.snapshot import SLOT_ID, WIDGET_MIME, show, slot
+
+    first = live.replace("producer_panel", widgets.HTML("premier"))
+    before = show(first)._repr_mimebundle_()
+    second = live.replace("producer_panel", widgets.HTML("second"))
+    after = show(second)._repr_mimebundle_()
+    slot_id = SLOT_ID.format(kind="producer_panel")
+    assert before[WIDGET_MIME]["model_id"] == after[WIDGET_MIME]["model_id"] == slot_id
+    box = slot("producer_panel", second)  # the same box, one per kind and kernel
+    assert (box.model_id, box.children) == (slot_id, (second,))
+    assert first.comm is None  # the first panel is closed, the slot holds the second
+    assert after["text/html"] == "second"  # the static snapshot is the panel's own
+    unregistered = widgets.HTML("libre")
+    assert show(unregistered)._repr_mimebundle_()[WIDGET_MIME]["model_id"] == unregistered.model_id

@@ -21,7 +21,7 @@ from sales_stream.clients import consumer_config, ensure_topic
 from sales_stream.config import Settings
 from sales_stream.errors import InfraError
 from sales_stream.events import InvalidEvent, SaleEvent, decode
-from sales_stream.generator import SaleGenerator
+from sales_stream.generator import SaleGenerator, SimulatedClock
 from sales_stream.infra.ports import free_port
 from sales_stream.infra.process import wait_until
 from sales_stream.producer import ProducerStats, ProducerThread, backfill, backfill_seed
@@ -172,6 +172,77 @@ def test_restart_after_stop_keeps_counting(endpoints: infra.Endpoints, topic: st
     second = thread.stop()
     assert second.started_at == first.started_at
     assert second.acked == second.sent > first.sent
+
+
+def _sent_events(bootstrap: str, topic: str, count: int) -> list[tuple[datetime, SaleEvent]]:
+    """Each valid sale of ``topic`` with its Kafka timestamp: when the producer sent it."""
+    records = read_back(bootstrap, [topic], f"read-{uuid.uuid4()}", count)
+    assert len(records) == count
+    pairs = []
+    for record in records:
+        event = decode(record.value)
+        assert isinstance(event, SaleEvent)
+        pairs.append((datetime.fromtimestamp(record.timestamp / 1000, UTC), event))
+    return pairs
+
+
+@pytest.mark.parametrize("clock", ["wall", "catch-up"])
+def test_no_live_sale_is_dated_after_it_is_sent(
+    endpoints: infra.Endpoints, topic: str, clock: str
+) -> None:
+    # the catch-up clock starts 1 s ago at x600: without its hold at now, it would date the
+    # sales up to minutes ahead within the second the run lasts
+    generator = SaleGenerator(
+        3, clock=SimulatedClock(datetime.now(UTC) - timedelta(seconds=1), speedup=600)
+    )
+    thread = ProducerThread(
+        endpoints.kafka_bootstrap,
+        topic,
+        rate=500,
+        max_events=500,
+        generator=generator if clock == "catch-up" else None,
+    )
+    thread.start()
+    assert thread.wait(timeout=30)
+    assert thread.stop().acked == 500
+    for sent_at, event in _sent_events(endpoints.kafka_bootstrap, topic, 500):
+        assert event.ts <= sent_at, f"sale dated {event.ts}, sent at {sent_at}"
+
+
+def test_a_restarted_producer_continues_at_now(endpoints: infra.Endpoints, topic: str) -> None:
+    thread = ProducerThread(endpoints.kafka_bootstrap, topic, rate=200, seed=6)
+    thread.start()
+    assert wait_until(lambda: thread.stats.sent >= 20, timeout=15)
+    first = thread.stop()  # its last sale was sent (and dated) before it returned
+    restarted_at = datetime.now(UTC)
+    restarted_at -= timedelta(microseconds=restarted_at.microsecond % 1000)  # sales are in ms
+    thread.start()
+    assert wait_until(lambda: thread.stats.sent >= first.sent + 20, timeout=15)
+    second = thread.stop()
+    pairs = _sent_events(endpoints.kafka_bootstrap, topic, second.sent)
+    later = [(sent_at, event) for sent_at, event in pairs if event.ts >= restarted_at]
+    assert len(later) == second.sent - first.sent  # the second run is dated from its restart
+    assert all(event.ts <= sent_at for sent_at, event in pairs)
+
+
+def test_a_paused_producer_stops_its_simulated_clock(
+    endpoints: infra.Endpoints, topic: str
+) -> None:
+    clock = SimulatedClock(datetime.now(UTC) - timedelta(hours=1), speedup=60)
+    thread = ProducerThread(
+        endpoints.kafka_bootstrap, topic, rate=100, generator=SaleGenerator(4, clock=clock)
+    )
+    thread.start()
+    assert wait_until(lambda: thread.stats.sent >= 10, timeout=15)
+    thread.pause()
+    assert clock.paused
+    held = clock()
+    time.sleep(0.5)  # real time passes (nothing to wait for): the paused clock must not follow
+    assert clock() == held
+    thread.resume()
+    assert wait_until(lambda: clock() > held, timeout=5)
+    thread.stop()
+    assert clock.paused  # a stopped producer's clock does not run on either
 
 
 @pytest.mark.parametrize("rate", [1.0, 5000.0])
@@ -353,6 +424,10 @@ def test_panel_controls_the_thread(endpoints: infra.Endpoints, topic: str) -> No
         panel.rate_slider.value = 1000.0
         panel.bad_box.value = "25 %"
         assert (thread.rate, thread.bad_ratio) == (1000.0, 0.25)
+        thread.rate = 1.6  # set in code: the slider follows, and reads 1.6, not 2
+        assert wait_until(lambda: panel.rate_slider.value == 1.6, timeout=5)
+        assert panel.rate_slider.readout_format == ".3r"
+        thread.rate = 1000.0
         panel.bad_box.value = "150"
         assert thread.bad_ratio == 0.25  # rejected with a message, the ratio is kept
         assert "entre 0 et 100" in panel.counters.value

@@ -17,12 +17,17 @@ A seed makes the *content* reproducible, never the identity: every emitted sale 
 random ``event_id`` (UUID v4 from the OS), so a re-run with the same seed sends new sales,
 not duplicates that the idempotent sinks would drop.
 
-History and live stream are one business: a live stream at `live_rate` on a
-`SimulatedClock` running `LIVE_SPEEDUP` times faster than real time has the history's
-intensity per simulated hour (see `live_rate`).
+History and live stream are one business, and no sale is ever dated after the wall clock.
+The live stream runs on the wall clock (``SaleGenerator``'s default clock) at `live_rate`,
+which puts as many sales in each hour as the history has at that hour, so the live view
+follows real time and a restart simply continues at now. A run of known size (``make run``)
+may instead fill the span just before now on a `SimulatedClock`, a catch-up clock that runs
+faster than real time but never past the wall clock (`catch_up_run`): history up to the
+span's start, live sales in it, both at the same intensity per hour.
 """
 
 import random
+import threading
 import time
 import uuid
 from bisect import bisect
@@ -39,10 +44,13 @@ from sales_stream.events import CURRENCY, SCHEMA_VERSION, SaleEvent
 from sales_stream.reference import CATALOGUE, CHANNELS, REGIONS, City, Product, Region
 
 PARIS = ZoneInfo("Europe/Paris")
-DEFAULT_EVENTS_PER_DAY = 1_500
-#: Simulated seconds per real second of the live stream: one real second is one minute of the
-#: shop's sales, so a live demo of a few minutes fills a few hours at the history's intensity.
-LIVE_SPEEDUP = 60.0
+#: The shop's average sales per day: 10 a minute, so the live stream on the wall clock shows a
+#: sale every few seconds by day (one every 2 to 3 s at the evening peak, one every 2 minutes at
+#: night), and 7 days of history hold about 100,000 sales, the size `bench/dashboard.py` measures.
+DEFAULT_EVENTS_PER_DAY = 14_400
+#: Simulated seconds per real second of a catch-up run (`catch_up_run`): one real second fills
+#: one minute of sales before now.
+CATCH_UP_SPEEDUP = 60.0
 #: Days of history ``make run`` and notebook 02 backfill before the live stream.
 DEFAULT_BACKFILL_DAYS = 7
 PROMOTION_DAY_PROBABILITY = 0.25
@@ -90,18 +98,19 @@ def seasonality_factor(ts: datetime) -> float:
 def live_rate(
     *,
     events_per_day: float = DEFAULT_EVENTS_PER_DAY,
-    speedup: float = LIVE_SPEEDUP,
+    speedup: float = 1.0,
     at: datetime | None = None,
 ) -> float:
     """The real-time send rate (events/s) matching the history's intensity.
 
     A backfill of ``events_per_day`` puts ``events_per_day / 24 * seasonality_factor(hour)``
-    sales in an hour; on a clock running ``speedup`` times faster, the same number of sales
+    sales in an hour; on the wall clock (``speedup`` 1) the live stream puts as many in each
+    real hour; on a catch-up clock running ``speedup`` times faster, the same number of sales
     per simulated hour takes ``speedup`` times fewer real seconds.
 
     Args:
         events_per_day: The history's average sales per day (``> 0``).
-        speedup: Simulated seconds per real second (``>= 1``).
+        speedup: Simulated seconds per real second (``>= 1``; 1 for the wall clock).
         at: Aware time whose hour-of-day and weekday factor applies; ``None`` for the weekly
             average (factor 1).
 
@@ -117,15 +126,17 @@ def live_rate(
 
 
 class SimulatedClock:
-    """A clock starting at ``start`` and running ``speedup`` times faster than real time.
+    """A catch-up clock: from ``start``, ``speedup`` times faster than real time, never past now.
 
-    Use it as a `SaleGenerator` clock: the live stream's sale times then advance one
-    simulated minute per real second (with the default `LIVE_SPEEDUP`).
+    The sale times of a run of known size (`catch_up_clock`) advance one simulated minute per
+    real second (with the default `CATCH_UP_SPEEDUP`) until they reach ``until`` or the wall
+    clock, where they stay: no sale is ever dated after the moment it is made. `pause` stops
+    the clock (a paused producer's clock does not run on) and `resume` restarts it.
 
     Args:
-        start: Aware simulated time at creation; defaults to now.
+        start: Aware simulated time at creation, not after now.
         speedup: Simulated seconds per real second (``>= 1``).
-        until: Aware time the clock stops at (``None``: it never stops), e.g. a run that
+        until: Aware time the clock stops at (``None``: the wall clock only), e.g. a run that
             must not date a sale after the moment it was planned for.
         monotonic: Real-time source in seconds (for tests); defaults to ``time.monotonic``.
 
@@ -135,9 +146,9 @@ class SimulatedClock:
 
     def __init__(
         self,
-        start: datetime | None = None,
+        start: datetime,
         *,
-        speedup: float = LIVE_SPEEDUP,
+        speedup: float = CATCH_UP_SPEEDUP,
         until: datetime | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -146,21 +157,44 @@ class SimulatedClock:
         for name, moment in (("start", start), ("until", until)):
             if moment is not None and moment.tzinfo is None:
                 raise ValueError(f"{name} must be timezone-aware, got naive {moment.isoformat()}")
-        self.start = (start or datetime.now(UTC)).astimezone(UTC)
+        self.start = start.astimezone(UTC)
         self.speedup = float(speedup)
         self.until = None if until is None else until.astimezone(UTC)
         self._monotonic = monotonic
+        self._lock = threading.Lock()
         self._origin = monotonic()
+        self._paused_at: float | None = None
 
     def __call__(self) -> datetime:
-        """The current simulated time (aware UTC), never after ``until``."""
-        elapsed = self._monotonic() - self._origin
+        """The current simulated time (aware UTC), never after ``until`` nor the wall clock."""
+        with self._lock:
+            now = self._monotonic() if self._paused_at is None else self._paused_at
+            elapsed = now - self._origin
         moment = self.start + timedelta(seconds=elapsed * self.speedup)
-        return moment if self.until is None else min(moment, self.until)
+        limit = _system_clock() if self.until is None else min(self.until, _system_clock())
+        return min(moment, limit)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the clock is stopped (`pause`)."""
+        return self._paused_at is not None
+
+    def pause(self) -> None:
+        """Stop the clock where it is (nothing if already paused)."""
+        with self._lock:
+            if self._paused_at is None:
+                self._paused_at = self._monotonic()
+
+    def resume(self) -> None:
+        """Restart a paused clock from where it stopped (nothing if it runs)."""
+        with self._lock:
+            if self._paused_at is not None:
+                self._origin += self._monotonic() - self._paused_at
+                self._paused_at = None
 
 
 def catch_up_clock(
-    *, live_seconds: float, speedup: float = LIVE_SPEEDUP, now: datetime | None = None
+    *, live_seconds: float, speedup: float = CATCH_UP_SPEEDUP, now: datetime | None = None
 ) -> SimulatedClock:
     """A simulated clock that reaches ``now`` after ``live_seconds`` real seconds.
 
@@ -185,7 +219,7 @@ def catch_up_run(
     events: int,
     *,
     events_per_day: float = DEFAULT_EVENTS_PER_DAY,
-    speedup: float = LIVE_SPEEDUP,
+    speedup: float = CATCH_UP_SPEEDUP,
     now: datetime | None = None,
 ) -> tuple[SimulatedClock, float]:
     """A clock and a send rate such that ``events`` live sales end at ``now``, not after it.

@@ -60,6 +60,8 @@ class RunConfig:
     out_dir: Path = Path("out")
     notebook_dir: Path = Path()
     backfill_days: int = 7
+    #: Lighter than the lab's `DEFAULT_EVENTS_PER_DAY` (the run must be short); notebook 02's
+    #: live sales get the same intensity.
     events_per_day: int = 1500
     live_seconds: float = 20.0
     #: Simulated seconds per real second of the live phase (720: 20 s show 4 hours).
@@ -241,6 +243,7 @@ def _notebooks(config: RunConfig, out: Path, progress: Progress) -> None:
             "interactive": False,
             "backfill_days": 0,
             "live_events": config.notebook_live_events,
+            "events_per_day": config.events_per_day,  # the history's intensity, not the lab's
             "rate": None,
             "speedup": config.notebook_speedup,
             "bad_ratio": config.bad_ratio,

@@ -48,7 +48,7 @@ from kafka.partitioner.default import murmur2
 from sales_stream.badevents import make_bad_payload
 from sales_stream.errors import InfraError
 from sales_stream.events import SaleEvent, encode
-from sales_stream.generator import DEFAULT_EVENTS_PER_DAY, SaleGenerator
+from sales_stream.generator import DEFAULT_EVENTS_PER_DAY, SaleGenerator, SimulatedClock
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,8 @@ class ProducerThread:
         bad_ratio: Fraction of deliberately malformed messages, in [0, 1]; settable.
         seed: Seeds the default generator and the malformed-message draws.
         max_events: Stop by itself after this many messages; ``None`` to run until `stop`.
-        generator: Event source; defaults to ``SaleGenerator(seed)`` (``ts`` = now, UTC).
+        generator: Event source; defaults to ``SaleGenerator(seed)`` (``ts`` = now, UTC). A
+            `SimulatedClock` of the generator stops while the producer is paused or stopped.
         producer_config: kafka-python options overriding `LIVE_CONFIG`.
 
     Raises:
@@ -286,8 +287,17 @@ class ProducerThread:
 
     @property
     def clock(self) -> Callable[[], datetime]:
-        """The clock stamping the live sales (see `sales_stream.generator.SimulatedClock`)."""
+        """The clock stamping the live sales: the wall clock or a `SimulatedClock`."""
         return self._generator.clock
+
+    def _hold_clock(self, *, held: bool) -> None:
+        """Stop a simulated clock while nothing is sent, restart it with the sending."""
+        clock = self._generator.clock
+        if isinstance(clock, SimulatedClock):
+            if held:
+                clock.pause()
+            else:
+                clock.resume()
 
     @property
     def rate(self) -> float:
@@ -340,6 +350,7 @@ class ProducerThread:
         if self._started_at is None:
             self._started_at = datetime.now(UTC)
         self._active_since = now
+        self._hold_clock(held=False)
         self._samples.clear()
         self._samples.append((now, self._sent))
         self._worker = threading.Thread(
@@ -356,6 +367,7 @@ class ProducerThread:
             self._pause_requested = True
             self._paused_ack.clear()
             self._end_active(time.monotonic())
+            self._hold_clock(held=True)
         self._wake.set()
         self._paused_ack.wait(PAUSE_ACK_TIMEOUT_S)
 
@@ -367,6 +379,7 @@ class ProducerThread:
             self._state = "running"
             self._pause_requested = False
             self._active_since = time.monotonic()
+            self._hold_clock(held=False)
         self._wake.set()
 
     def stop(self, timeout: float = 2.0) -> ProducerStats:
@@ -385,6 +398,7 @@ class ProducerThread:
                 self._end_active(time.monotonic())
                 self._state = "stopped"
             self._stop_requested = True
+            self._hold_clock(held=True)
             worker = self._worker
         self._wake.set()
         if worker is not None:

@@ -34,6 +34,7 @@ from sales_stream import charts
 from sales_stream.dashboard_views import PERIODS, DashboardSnapshot, Selection, View, load_snapshot
 from sales_stream.reference import CATALOGUE, REGIONS
 from sales_stream.ui.format import fr_float, fr_int, fr_time
+from sales_stream.ui.snapshot import displayed
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +383,8 @@ class LiveDashboard:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         self.wait_drawn()
-        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        shown = displayed(self, self.widget)
+        bundle = dict(shown._repr_mimebundle_(include=include, exclude=exclude) or {})
         bundle["text/html"] = self.snapshot_html()
         bundle["text/plain"] = "(tableau de bord interactif : exécutez le notebook)"
         return bundle

@@ -58,12 +58,13 @@ def get(kind: str) -> Any | None:
         return _live.get(kind)
 
 
-def stop(kind: str) -> None:
-    """Stop and forget the live object of ``kind`` (nothing if there is none)."""
-    with _lock:
-        previous = _live.pop(kind, None)
-    if previous is not None:
-        _halt(kind, previous)
+def stop(*kinds: str) -> None:
+    """Stop and forget the live object of each kind, in order (nothing for a kind without)."""
+    for kind in kinds:
+        with _lock:
+            previous = _live.pop(kind, None)
+        if previous is not None:
+            _halt(kind, previous)
 
 
 def stop_all() -> None:
@@ -73,6 +74,12 @@ def stop_all() -> None:
         _live.clear()
     for kind, obj in items:
         _halt(kind, obj)
+
+
+def kind_of(obj: object) -> str | None:
+    """The kind ``obj`` is registered under, or ``None``."""
+    with _lock:
+        return next((kind for kind, live in _live.items() if live is obj), None)
 
 
 def kinds() -> list[str]:

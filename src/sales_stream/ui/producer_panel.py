@@ -1,11 +1,11 @@
 """Notebook controls of a `ProducerThread`, and a static French summary of its stats.
 
 `producer_panel` returns a `ProducerPanel`: start / pause / stop buttons, a log-scale rate
-slider (1–5 000 ev/s), a malformed-ratio slider, live counters, a text sparkline of the
-measured rate and the latest events. A daemon thread refreshes it every ``refresh_s``
-seconds, so the kernel stays free; ``panel.close()`` stops that thread. Widgets do not
-render on GitHub: print `summary_text` after a run to leave a readable trace in the
-notebook.
+slider (0.001–5 000 ev/s, showing the rate it sets to three significant digits), a
+malformed-ratio box, live counters, a text sparkline of the measured rate and the latest
+events. A daemon thread refreshes it every ``refresh_s`` seconds, so the kernel stays free;
+``panel.close()`` stops that thread. Widgets do not render on GitHub: print `summary_text`
+after a run to leave a readable trace in the notebook.
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ from sales_stream.ui.format import badge, counters, fr_float, fr_int, parse_perc
 
 log = logging.getLogger(__name__)
 
-RATE_MIN = 0.1
+#: The slider's range: the wall-clock rate of a quiet night hour (~0.008 ev/s) is inside it.
+RATE_MIN = 0.001
 RATE_MAX = 5_000.0
+#: d3-format of the slider's readout: 3 significant digits (1.60, 0.00810, 1500): it shows
+#: the rate it sets, never « 2 » for 1.6.
+RATE_READOUT = ".3r"
 SPARK_POINTS = 40
 EVENT_ROWS = 8
 _SPARK_BARS = "▁▂▃▄▅▆▇█"
@@ -51,7 +55,11 @@ _STATE_COLOURS = {
 def _fr_rate(value: float) -> str:
     if math.isinf(value):
         return "maximum"
-    return f"{fr_float(value, 0 if value.is_integer() else 1)} év./s"
+    if value.is_integer():
+        return f"{fr_float(value, 0)} év./s"
+    # one decimal, or as many as three significant digits need below 1 (0,0081 év./s)
+    digits = max(1, 2 - math.floor(math.log10(abs(value))))
+    return f"{fr_float(value, digits).rstrip('0').rstrip(',')} év./s"
 
 
 def summary_text(stats: ProducerStats) -> str:
@@ -97,13 +105,13 @@ def _average_line(stats: ProducerStats) -> str:
 
 
 def clock_text(clock: object) -> str:
-    """The French label of a generator's clock: real time, or the simulated clock's speed."""
+    """The French label of a generator's clock: real time, or the catch-up clock's speed."""
     if isinstance(clock, SimulatedClock):
-        now = clock()
+        paused = " (arrêtée pendant la pause)" if clock.paused else ""
         return (
-            f"Horloge simulée ×{fr_float(clock.speedup, 0)} : une seconde réelle = "
-            f"{fr_float(clock.speedup / 60, 0)} minute(s) de ventes · heure simulée "
-            f"{now:%d/%m %H:%M} UTC"
+            f"Horloge de rattrapage ×{fr_float(clock.speedup, 0)} : une seconde réelle = "
+            f"{fr_float(clock.speedup / 60, 0)} minute(s) de ventes, jamais au-delà de "
+            f"l'heure actuelle · heure des ventes {clock():%d/%m %H:%M} UTC{paused}"
         )
     return "Horloge réelle : les ventes portent l'heure actuelle"
 
@@ -168,6 +176,10 @@ def _events_html(events: list[SaleEvent]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _slider_rate(rate: float) -> float:
+    return min(max(rate, RATE_MIN), RATE_MAX)
+
+
 class ProducerPanel(widgets.VBox):
     """The producer's control panel; see `producer_panel`.
 
@@ -198,13 +210,13 @@ class ProducerPanel(widgets.VBox):
         self.pause_button = widgets.Button(description="Pause", icon="pause")
         self.stop_button = widgets.Button(description="Arrêter", icon="stop", button_style="danger")
         self.rate_slider = widgets.FloatLogSlider(
-            value=min(max(thread.rate, RATE_MIN), RATE_MAX),
+            value=_slider_rate(thread.rate),
             base=10,
             min=math.log10(RATE_MIN),
             max=math.log10(RATE_MAX),
             step=0.01,
             description="Débit (év./s)",
-            readout_format=".0f",
+            readout_format=RATE_READOUT,
             continuous_update=False,
             style={"description_width": "initial"},
             layout=widgets.Layout(width="420px"),
@@ -255,6 +267,7 @@ class ProducerPanel(widgets.VBox):
                 f"cible : {_fr_rate(stats.target_rate)}"
             )
             self.events.value = _events_html(self.thread.recent(EVENT_ROWS))
+            self.rate_slider.value = _slider_rate(stats.target_rate)  # also when set in code
             active = stats.state in ("running", "paused")
             self.start_button.disabled = stats.state == "running"
             self.pause_button.disabled = not active

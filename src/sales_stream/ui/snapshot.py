@@ -4,17 +4,48 @@
 ranks first), while a renderer without widget state (GitHub, nbviewer, a notebook opened
 without its kernel) falls back to the ``text/html`` snapshot drawn from the same widgets: the
 values of its HTML children and its images, at the moment the cell ran.
+
+A panel registered in `sales_stream.ui.live` is displayed inside its kind's *slot*: one box per
+kind and kernel whose model id is fixed (`SLOT_ID`) and which outlives the panels it holds. An
+output keeps the model id it was made with; JupyterLab reloads a page, or opens a second session,
+from the notebook as last saved, i.e. often with the outputs of an earlier run of the cell whose
+panel has been replaced (closed) since: « Error displaying widget: model not found ». Pointing
+at the slot, every such output finds the current panel of its kind, live.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import threading
 from typing import Any
 
 import ipywidgets as widgets
 
+from sales_stream.ui import live
+
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+#: The model id of the slot of a kind (the same in every kernel, so in every saved output).
+SLOT_ID = "sales-stream-{kind}"
+
+_slots: dict[str, widgets.VBox] = {}
+_slots_lock = threading.Lock()
+
+
+def slot(kind: str, widget: widgets.Widget) -> widgets.VBox:
+    """The kernel's display box of ``kind`` (model id `SLOT_ID`), now holding ``widget``."""
+    with _slots_lock:
+        box = _slots.get(kind)
+        if box is None or box.comm is None:  # first use, or closed (``Widget.close_all``)
+            box = _slots[kind] = widgets.VBox(model_id=SLOT_ID.format(kind=kind))
+    box.children = (widget,)
+    return box
+
+
+def displayed(owner: object, widget: widgets.Widget) -> widgets.Widget:
+    """What to display for ``widget``: its kind's `slot` when ``owner`` is registered in `live`."""
+    kind = live.kind_of(owner)
+    return widget if kind is None else slot(kind, widget)
 
 
 def snapshot_html(widget: widgets.Widget) -> str:
@@ -45,7 +76,8 @@ class Shown:
         self.widget = widget
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        shown = displayed(self.widget, self.widget)
+        bundle = dict(shown._repr_mimebundle_(include=include, exclude=exclude) or {})
         bundle["text/html"] = snapshot_html(self.widget)
         bundle["text/plain"] = "(panneau interactif : exécutez le notebook pour le voir en direct)"
         return bundle
