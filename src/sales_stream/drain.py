@@ -27,6 +27,8 @@ def highwaters(bootstrap: str, topic: str, *, timeout_s: float = 10.0) -> dict[i
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return {}
         consumer.assign(partitions)
         consumer.seek_to_beginning()
         deadline = time.monotonic() + timeout_s

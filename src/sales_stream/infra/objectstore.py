@@ -19,11 +19,13 @@ import sysconfig
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow.fs as pafs
+from typing import TYPE_CHECKING
 
 from sales_stream.infra.process import spawn
 from sales_stream.infra.secret_files import secret_text
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 BROKER_BUCKET = "tansu"
 LAKE_BUCKET = "lake"
@@ -127,6 +129,8 @@ def spawn_objectstore(
 
 def filesystem(state_dir: Path, s3_port: int, *, timeout: float = 5.0) -> pafs.S3FileSystem:
     """A pyarrow S3 filesystem on the embedded store (buckets may be created)."""
+    import pyarrow.fs as pafs
+
     creds = credentials(state_dir)
     return pafs.S3FileSystem(
         access_key=creds.access_key,
@@ -143,6 +147,8 @@ def filesystem(state_dir: Path, s3_port: int, *, timeout: float = 5.0) -> pafs.S
 
 def ready(state_dir: Path, s3_port: int) -> bool:
     """True when every bucket lists; the first time, make them and the broker's cluster id."""
+    import pyarrow.fs as pafs
+
     try:
         fs = filesystem(state_dir, s3_port, timeout=2.0)
         first = cluster_id(state_dir) is None
