@@ -32,6 +32,7 @@ Faults:
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -69,6 +70,8 @@ _WAIT_SLICE_S = 0.2
 QUIET_PROBE_S = 0.25
 _STARTING = (StreamState.JOINING, StreamState.IDLE, StreamState.WAITING_KAFKA)
 _ERROR_MAX_CHARS = 300
+
+logger = logging.getLogger(__name__)
 
 
 def describe(exc: BaseException) -> str:
@@ -141,6 +144,7 @@ class _Counters:
     partitions: int = 0
     last_commit: datetime | None = None
     last_error: str | None = None
+    outage_error: str | None = None  # the last error of the current wait for a sink
     idle_since: float | None = None
 
 
@@ -278,17 +282,49 @@ class StreamRuntime:
     # Updates from the runtime's threads.
 
     def _set_state(
-        self, state: StreamState, *, cause: str | None = None, waiting_on: str | None = None
+        self,
+        state: StreamState,
+        *,
+        cause: str | None = None,
+        waiting_on: str | None = None,
+        error: str | None = None,
     ) -> None:
+        """Change state; ``error`` (default: ``cause``) becomes the last error.
+
+        ``since`` is kept while the state and its cause stay the same, so a cause must not
+        carry what changes at every retry (the details go to ``error``).
+        """
         with self._lock:
             c = self._counters
             if state is not c.state or cause != c.cause:
                 c.since = datetime.now(UTC) if cause else None
+                if state is StreamState.WAITING_SINK:
+                    logger.warning("%s: %s", self.name, error or cause)
             if state is StreamState.IDLE and c.state is not StreamState.IDLE:
                 c.idle_since = time.monotonic()
             c.state, c.cause, c.waiting_on = state, cause, waiting_on
             if cause and state is not StreamState.WAITING_KAFKA:
-                c.last_error = cause
+                c.last_error = error or cause
+            c.outage_error = c.last_error if state is StreamState.WAITING_SINK else None
+
+    def _recovered(self) -> None:
+        """Writes succeed again after a wait or a stall: running, the wait's error cleared."""
+        with self._lock:
+            c = self._counters
+            if c.state not in (StreamState.WAITING_SINK, StreamState.STALLED):
+                return
+            if c.since is not None:
+                waited = (datetime.now(UTC) - c.since).total_seconds()
+                logger.warning("%s: writing again after %.0f s (%s)", self.name, waited, c.cause)
+            if c.last_error is not None and c.last_error in (c.outage_error, c.cause):
+                c.last_error = None
+            c.state, c.cause, c.waiting_on, c.since, c.outage_error = (
+                StreamState.RUNNING,
+                None,
+                None,
+                None,
+                None,
+            )
 
     def _state(self) -> StreamState:
         with self._lock:
@@ -545,6 +581,7 @@ class _Session:
             self._held = False
             if self._commit():
                 self._owner._record_commit()
+            self._owner._recovered()
             return
         pending = self._backlog.popleft()
         self._uncommitted.update(pending.batch.next_offsets)
@@ -556,8 +593,7 @@ class _Session:
         else:
             self._held = True
         self._owner._record_written(pending, committed=committed)
-        if self._owner._state() in (StreamState.WAITING_SINK, StreamState.STALLED):
-            self._owner._set_state(StreamState.RUNNING)
+        self._owner._recovered()
         self._refresh_lag()
 
     def _report_failure(self, exc: BaseException, *, flushing: bool = False) -> None:
@@ -565,7 +601,10 @@ class _Session:
         cause = exc.cause if isinstance(exc, _SinkFailed) else exc
         if isinstance(cause, SinkUnavailable):
             self._owner._set_state(
-                StreamState.WAITING_SINK, cause=str(cause), waiting_on=cause.sink
+                StreamState.WAITING_SINK,
+                cause=f"{cause.sink} unreachable",
+                waiting_on=cause.sink,
+                error=str(cause),
             )
             return
         if flushing or not self._backlog:

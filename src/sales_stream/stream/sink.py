@@ -37,15 +37,33 @@ class SinkUnavailable(Exception):
         cause: The underlying error.
         retry_after: Seconds before the next attempt (default: the runtime's backoff), as
             quix-streams' ``SinkBackpressureError``: for a wait known to be short.
+        reason: A short reason for the status (default: ``Type: message`` of ``cause``,
+            bounded to `REASON_MAX_CHARS`).
     """
 
     def __init__(
-        self, sink: str, cause: BaseException, *, retry_after: float | None = None
+        self,
+        sink: str,
+        cause: BaseException,
+        *,
+        retry_after: float | None = None,
+        reason: str | None = None,
     ) -> None:
-        super().__init__(f"{sink} unavailable: {type(cause).__name__}: {cause}")
+        self.reason = bounded(reason or f"{type(cause).__name__}: {cause}")
+        super().__init__(f"{sink} unreachable: {self.reason}")
         self.sink = sink
         self.cause = cause
         self.retry_after = retry_after
+
+
+#: Longest reason a status carries (a driver's error can describe its whole topology).
+REASON_MAX_CHARS = 160
+
+
+def bounded(text: str, limit: int = REASON_MAX_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters (an ellipsis marks the cut)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
