@@ -124,6 +124,7 @@ class _Pending:
 
     batch: Batch
     assign: set[int] = field(default_factory=set)
+    ends: dict[int, int] = field(default_factory=dict)  # newly assigned partition → highwater
     results: list[SinkResult] = field(default_factory=list)
     kept: list[Batch] = field(default_factory=list)
     flush: bool = True  # flush the deferred sinks after the chain (then commit)
@@ -376,6 +377,7 @@ class _Session:
         self._open_count = 0
         self._open_since: float | None = None
         self._to_assign: set[int] = set()
+        self._unchecked: set[int] = set()  # assigned partitions whose end no sink checked yet
         self._paused = False
         self._last_poll = time.monotonic()
         self._idle_since: float | None = None
@@ -429,6 +431,7 @@ class _Session:
                     kept.append(_Pending(batch, pending.assign))
             self._backlog = kept
             self._to_assign -= revoked
+            self._unchecked -= revoked
             for partition in revoked:
                 self._committed.pop(partition, None)
                 self._uncommitted.pop(partition, None)
@@ -436,6 +439,7 @@ class _Session:
             self._last_flush = time.monotonic()  # a first flush once the interval is over
             self._incarnation = self._source.incarnation()
             self._to_assign |= assigned
+            self._unchecked |= assigned
             self._idle_since = time.monotonic()
 
     # The loop.
@@ -509,6 +513,16 @@ class _Session:
                 except Exception as exc:
                     raise _SinkFailed(sink.name, exc) from exc
             pending.assign = set()
+        if pending.ends:
+            for sink in owner.sinks:
+                if (check := getattr(sink, "check_ends", None)) is None:
+                    continue
+                try:
+                    check(batch.topic, batch.incarnation, pending.ends)
+                except Exception as exc:
+                    raise _SinkFailed(sink.name, exc) from exc
+                self._report_anomaly(sink)
+            pending.ends = {}
         current = pending.kept[-1] if pending.kept else batch
         for sink in owner.sinks[len(pending.results) :]:
             try:
@@ -529,14 +543,28 @@ class _Session:
                 sink.flush()
             except Exception as exc:
                 raise _SinkFailed(sink.name, exc) from exc
-            if anomaly := getattr(sink, "anomaly", None):  # e.g. a rollup fence moved
-                self._owner._record_error(f"{sink.name}: {anomaly}")
+            self._report_anomaly(sink)
         self._last_flush = time.monotonic()
 
+    def _report_anomaly(self, sink: Sink) -> None:
+        """Put what a sink found wrong in its stored state (e.g. a rollup fence) in the status."""
+        if anomaly := getattr(sink, "anomaly", None):
+            self._owner._record_error(f"{sink.name}: {anomaly}")
+
     def _take_assign(self) -> _Pending:
+        """The next batch to write, with the partitions assigned since and their known ends.
+
+        A partition's end is the highwater of a fetch (`Source.highwater`; ListOffsets can be
+        stale on the embedded broker): sinks with ``check_ends`` compare their stored positions
+        with it once per assignment, before the partition's first write.
+        """
         pending = self._backlog[0]
         pending.assign |= self._to_assign
         self._to_assign = set()
+        for partition in list(self._unchecked):
+            if (end := self._source.highwater(partition)) is not None:
+                pending.ends[partition] = end
+                self._unchecked.discard(partition)
         return pending
 
     def _submit(self) -> None:

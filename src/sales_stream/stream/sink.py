@@ -12,6 +12,11 @@ once). A `DeferredSink` holds its batches and writes them when the runtime flush
   such as ``unencodable``, ``too_large``, ``conflicting_duplicate``) and to move past.
 * Any other exception is a bug or an unknown failure: the runtime retries with backoff and
   reports the batch as stalled, naming its positions and the error.
+
+Optional: a sink with ``check_ends(topic, incarnation, ends)`` is given, once per assignment,
+each newly assigned partition's end (the highwater of a fetch) before the partition's first
+write; what it finds wrong in its stored state (and after each flush) it leaves in its
+``anomaly`` attribute, which the runtime puts in the status (``last_error``).
 """
 
 from __future__ import annotations
