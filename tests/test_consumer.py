@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
+from bson import Int64
 from kafka import KafkaProducer
 from pymongo.database import Database
 
@@ -19,7 +20,7 @@ from sales_stream.config import Settings
 from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY
 from sales_stream.events import SaleEvent, encode, event_from_document
 from sales_stream.generator import SaleGenerator
-from sales_stream.rollups import DAILY, HOURLY, totals
+from sales_stream.rollups import DAILY, FENCES, HOURLY, totals
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 from sales_stream.stream import Backoff, StreamRuntime, StreamState, StreamStats, StreamWorker
 from sales_stream.stream.sink import HYPER_SERVICE, LAKE_SERVICE
@@ -99,6 +100,39 @@ def test_round_trip_stores_every_event_and_commits(
     # Offsets were committed: the same group finds nothing left to read.
     again = make_consumer(settings, endpoints, topic, db, group_id).run(until_idle=0.5)
     assert again.consumed == 0
+
+
+def test_a_rollup_fence_beyond_the_partition_end_is_in_the_status(
+    settings: Settings,
+    endpoints: infra.Endpoints,
+    topic: str,
+    db: Database,
+    group_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = SaleGenerator(23).events(600)
+    first = produce(endpoints.kafka_bootstrap, topic, valid_messages(events[:300]))
+    stats = make_consumer(settings, endpoints, topic, db, group_id).run(until_idle=0.5)
+    assert (stats.stored, stats.last_error) == (300, None)
+    fence = db[FENCES].find_one({"_id": {"$regex": ":0$"}})
+    assert fence is not None
+    # Another writer forged the fence and the value a flush would have left: only the
+    # partition's end can tell.
+    forged = {"next": Int64(1_000_000_000), "moved_to": Int64(1_000_000_000)}
+    db[FENCES].update_one({"_id": fence["_id"]}, {"$set": forged})
+    second = produce(endpoints.kafka_bootstrap, topic, valid_messages(events[300:]))
+    end = 1 + max(offset for partition, offset in first + second if partition == 0)
+    stats = make_consumer(settings, endpoints, topic, db, group_id).run(until_idle=0.5)
+    report = (
+        f"rollups: rollup fence {fence['_id']} is beyond the partition's end: next=1000000000, "
+        f"the partition ends at {end}; sales below it are not counted"
+    )
+    assert stats.stored == 300
+    assert stats.last_error == report
+    assert report.removeprefix("rollups: ") in caplog.text
+    skipped = sum(1 for partition, _ in second if partition == 0)
+    assert skipped > 0
+    assert rollup_totals(db)[0][0] == 600 - skipped  # what the forged fence hid, now reported
 
 
 def test_a_live_consumer_keeps_its_rollups_up_to_date(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import socket
 import subprocess
 import sys
 import zipfile
@@ -109,17 +112,60 @@ def test_export_leaves_the_workbooks_beside_the_extract(
     assert list(db.sales.index_information()) == ["_id_"]  # the export indexed nothing
 
 
-def test_sharing_with_a_wrong_user_is_one_line(settings: Settings, db: Database, tmp_path: Path):
+def refusing_sign_in() -> list:
+    """A server whose sign-in answers 401001 (bad token, or no such site: Tableau says the same)."""
+    return [("POST", r"/api/[0-9.]+/auth/signin", 401, rest.SIGN_IN_ERROR), *rest.routes()]
+
+
+@pytest.mark.parametrize(
+    ("routes", "argv", "expected"),
+    [
+        (
+            None,
+            [],
+            r"cannot reach Tableau at {url} \(Connection refused\): check TABLEAU_SERVER_URL",
+        ),
+        (
+            refusing_sign_in(),
+            [],
+            r"Tableau at {url} refused the sign-in to 'ventes' \(401001 Signin Error: .*\): "
+            r"check TABLEAU_PAT_NAME/TABLEAU_PAT_SECRET .* and TABLEAU_SITE ",
+        ),
+        ([], [], r"TABLEAU_SERVER_URL: {url} does not answer as a Tableau server \(404000 "),
+        (
+            rest.routes(user=None),
+            ["--share-with", "porf"],
+            r"no user named 'porf' on site 'ventes' at {url}: check --share-with",
+        ),
+        (rest.routes(), ["--project", "Ventes"], r"no project named 'Ventes' on {url} .*--project"),
+    ],
+    ids=["unreachable", "sign-in-refused", "not-tableau", "no-such-user", "no-such-project"],
+)
+def test_publish_failures_are_one_line_and_exit_2(
+    routes: list | None,
+    argv: list[str],
+    expected: str,
+    settings: Settings,
+    db: Database,
+    tmp_path: Path,
+):
     MongoSink(db).write(Batch.of(SaleGenerator(seed=4).events(5)))
-    tableau = rest.RecordedTableau(rest.routes(user=None))
-    server, url = tableau.serve()
-    try:
+    with contextlib.ExitStack() as stack:
+        if routes is None:  # a port bound but never listening: connections are refused
+            closed = stack.enter_context(socket.socket())
+            closed.bind(("127.0.0.1", 0))
+            tableau, url = None, f"http://127.0.0.1:{closed.getsockname()[1]}"
+        else:
+            tableau = rest.RecordedTableau(routes)
+            server, url = tableau.serve()
+            stack.callback(server.server_close)
+            stack.callback(server.shutdown)
         env = export_env(settings, db, server_url=url, site="ventes", pat_name="n", pat_secret="s")
-        argv = ["--hyper", str(tmp_path / "s.hyper"), "--publish", "--share-with", "porf"]
-        done = run_export(tmp_path, env, *argv)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert done.returncode == 2
-    assert done.stderr == f"error: no user named 'porf' on site 'ventes' at {url}\n"
-    assert not [r for r in tableau.requests if r.method in {"PUT", "PATCH"}]
+        done = run_export(tmp_path, env, "--hyper", str(tmp_path / "s.hyper"), "--publish", *argv)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert re.fullmatch(f"error: {expected.format(url=re.escape(url))}.*\n", done.stderr)
+    assert "Traceback" not in done.stderr
+    if tableau is not None:
+        assert not [r for r in tableau.requests if r.method in {"PUT", "PATCH"}]
+        assert not [r for r in tableau.requests if r.route.endswith("/datasources")]

@@ -2,11 +2,15 @@
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
+from urllib.parse import quote, urlsplit
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from pymongo.errors import OperationFailure
 
 from sales_stream import infra
 from sales_stream.clients import consumer_config, ensure_topic, mongo_client
@@ -61,6 +65,38 @@ def test_mongo_insert_and_read(db) -> None:
     assert db.items.find_one({"_id": 42})["v"] == 84
 
 
+def test_the_mongodb_port_refuses_a_client_without_the_login(
+    settings: Settings, endpoints: infra.Endpoints, unique_name: str
+) -> None:
+    secret = settings.state_dir.resolve() / "mongo.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.state_dir.resolve().stat().st_mode) == 0o700
+    uri = endpoints.mongo_uri.get_secret_value()
+    assert secret.read_text().strip() not in repr(endpoints)
+    assert "sales_stream:***@" in endpoints.describe()["mongodb"]
+    anonymous = mongo_client(f"mongodb://127.0.0.1:{urlsplit(uri).port}/")  # another local user
+    wrong = mongo_client(uri.replace(quote(secret.read_text().strip()), "not-the-password"))
+    owner = mongo_client(uri)
+    db = f"d_{unique_name}"[:60]
+    try:
+        assert mongo_ready(uri)  # the handshake and ping need no login
+        with pytest.raises(OperationFailure, match="requires authentication") as refused:
+            anonymous[db].items.insert_one({"_id": 1})
+        assert refused.value.code == 13  # Unauthorized
+        with pytest.raises(OperationFailure, match="requires authentication"):
+            anonymous[db].items.find_one()
+        with pytest.raises(OperationFailure, match="requires authentication"):
+            anonymous.list_database_names()
+        with pytest.raises(OperationFailure, match="authentication failed"):
+            wrong[db].items.insert_one({"_id": 1})
+        owner[db].items.insert_one({"_id": 1})
+        assert owner[db].items.count_documents({}) == 1  # only the owner's write got in
+    finally:
+        owner.drop_database(db)
+        for client in (anonymous, wrong, owner):
+            client.close()
+
+
 def test_second_up_reuses_running_servers(settings: Settings, endpoints: infra.Endpoints) -> None:
     again = infra.up(settings)
     assert again.kafka_bootstrap == endpoints.kafka_bootstrap
@@ -80,7 +116,9 @@ def test_cli_up_status_down_leaves_no_process(tmp_path) -> None:
         [sys.executable, "-m", "sales_stream", "status"],
         env=env, cwd=tmp_path, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert "mongodb: mongodb://127.0.0.1:" in status.stdout
+    assert "mongodb: mongodb://sales_stream:***@127.0.0.1:" in status.stdout
+    password = (tmp_path / "state" / "mongo.secret").read_text().strip()
+    assert password not in status.stdout + output
     subprocess.run(
         [sys.executable, "-m", "sales_stream", "down"], env=env, cwd=tmp_path, check=True
     )

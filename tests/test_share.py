@@ -16,7 +16,7 @@ import pantab
 import pytest
 import tableau_rest as rest
 
-from sales_stream.errors import ConfigError, SalesStreamError
+from sales_stream.errors import ConfigError
 from sales_stream.export.hyper import EXTRACT_TABLE
 from sales_stream.export.package import write_workbooks
 from sales_stream.export.publish import (
@@ -137,7 +137,10 @@ def test_a_wrong_user_name_is_one_line_and_nothing_is_published(
             share_with="porf",
         )
     message = str(error.value)
-    assert message == f"no user named 'porf' on site 'ventes' at {tableau.url}"
+    assert message == (
+        f"no user named 'porf' on site 'ventes' at {tableau.url}: check --share-with "
+        "(or TABLEAU_SITE)"
+    )
     assert "\n" not in message
     assert not [r for r in tableau.requests if r.method in {"PUT", "PATCH"}]
     assert f"POST {base('datasources')}" not in routes_of(tableau)
@@ -147,11 +150,12 @@ def test_a_wrong_site_is_one_line_naming_it(
     tableau: rest.RecordedTableau, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
     tableau.routes.insert(0, ("POST", r"/api/[0-9.]+/auth/signin", 401, rest.SIGN_IN_ERROR))
-    with pytest.raises(SalesStreamError) as error:
+    with pytest.raises(ConfigError) as error:
         publish(extract(tmp_path / "s.hyper", ["a"]), settings=settings_for(tableau, monkeypatch))
     message = str(error.value)
-    assert message.startswith(f"Tableau refused the sign-in to site 'ventes' at {tableau.url}")
-    assert "Signin Error" in message
+    assert message.startswith(f"Tableau at {tableau.url} refused the sign-in to 'ventes' (401001")
+    assert "TABLEAU_PAT_NAME/TABLEAU_PAT_SECRET" in message
+    assert "TABLEAU_SITE" in message
     assert "\n" not in message
     assert routes_of(tableau) == ["POST /api/{v}/auth/signin"]
 

@@ -22,6 +22,7 @@ from sales_stream.stream import (
     SinkUnavailable,
     StreamRuntime,
     StreamState,
+    StreamStats,
     StreamWorker,
 )
 from sales_stream.stream.runtime import flush_interval
@@ -93,18 +94,22 @@ def test_a_transient_failure_is_retried_and_named() -> None:
     sink = MemorySink()
     sink.failures = [SinkUnavailable("MongoDB", ConnectionError("refused"))] * 2
     rt = runtime(log, sink)
-    seen: list[StreamState] = []
+    seen: list[StreamStats] = []
     original = sink.write
 
     def spy(batch: Batch) -> SinkResult:
-        seen.append(rt.stats.state)
+        seen.append(rt.stats)
         return original(batch)
 
     sink.write = spy  # type: ignore[method-assign]
     stats = rt.run(until_idle=0)
     assert sorted(sink.ids) == sorted(ids)
-    assert StreamState.WAITING_SINK in seen
-    assert "MongoDB unavailable" in (stats.last_error or "")
+    waiting = [s for s in seen if s.state is StreamState.WAITING_SINK]
+    assert waiting
+    assert waiting[-1].status == "waiting_sink: MongoDB unreachable for 0 s"
+    assert waiting[-1].last_error == "MongoDB unreachable: ConnectionError: refused"
+    assert waiting[0].since == waiting[-1].since  # the wait began once, not at every retry
+    assert stats.last_error is None  # cleared once the writes succeed again
 
 
 def test_an_unexpected_error_stalls_with_the_positions_and_keeps_the_lag() -> None:
@@ -349,11 +354,21 @@ def test_a_failed_flush_is_retried_and_commits_nothing_before_it_succeeds() -> N
     sink = HoldingSink(log)
     sink.flush_failures = [SinkUnavailable("MongoDB", ConnectionError("refused"))] * 2
     rt = runtime(log, sink, max_batch=30, commit_interval_s=0)
+    seen: list[StreamStats] = []
+    original = sink.flush
+
+    def spy() -> None:
+        seen.append(rt.stats)
+        original()
+
+    sink.flush = spy  # type: ignore[method-assign]
     stats = rt.run(until_idle=0.5)
     assert sorted(e.event_id for b in sink.flushed for e in b.events) == sorted(ids)
     assert log.committed == {p: len(log.partitions[p]) for p in log.partitions}
-    assert stats.last_error is not None
-    assert "refused" in stats.last_error
+    waiting = [s for s in seen if s.state is StreamState.WAITING_SINK]
+    assert waiting
+    assert waiting[-1].last_error == "MongoDB unreachable: ConnectionError: refused"
+    assert stats.last_error is None
 
 
 def test_prepared_work_is_found_only_for_that_very_object_and_stays_bounded() -> None:

@@ -72,7 +72,7 @@ def _lines_until(up: subprocess.Popen, marker: str) -> list[str]:
 def test_killed_database_is_back_on_its_port_and_kafka_keeps_serving(running) -> None:
     up, settings = running
     before = embedded.status(settings.state_dir)
-    uri = before.database.mongo_uri
+    uri = before.database.mongo_uri.get_secret_value()
     client = mongo_client(uri)
     client.keep.items.insert_many([{"_id": i} for i in range(50)])
     os.kill(before.database.pid, signal.SIGKILL)
@@ -99,7 +99,7 @@ def test_killed_broker_is_back_on_its_port_with_its_cluster_id_and_topics(runnin
     ensure_topic(before.kafka.bootstrap, "kept", partitions=3)
     os.kill(before.kafka.pid, signal.SIGKILL)
     assert wait_until(lambda: not pid_alive(before.kafka.pid), timeout=5)
-    assert mongo_ready(before.database.mongo_uri)
+    assert mongo_ready(before.database.mongo_uri.get_secret_value())
     assert wait_until(lambda: embedded.status(settings.state_dir) is not None, timeout=15)
     assert wait_until(lambda: kafka_ready(before.kafka.bootstrap), timeout=BACK_WITHIN_S)
     after = embedded.status(settings.state_dir)
@@ -117,7 +117,7 @@ def test_killed_broker_is_back_on_its_port_with_its_cluster_id_and_topics(runnin
 def test_consumer_through_a_database_restart_stores_every_sale_once(running) -> None:
     _, settings = running
     services = embedded.status(settings.state_dir)
-    bootstrap, uri = services.kafka.bootstrap, services.database.mongo_uri
+    bootstrap, uri = services.kafka.bootstrap, services.database.mongo_uri.get_secret_value()
     ensure_topic(bootstrap, "sales", partitions=3)
     events = SaleGenerator(31).events(3000)
     stack = Stack.from_settings(settings, endpoints=infra.status(settings))
@@ -155,7 +155,7 @@ def _stop_and_read_ids(thread: StreamWorker, stack: Stack, client: MongoClient) 
 def test_consumer_through_a_broker_restart_stores_every_sale_once(running) -> None:
     _, settings = running
     services = embedded.status(settings.state_dir)
-    bootstrap, uri = services.kafka.bootstrap, services.database.mongo_uri
+    bootstrap, uri = services.kafka.bootstrap, services.database.mongo_uri.get_secret_value()
     ensure_topic(bootstrap, "sales", partitions=3)
     events = SaleGenerator(32).events(3000)
     before, after = events[:1500], events[1500:]
@@ -211,7 +211,7 @@ def test_services_outlive_clients_and_stop_with_their_owner(tmp_path: Path) -> N
         second = _client(state_dir)  # another kernel, after the first one exited
         assert second == f"False {services.kafka.bootstrap}"
         assert kafka_ready(services.kafka.bootstrap)
-        assert mongo_ready(services.database.mongo_uri)
+        assert mongo_ready(services.database.mongo_uri.get_secret_value())
     finally:
         owner.kill()
         owner.wait()

@@ -19,7 +19,10 @@ contribution, a *delta*), in one transaction with each partition's **fence**
 (`FENCES`: the next offset not yet counted, per topic incarnation, partition and database).
 The transaction moves a fence only from the value it read, so every offset is counted once
 whatever crashes, replays, rebalances or concurrent members do: rows below the fence are
-skipped, and a fence moved meanwhile aborts the transaction, which is then tried again. The
+skipped, and a fence moved meanwhile aborts the transaction, which is then tried again. A fence
+that no flush wrote — moved outside one (``moved_to`` differs), or beyond its partition's end
+at assignment (`RollupSink.check_ends`) — is logged and kept in `RollupSink.anomaly`, which the
+runtime shows in its status: the sales it hides are never skipped silently. The
 sums of a batch are computed on the runtime's loop thread while the previous batch is written
 (`RollupSink.prepare`), so a flush mostly inserts.
 
@@ -203,10 +206,34 @@ class RollupSink:
         self._since_compaction = 0
         self._compact_at = 0  # deltas that trigger a compaction: the first flush compacts
         self._oldest: dict[str, datetime] = {}  # rollup → oldest bucket with deltas
-        self.anomaly: str | None = None  # the last fence found moved outside a flush
+        self.anomaly: str | None = None  # the last fence found moved or beyond its end
 
     def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
         """Nothing to load: each flush reads the fences it moves."""
+
+    def check_ends(self, topic: str, incarnation: str, ends: dict[int, int]) -> None:
+        """Report (status and log) a fence beyond its partition's end, at assignment.
+
+        ``ends`` maps a newly assigned partition to the highwater of a fetch. No writer can
+        have counted an offset that does not exist yet, and the partition's previous owner read
+        no further than this fetch, so a fence above it was not written by a flush: the sales
+        below it would be skipped.
+
+        Raises:
+            SinkUnavailable: MongoDB is unreachable for now.
+        """
+        keys = {fence_key(incarnation, topic, p): end for p, end in ends.items()}
+        try:
+            docs = list(self._fences.find({"_id": {"$in": list(keys)}}))
+        except PyMongoError as exc:
+            raise (unavailable(exc) if is_transient(exc) else exc) from exc
+        for doc in sorted(docs, key=lambda d: d["_id"]):
+            end = keys[doc["_id"]]
+            if int(doc["next"]) > end:
+                self._report(
+                    f"rollup fence {doc['_id']} is beyond the partition's end: next={doc['next']}, "
+                    f"the partition ends at {end}; sales below it are not counted"
+                )
 
     def close(self) -> None:
         """The database's client belongs to the caller (unflushed sales are read again)."""
@@ -312,13 +339,16 @@ class RollupSink:
         for doc in docs:
             moved_to = doc.get("moved_to")
             if moved_to is not None and int(moved_to) != int(doc["next"]):
-                anomaly = (
+                self._report(
                     f"rollup fence {doc['_id']} moved outside a flush: next={doc['next']}, "
                     f"the last flush left {moved_to}; sales below it are not counted"
                 )
-                if anomaly != self.anomaly:  # logged once, kept in the status
-                    logger.error("%s", anomaly)
-                self.anomaly = anomaly
+
+    def _report(self, anomaly: str) -> None:
+        """Log ``anomaly`` once and keep it in `anomaly`, which the runtime shows."""
+        if anomaly != self.anomaly:
+            logger.error("%s", anomaly)
+        self.anomaly = anomaly
 
     def _sums(self, starts: dict[str, int]) -> list[_Sums]:
         """Each rollup's sums of the held sales not counted yet (at or above ``starts``)."""

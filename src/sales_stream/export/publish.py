@@ -35,11 +35,12 @@ reachable from this project's machines.
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,13 @@ import pyarrow.compute as pc
 import tableauserverclient as TSC
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from requests.exceptions import RequestException, Timeout
 from tableauserverclient.server.endpoint.exceptions import (
+    FailedSignInError,
+    InternalServerError,
     JobFailedException,
+    NonXMLResponseError,
+    ServerResponseError,
     TableauError,
     XMLError,
 )
@@ -214,8 +220,9 @@ def publish(
 
     Raises:
         FileNotFoundError: A file to publish does not exist.
-        ConfigError: The project or the user does not exist on the site.
-        SalesStreamError: The server refused the sign-in (wrong site or token) or a request.
+        ConfigError: The sign-in was refused (token or site), the URL is not a Tableau server,
+            or the project or the user does not exist on the site.
+        SalesStreamError: The server cannot be reached, or refused a request.
     """
     if not hyper_path.is_file():
         raise FileNotFoundError(f"no extract to publish at {hyper_path}")
@@ -400,25 +407,48 @@ _REQUEST_NAMESPACE = uuid.UUID("0b5f1c1e-7f4e-4d59-9a3e-2f6a3c1d9e27")
 
 @contextmanager
 def _signed_in(requests: PublishRequests, settings: PublishSettings) -> Iterator[TSC.Server]:
-    """Sign in, negotiate the API version, sign out; server errors become one line."""
+    """Sign in, negotiate the API version, sign out; every failure becomes one line.
+
+    A refused sign-in or an address that is not a Tableau server raises `ConfigError` (retrying
+    cannot fix it); an unreachable server or a server error raises `SalesStreamError`.
+    """
     server = requests.server
     try:
         server.auth.sign_in(requests.auth)
-    except TableauError as exc:
-        raise SalesStreamError(
-            f"Tableau refused the sign-in to site {settings.site!r} at {settings.server_url} "
-            f"(check TABLEAU_SITE and the token): {_one_line(exc)}"
+    except FailedSignInError as exc:
+        site = repr(settings.site) if settings.site else "the Default site"
+        raise ConfigError(
+            f"Tableau at {settings.server_url} refused the sign-in to {site} ({_one_line(exc)}): "
+            "check TABLEAU_PAT_NAME/TABLEAU_PAT_SECRET (a wrong, expired or revoked token) and "
+            "TABLEAU_SITE (the site's content URL)"
         ) from None
+    except (ServerResponseError, NonXMLResponseError) as exc:
+        raise ConfigError(
+            f"TABLEAU_SERVER_URL: {settings.server_url} does not answer as a Tableau server "
+            f"({_one_line(exc)})"
+        ) from None
+    except (TableauError, RequestException) as exc:
+        raise SalesStreamError(_unreachable(settings, exc)) from None
     try:
         server.use_server_version()
         yield server
     except JobFailedException as exc:
-        raise SalesStreamError(f"Tableau could not apply the update: {_one_line(exc)}") from exc
+        raise SalesStreamError(f"Tableau could not apply the update: {_one_line(exc)}") from None
     except TableauError as exc:
-        raise SalesStreamError(f"Tableau refused the publication: {_one_line(exc)}") from exc
+        raise SalesStreamError(f"Tableau refused the publication: {_one_line(exc)}") from None
+    except RequestException as exc:
+        raise SalesStreamError(_unreachable(settings, exc)) from None
     finally:
         if server.is_signed_in():
-            server.auth.sign_out()
+            with suppress(TableauError, RequestException):
+                server.auth.sign_out()
+
+
+def _unreachable(settings: PublishSettings, exc: Exception) -> str:
+    return (
+        f"cannot reach Tableau at {settings.server_url} ({_one_line(exc)}): check "
+        "TABLEAU_SERVER_URL and the network"
+    )
 
 
 def _api(server: TSC.Server) -> tuple[int, ...]:
@@ -426,8 +456,18 @@ def _api(server: TSC.Server) -> tuple[int, ...]:
 
 
 def _one_line(exc: Exception) -> str:
+    """A short reason: the error code of a Tableau answer, the cause of a network failure."""
     if isinstance(exc, XMLError):
-        return f"{exc.code} {exc.summary}: {exc.detail}"
+        return " ".join(f"{exc.code} {exc.summary}: {exc.detail}".split())
+    if isinstance(exc, InternalServerError):
+        return f"HTTP {exc.code}"
+    if isinstance(exc, NonXMLResponseError):
+        return "an answer that is not Tableau's XML"
+    if isinstance(exc, RequestException):
+        cause = re.search(r"\[Errno -?\d+\] ([^)\"'\]]+)", str(exc))
+        if cause:
+            return cause.group(1).strip()
+        return "timed out" if isinstance(exc, Timeout) else type(exc).__name__
     return " ".join(str(exc).split())
 
 
@@ -437,7 +477,7 @@ def _project(server: TSC.Server, name: str, url: str) -> TSC.ProjectItem:
         if project.name.casefold() == name.casefold():
             return project
     known = ", ".join(sorted(p.name for p in projects)) or "none"
-    raise ConfigError(f"no project named {name!r} on {url} (projects: {known})")
+    raise ConfigError(f"no project named {name!r} on {url} (projects: {known}): check --project")
 
 
 def _user(server: TSC.Server, name: str, settings: PublishSettings) -> TSC.UserItem:
@@ -450,4 +490,7 @@ def _user(server: TSC.Server, name: str, settings: PublishSettings) -> TSC.UserI
         if user.name.casefold() == name.casefold():
             return user
     site = repr(settings.site) if settings.site else "the Default site"
-    raise ConfigError(f"no user named {name!r} on site {site} at {settings.server_url}")
+    raise ConfigError(
+        f"no user named {name!r} on site {site} at {settings.server_url}: check --share-with "
+        "(or TABLEAU_SITE)"
+    )

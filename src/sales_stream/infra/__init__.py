@@ -167,7 +167,7 @@ def _embedded_endpoints(settings: Settings, services: embedded.EmbeddedServices)
     return Endpoints(
         mode=Mode.EMBEDDED,
         kafka_bootstrap=services.kafka.bootstrap,
-        mongo_uri=SecretStr(services.database.mongo_uri),
+        mongo_uri=services.database.mongo_uri,
         sql_uri=sql_uri,
         state_dir=settings.state_dir.resolve(),
         started_here=services.started_here,

@@ -12,7 +12,11 @@ topics, records and committed offsets survive ``down``/``up`` and a SIGKILL of a
 The state directory (mode 0700) holds ``services.json`` (pids and ports; written by the
 supervisor only), ``ports.json`` (chosen once, `sales_stream.infra.ports`), ``logs/``,
 ``mongo-data/`` (database files), ``objectstore/`` (SeaweedFS: the broker's log and the lake)
-and the secrets ``sql-admin.secret`` and ``objectstore.secret`` (mode 0600).
+and the secrets ``sql-admin.secret``, ``mongo.secret`` and ``objectstore.secret`` (mode 0600).
+
+The MongoDB port requires a login (SecantusDB ``--auth``, SCRAM-SHA-256): the user
+`MONGO_USER` with the password generated once in ``mongo.secret``; `DatabaseProcess.mongo_uri`
+carries them, so another local user cannot read or write through the port.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from pydantic import SecretStr
 
 from sales_stream.config import Settings, state_dir_problem
 from sales_stream.errors import ConfigError, InfraError
@@ -38,6 +45,9 @@ from sales_stream.infra.secret_files import secret_text
 
 STATE_FILE = "services.json"
 ADMIN_SECRET_FILE = "sql-admin.secret"
+MONGO_SECRET_FILE = "mongo.secret"
+#: The embedded MongoDB endpoint's one login (role root; its password in `MONGO_SECRET_FILE`).
+MONGO_USER = "sales_stream"
 #: The privileged SQL login that declares the schema (never the BI login).
 SQL_ADMIN_USER = "sales_stream_admin"
 READY_TIMEOUT_S = 30.0
@@ -69,16 +79,28 @@ class KafkaProcess:
 
 @dataclass(frozen=True)
 class DatabaseProcess:
-    """A SecantusDB process serving MongoDB and PostgreSQL over one storage."""
+    """A SecantusDB process serving MongoDB and PostgreSQL over one storage.
+
+    Attributes:
+        secret_file: The file holding `MONGO_USER`'s password, which the MongoDB port
+            requires ("" for a server started without authentication). Only its path is
+            recorded in ``services.json``.
+    """
 
     pid: int
     mongo_port: int
     sql_port: int
+    secret_file: str = ""
 
     @property
-    def mongo_uri(self) -> str:
-        """MongoDB connection string (no credentials in embedded mode)."""
-        return f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true&retryWrites=false"
+    def mongo_uri(self) -> SecretStr:
+        """MongoDB connection string, with the login when the server requires one."""
+        login, query = "", "directConnection=true&retryWrites=false"
+        if self.secret_file:
+            password = Path(self.secret_file).read_text(encoding="ascii").strip()
+            login = f"{MONGO_USER}:{quote(password, safe='')}@"
+            query += "&authSource=admin&authMechanism=SCRAM-SHA-256"
+        return SecretStr(f"mongodb://{login}127.0.0.1:{self.mongo_port}/?{query}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +153,9 @@ def start(
     try:
         health.require_kafka(services.kafka.bootstrap, timeout=timeout, setting=_seelog(state_dir))
         health.require_mongo(
-            services.database.mongo_uri, timeout=timeout, setting=_seelog(state_dir)
+            services.database.mongo_uri.get_secret_value(),
+            timeout=timeout,
+            setting=_seelog(state_dir),
         )
     except InfraError:
         if started:
@@ -204,13 +228,25 @@ def restart_database(settings: Settings, *, timeout: float = READY_TIMEOUT_S) ->
     state_dir = settings.state_dir.resolve()
     release_server(state_dir, "database", timeout=timeout)
     database = DatabaseProcess(**read_state(state_dir)["database"])
-    health.require_mongo(database.mongo_uri, timeout=timeout, setting=_seelog(state_dir))
+    health.require_mongo(
+        database.mongo_uri.get_secret_value(), timeout=timeout, setting=_seelog(state_dir)
+    )
     return database
 
 
 def sql_admin_password(state_dir: Path) -> str:
     """Return the SQL admin login's password for ``state_dir`` (created on first use, 0600)."""
     return secret_text(state_dir.resolve() / ADMIN_SECRET_FILE, lambda: secrets.token_urlsafe(24))
+
+
+def mongo_password(state_dir: Path) -> str:
+    """Return `MONGO_USER`'s password for ``state_dir`` (created on first use, 0600)."""
+    return secret_text(mongo_secret_path(state_dir), lambda: secrets.token_urlsafe(24))
+
+
+def mongo_secret_path(state_dir: Path) -> Path:
+    """The file holding the MongoDB login's password."""
+    return state_dir.resolve() / MONGO_SECRET_FILE
 
 
 def log_files(state_dir: Path) -> dict[str, Path]:
@@ -287,9 +323,11 @@ def spawn_database(
 
     env = dict(os.environ)
     env["SALES_STREAM_SQL_ADMIN_PASSWORD"] = sql_admin_password(state_dir)
+    env["SALES_STREAM_EMBEDDED_MONGO_PASSWORD"] = mongo_password(state_dir)
     argv = [
         sys.executable, "-m", _LAUNCHER,
         "--mongo-port", str(mongo_port),
+        "--mongo-user", MONGO_USER,
         "--sql-host", config["sql_host"],
         "--sql-port", str(sql_port),
         "--sql-database", config["db"],
@@ -299,7 +337,8 @@ def spawn_database(
         "--storage-path", str(state_dir / "mongo-data"),
     ]  # fmt: skip
     proc = spawn(argv, log_path=log_path(state_dir, "database"), env=env)
-    return proc, DatabaseProcess(pid=proc.pid, mongo_port=mongo_port, sql_port=sql_port)
+    secret = str(mongo_secret_path(state_dir))
+    return proc, DatabaseProcess(proc.pid, mongo_port, sql_port, secret_file=secret)
 
 
 def _prepare(state_dir: Path) -> Path:

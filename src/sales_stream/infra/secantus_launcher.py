@@ -16,10 +16,17 @@ two-phase commit, ``DROP INDEX a, b`` — are refused), then to each statement t
 about to run, with the session's state at that moment. A name is the session's temporary table
 only when the engine resolves it (under the session's ``search_path``) into the session's own
 ``pg_temp_N`` namespace where it created it. ``COPY`` and the Fastpath (large objects) are
-refused to the BI login in every protocol. Passwords come from the environment, never a
-command line:
-``SALES_STREAM_SQL_PASSWORD`` (the BI login's, optional on loopback) and
-``SALES_STREAM_SQL_ADMIN_PASSWORD`` (required).
+refused to the BI login in every protocol.
+
+The MongoDB endpoint runs with SecantusDB's ``--auth``: every command but the handshake
+(``hello``, ``ping``, the SCRAM conversation) needs a login. Its one user, ``--mongo-user``
+(role ``root``), is written into the storage before the port opens — what SecantusDB's
+``createUser`` does on a start without auth, without ever serving the data unauthenticated —
+and its credentials are derived again from the current password at every start.
+
+Passwords come from the environment, never a command line: ``SALES_STREAM_SQL_PASSWORD`` (the
+BI login's, optional on loopback), ``SALES_STREAM_SQL_ADMIN_PASSWORD`` and
+``SALES_STREAM_EMBEDDED_MONGO_PASSWORD`` (both required).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import sys
 import threading
 from typing import Any
 
+from secantus.auth import SCRAM_SHA_256, derive_credentials
 from secantus.server import SecantusDBServer
 from secantus.sql import authz, errors, pgserver, pgwire, planner
 from secantus.sql import engine as sql_engine
@@ -261,6 +269,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--mongo-port", type=int, required=True)
+    parser.add_argument("--mongo-user", required=True)
     parser.add_argument("--sql-host", default="127.0.0.1")
     parser.add_argument("--sql-port", type=int, required=True)
     parser.add_argument("--sql-database", default="sales_db")
@@ -271,18 +280,45 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def provision_mongo_user(storage: Any, user: str, password: str) -> None:
+    """Make ``user`` the MongoDB endpoint's ``root`` login with ``password`` (SCRAM-SHA-256).
+
+    The record is the one SecantusDB's ``createUser`` stores in ``admin``; it is replaced, so
+    the credentials always match the current password.
+    """
+    credentials = derive_credentials(password, mechanism=SCRAM_SHA_256, username=user).to_doc()
+    record = {
+        "_id": f"admin.{user}",
+        "user": user,
+        "db": "admin",
+        "credentials": credentials,
+        "roles": [{"role": "root", "db": "admin"}],
+        "mechanisms": [SCRAM_SHA_256],
+    }
+    storage.add_user("admin", user, record, replace=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start both endpoints, block until SIGTERM/SIGINT, then stop them cleanly."""
     args = _parse(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    admin_password = os.environ.get("SALES_STREAM_SQL_ADMIN_PASSWORD")
-    if not admin_password:
-        print("SALES_STREAM_SQL_ADMIN_PASSWORD is not set", file=sys.stderr)
+    names = ("SALES_STREAM_SQL_ADMIN_PASSWORD", "SALES_STREAM_EMBEDDED_MONGO_PASSWORD")
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        print(f"{', '.join(missing)} not set", file=sys.stderr)
         return 2
+    admin_password, mongo_password = (os.environ[name] for name in names)
     _install_hooks()
-    mongo = SecantusDBServer(host=args.host, port=args.mongo_port, storage_path=args.storage_path)
+    mongo = SecantusDBServer(
+        host=args.host,
+        port=args.mongo_port,
+        storage_path=args.storage_path,
+        require_auth=True,
+        enable_test_commands=False,  # as secantusd: no fail points for whoever reaches the port
+    )
+    provision_mongo_user(mongo.storage, args.mongo_user, mongo_password)
     mongo.start()
     sql = GuardedPGServer(
         host=args.sql_host,

@@ -24,6 +24,7 @@ boundaries keeps the same sales.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -97,8 +98,17 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def unavailable(exc: PyMongoError) -> SinkUnavailable:
-    """The runtime's transient error for a MongoDB failure."""
-    return SinkUnavailable(MONGODB_SERVICE, exc)
+    """The runtime's transient error for a MongoDB failure, with a short reason.
+
+    pymongo's server-selection errors append their timeouts and the whole topology description
+    (hundreds of characters); the reason keeps what precedes them, e.g. ``AutoReconnect:
+    127.0.0.1:41235: [Errno 111] Connection refused``.
+    """
+    head = _DRIVER_DETAILS.split(str(exc), maxsplit=1)[0]
+    return SinkUnavailable(MONGODB_SERVICE, exc, reason=f"{type(exc).__name__}: {head}")
+
+
+_DRIVER_DETAILS = re.compile(r" \(configured timeouts|, Timeout: |, Topology Description: ")
 
 
 def _permanent_reason(exc: BaseException | int | None) -> str:

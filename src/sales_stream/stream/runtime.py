@@ -32,6 +32,7 @@ Faults:
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -69,6 +70,8 @@ _WAIT_SLICE_S = 0.2
 QUIET_PROBE_S = 0.25
 _STARTING = (StreamState.JOINING, StreamState.IDLE, StreamState.WAITING_KAFKA)
 _ERROR_MAX_CHARS = 300
+
+logger = logging.getLogger(__name__)
 
 
 def describe(exc: BaseException) -> str:
@@ -121,6 +124,7 @@ class _Pending:
 
     batch: Batch
     assign: set[int] = field(default_factory=set)
+    ends: dict[int, int] = field(default_factory=dict)  # newly assigned partition → highwater
     results: list[SinkResult] = field(default_factory=list)
     kept: list[Batch] = field(default_factory=list)
     flush: bool = True  # flush the deferred sinks after the chain (then commit)
@@ -141,6 +145,7 @@ class _Counters:
     partitions: int = 0
     last_commit: datetime | None = None
     last_error: str | None = None
+    outage_error: str | None = None  # the last error of the current wait for a sink
     idle_since: float | None = None
 
 
@@ -278,17 +283,49 @@ class StreamRuntime:
     # Updates from the runtime's threads.
 
     def _set_state(
-        self, state: StreamState, *, cause: str | None = None, waiting_on: str | None = None
+        self,
+        state: StreamState,
+        *,
+        cause: str | None = None,
+        waiting_on: str | None = None,
+        error: str | None = None,
     ) -> None:
+        """Change state; ``error`` (default: ``cause``) becomes the last error.
+
+        ``since`` is kept while the state and its cause stay the same, so a cause must not
+        carry what changes at every retry (the details go to ``error``).
+        """
         with self._lock:
             c = self._counters
             if state is not c.state or cause != c.cause:
                 c.since = datetime.now(UTC) if cause else None
+                if state is StreamState.WAITING_SINK:
+                    logger.warning("%s: %s", self.name, error or cause)
             if state is StreamState.IDLE and c.state is not StreamState.IDLE:
                 c.idle_since = time.monotonic()
             c.state, c.cause, c.waiting_on = state, cause, waiting_on
             if cause and state is not StreamState.WAITING_KAFKA:
-                c.last_error = cause
+                c.last_error = error or cause
+            c.outage_error = c.last_error if state is StreamState.WAITING_SINK else None
+
+    def _recovered(self) -> None:
+        """Writes succeed again after a wait or a stall: running, the wait's error cleared."""
+        with self._lock:
+            c = self._counters
+            if c.state not in (StreamState.WAITING_SINK, StreamState.STALLED):
+                return
+            if c.since is not None:
+                waited = (datetime.now(UTC) - c.since).total_seconds()
+                logger.warning("%s: writing again after %.0f s (%s)", self.name, waited, c.cause)
+            if c.last_error is not None and c.last_error in (c.outage_error, c.cause):
+                c.last_error = None
+            c.state, c.cause, c.waiting_on, c.since, c.outage_error = (
+                StreamState.RUNNING,
+                None,
+                None,
+                None,
+                None,
+            )
 
     def _state(self) -> StreamState:
         with self._lock:
@@ -340,6 +377,7 @@ class _Session:
         self._open_count = 0
         self._open_since: float | None = None
         self._to_assign: set[int] = set()
+        self._unchecked: set[int] = set()  # assigned partitions whose end no sink checked yet
         self._paused = False
         self._last_poll = time.monotonic()
         self._idle_since: float | None = None
@@ -393,6 +431,7 @@ class _Session:
                     kept.append(_Pending(batch, pending.assign))
             self._backlog = kept
             self._to_assign -= revoked
+            self._unchecked -= revoked
             for partition in revoked:
                 self._committed.pop(partition, None)
                 self._uncommitted.pop(partition, None)
@@ -400,6 +439,7 @@ class _Session:
             self._last_flush = time.monotonic()  # a first flush once the interval is over
             self._incarnation = self._source.incarnation()
             self._to_assign |= assigned
+            self._unchecked |= assigned
             self._idle_since = time.monotonic()
 
     # The loop.
@@ -473,6 +513,16 @@ class _Session:
                 except Exception as exc:
                     raise _SinkFailed(sink.name, exc) from exc
             pending.assign = set()
+        if pending.ends:
+            for sink in owner.sinks:
+                if (check := getattr(sink, "check_ends", None)) is None:
+                    continue
+                try:
+                    check(batch.topic, batch.incarnation, pending.ends)
+                except Exception as exc:
+                    raise _SinkFailed(sink.name, exc) from exc
+                self._report_anomaly(sink)
+            pending.ends = {}
         current = pending.kept[-1] if pending.kept else batch
         for sink in owner.sinks[len(pending.results) :]:
             try:
@@ -493,14 +543,28 @@ class _Session:
                 sink.flush()
             except Exception as exc:
                 raise _SinkFailed(sink.name, exc) from exc
-            if anomaly := getattr(sink, "anomaly", None):  # e.g. a rollup fence moved
-                self._owner._record_error(f"{sink.name}: {anomaly}")
+            self._report_anomaly(sink)
         self._last_flush = time.monotonic()
 
+    def _report_anomaly(self, sink: Sink) -> None:
+        """Put what a sink found wrong in its stored state (e.g. a rollup fence) in the status."""
+        if anomaly := getattr(sink, "anomaly", None):
+            self._owner._record_error(f"{sink.name}: {anomaly}")
+
     def _take_assign(self) -> _Pending:
+        """The next batch to write, with the partitions assigned since and their known ends.
+
+        A partition's end is the highwater of a fetch (`Source.highwater`; ListOffsets can be
+        stale on the embedded broker): sinks with ``check_ends`` compare their stored positions
+        with it once per assignment, before the partition's first write.
+        """
         pending = self._backlog[0]
         pending.assign |= self._to_assign
         self._to_assign = set()
+        for partition in list(self._unchecked):
+            if (end := self._source.highwater(partition)) is not None:
+                pending.ends[partition] = end
+                self._unchecked.discard(partition)
         return pending
 
     def _submit(self) -> None:
@@ -545,6 +609,7 @@ class _Session:
             self._held = False
             if self._commit():
                 self._owner._record_commit()
+            self._owner._recovered()
             return
         pending = self._backlog.popleft()
         self._uncommitted.update(pending.batch.next_offsets)
@@ -556,8 +621,7 @@ class _Session:
         else:
             self._held = True
         self._owner._record_written(pending, committed=committed)
-        if self._owner._state() in (StreamState.WAITING_SINK, StreamState.STALLED):
-            self._owner._set_state(StreamState.RUNNING)
+        self._owner._recovered()
         self._refresh_lag()
 
     def _report_failure(self, exc: BaseException, *, flushing: bool = False) -> None:
@@ -565,7 +629,10 @@ class _Session:
         cause = exc.cause if isinstance(exc, _SinkFailed) else exc
         if isinstance(cause, SinkUnavailable):
             self._owner._set_state(
-                StreamState.WAITING_SINK, cause=str(cause), waiting_on=cause.sink
+                StreamState.WAITING_SINK,
+                cause=f"{cause.sink} unreachable",
+                waiting_on=cause.sink,
+                error=str(cause),
             )
             return
         if flushing or not self._backlog:

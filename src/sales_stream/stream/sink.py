@@ -12,6 +12,11 @@ once). A `DeferredSink` holds its batches and writes them when the runtime flush
   such as ``unencodable``, ``too_large``, ``conflicting_duplicate``) and to move past.
 * Any other exception is a bug or an unknown failure: the runtime retries with backoff and
   reports the batch as stalled, naming its positions and the error.
+
+Optional: a sink with ``check_ends(topic, incarnation, ends)`` is given, once per assignment,
+each newly assigned partition's end (the highwater of a fetch) before the partition's first
+write; what it finds wrong in its stored state (and after each flush) it leaves in its
+``anomaly`` attribute, which the runtime puts in the status (``last_error``).
 """
 
 from __future__ import annotations
@@ -37,15 +42,33 @@ class SinkUnavailable(Exception):
         cause: The underlying error.
         retry_after: Seconds before the next attempt (default: the runtime's backoff), as
             quix-streams' ``SinkBackpressureError``: for a wait known to be short.
+        reason: A short reason for the status (default: ``Type: message`` of ``cause``,
+            bounded to `REASON_MAX_CHARS`).
     """
 
     def __init__(
-        self, sink: str, cause: BaseException, *, retry_after: float | None = None
+        self,
+        sink: str,
+        cause: BaseException,
+        *,
+        retry_after: float | None = None,
+        reason: str | None = None,
     ) -> None:
-        super().__init__(f"{sink} unavailable: {type(cause).__name__}: {cause}")
+        self.reason = bounded(reason or f"{type(cause).__name__}: {cause}")
+        super().__init__(f"{sink} unreachable: {self.reason}")
         self.sink = sink
         self.cause = cause
         self.retry_after = retry_after
+
+
+#: Longest reason a status carries (a driver's error can describe its whole topology).
+REASON_MAX_CHARS = 160
+
+
+def bounded(text: str, limit: int = REASON_MAX_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters (an ellipsis marks the cut)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -23,6 +23,10 @@ class StreamState(StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     FAILED = "failed"
+
+
+#: States that wait for a service: their status says for how long.
+_WAITS = (StreamState.WAITING_SINK, StreamState.WAITING_KAFKA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,24 @@ class StreamStats:
         """Whether it is making progress or caught up."""
         return self.state in (StreamState.RUNNING, StreamState.IDLE, StreamState.JOINING)
 
+    def waited_s(self, *, now: datetime | None = None) -> int | None:
+        """Whole seconds since the current wait or stall began, if one did."""
+        if self.since is None:
+            return None
+        return max(0, int(((now or datetime.now(UTC)) - self.since).total_seconds()))
+
     @property
     def status(self) -> str:
-        """One English line: the state and its cause."""
-        return f"{self.state}: {self.cause}" if self.cause else str(self.state)
+        """One English line: the state, its cause, and how long a service has been waited for.
+
+        E.g. ``waiting_sink: MongoDB unreachable for 12 s``.
+        """
+        if not self.cause:
+            return str(self.state)
+        waited = self.waited_s()
+        if waited is not None and self.state in (
+            StreamState.WAITING_SINK,
+            StreamState.WAITING_KAFKA,
+        ):
+            return f"{self.state}: {self.cause} for {waited} s"
+        return f"{self.state}: {self.cause}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 import ipywidgets as widgets
 
@@ -31,10 +31,8 @@ _SERVICE_FR = {LAKE_SERVICE: "lac", HYPER_SERVICE: "extrait Hyper"}
 
 def status_fr(stats: StreamStats, *, now: datetime | None = None) -> str:
     """The runtime's state in French, with its cause and duration when it waits or stalls."""
-    waited = ""
-    if stats.since is not None:
-        seconds = int(((now or datetime.now(UTC)) - stats.since).total_seconds())
-        waited = f" depuis {seconds} s"
+    seconds = stats.waited_s(now=now)
+    waited = "" if seconds is None else f" depuis {seconds} s"
     if stats.state is StreamState.WAITING_SINK:
         service = _SERVICE_FR.get(stats.waiting_on or "", stats.waiting_on or "destination")
         return f"{service} injoignable{waited}, nouvel essai du lot"
