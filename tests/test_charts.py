@@ -52,7 +52,8 @@ def test_save_charts_writes_the_region_map(tmp_path: Path):
 def test_the_plotly_choropleth_covers_every_region():
     figure = charts.region_choropleth_plotly(revenue_frame())
     [trace] = figure.data
-    assert trace.type == "choropleth"
+    assert trace.type == "choroplethmap"
+    assert figure.layout.map.style == "white-bg"  # no tiles to fetch: draws offline
     assert sorted(trace.locations) == NAMES
     assert trace.featureidkey == "properties.nom"
     features = {f["properties"]["nom"] for f in trace.geojson["features"]}

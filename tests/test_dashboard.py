@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +20,7 @@ from sales_stream.dashboard_views import DashboardSnapshot, Selection, load_snap
 from sales_stream.events import encode
 from sales_stream.generator import SaleGenerator
 from sales_stream.infra.process import wait_until
-from sales_stream.ui.dashboard import PLOTLY_MIME, LiveDashboard
+from sales_stream.ui.dashboard import _PLOT_CONFIG, PLOTLY_MIME, LiveDashboard, figures
 from sales_stream.ui.format import fr_int
 
 END = datetime(2026, 11, 20, 18, tzinfo=UTC)
@@ -106,12 +107,67 @@ def test_last_hour_is_exact_per_minute(filled: tuple[Database, DashboardSnapshot
     _same(view.live, view.over_time, TIME_COLUMNS)
 
 
-def test_24_hours_on_whole_hours(filled: tuple[Database, DashboardSnapshot]) -> None:
+def test_24_hours_are_exactly_the_last_24_hours(filled: tuple[Database, DashboardSnapshot]) -> None:
     db, snapshot = filled
     view = snapshot.view(Selection(period="24h"))
-    start = pd.Timestamp(snapshot.latest - timedelta(days=1)).floor("h").to_pydatetime()
-    filters = queries.Filters(start=start)
+    filters = queries.Filters(start=snapshot.latest - timedelta(days=1))
+    assert view.unit == "hour"
     _same(view.by_region, queries.revenue_by_region(db, filters=filters), REGION_COLUMNS)
+    _same(view.top, queries.top_products(db, n=10, filters=filters), TOP_COLUMNS)
+    _same(view.over_time, queries.revenue_over_time(db, unit="hour", filters=filters), TIME_COLUMNS)
+    whole_days = queries.Filters(start=pd.Timestamp(filters.start).floor("D").to_pydatetime())
+    assert view.sales < queries.totals(db, filters=whole_days)["sales"]  # not whole UTC days
+
+
+def test_hours_without_sales_are_at_zero(filled: tuple[Database, DashboardSnapshot]) -> None:
+    db, snapshot = filled
+    view = snapshot.view(Selection(regions=("Corse",)))
+    buckets = view.over_time["bucket"]
+    assert (buckets.diff().dropna() == pd.Timedelta(hours=1)).all()  # every hour, no gap
+    assert buckets.iloc[-1] == pd.Timestamp(snapshot.latest).floor("h")
+    sold = queries.revenue_over_time(db, unit="hour", filters=queries.Filters(regions=["Corse"]))
+    quiet = view.over_time[view.over_time["sales"] == 0]
+    assert len(quiet) > 0
+    assert (quiet["revenue"] == 0).all()
+    assert not set(quiet["bucket"]) & set(sold.loc[sold["sales"] > 0, "bucket"])
+
+
+def test_figures_are_french_with_the_map_and_the_day_in_progress(
+    filled: tuple[Database, DashboardSnapshot],
+) -> None:
+    _, snapshot = filled
+    view = snapshot.view(Selection(products=PRODUCTS))
+    specs = figures(view)
+    assert view.unit == "day"
+    line, in_progress = specs["time"]["data"]
+    assert in_progress["name"] == "jour en cours (incomplet)"
+    assert in_progress["x"][-1] == view.over_time["bucket"].iloc[-1].isoformat()
+    assert line["x"][-1] == in_progress["x"][0]  # the dotted part continues the line
+    for name in ("time", "live"):
+        axis = specs[name]["layout"]["xaxis"]
+        assert axis["tickmode"] == "array"
+        text = " ".join(axis["ticktext"])
+        assert re.search(r"\b(nov\.|déc\.)", text), text
+        assert not re.search(r"\b(Nov|Dec|Jan|Feb|Mon|Tue)\b", text), text
+    hover = specs["time"]["data"][0]["customdata"][0][0]
+    assert re.fullmatch(r"\d{1,2} (nov\.|déc\.) 2026", hover), hover
+    [choropleth] = specs["map"]["data"]
+    assert choropleth["type"] == "choroplethmap"
+    assert sorted(choropleth["locations"]) == sorted(view.by_region["region"])
+    assert specs["map"]["layout"]["map"]["style"] == "white-bg"
+    assert _PLOT_CONFIG["displayModeBar"] is False  # no toolbar over the titles
+
+
+def test_lists_are_in_french_order(filled: tuple[Database, DashboardSnapshot]) -> None:
+    db, _ = filled
+    dashboard = LiveDashboard(db, refresh_s=60)
+    products = list(dashboard.products.options)
+    assert products.index("Câble USB-C") < products.index("Coque de smartphone")
+    assert products.index("Disque SSD externe 1 To") < products.index("Écouteurs sans fil")
+    assert products.index("Écran 27 pouces") < products.index("Enceinte Bluetooth")
+    regions = list(dashboard.regions.options)
+    assert regions.index("Hauts-de-France") < regions.index("Île-de-France")
+    assert regions.index("Île-de-France") < regions.index("Normandie")
 
 
 def test_empty_selection_is_empty_not_an_error(filled: tuple[Database, DashboardSnapshot]) -> None:
@@ -154,6 +210,7 @@ def test_widget_redraws_in_the_background_and_the_latest_selection_wins(
         bundle = dashboard._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in bundle
         assert bundle["text/html"].count("<img") == 3
+        assert PLOTLY_MIME in dashboard.charts["map"].outputs[0]["data"]
     finally:
         dashboard.stop()
     assert not dashboard.running

@@ -2,9 +2,9 @@
 
 Everything here runs against servers started by ``python -m sales_stream up`` alone (module
 fixture): no ``sql setup``. `jdbc/TableauProbe.java` is compiled at test time: it lists the
-tables, the views and the columns of ``ventes`` with ``DatabaseMetaData``, runs two
-Tableau-style queries (custom SQL over ``ventes``, a table query over a rollup), or tries
-statements given on stdin (``--try``).
+tables, the views and the columns of ``sales`` with ``DatabaseMetaData``, runs two
+Tableau-style queries (custom SQL over ``sales``, a table query over a rollup), or tries
+statements given on stdin (``--try``). Every relation listed serves Tableau's cursors.
 """
 
 from __future__ import annotations
@@ -31,17 +31,15 @@ from sales_stream.queries import Filters
 from sales_stream.rollups import RollupSink
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES, MongoSink, ensure_indexes
 from sales_stream.sql import connect
-from sales_stream.sql.schema import DAILY_TABLE, HOURLY_TABLE, SALES_VIEW, TABLES, VIEWS
+from sales_stream.sql.schema import DAILY_TABLE, HOURLY_TABLE, TABLES
 from sales_stream.stream import Batch
 
 PGJDBC = Path("/usr/share/java/postgresql.jar")
 PROBE = Path(__file__).parent / "jdbc" / "TableauProbe.java"
 END = datetime(2025, 4, 2, tzinfo=UTC)
-VENTES_JDBC_TYPES = [
-    ("event_id", "text"),
+SALES_JDBC_TYPES = [
+    ("_id", "text"),
     ("ts", "timestamptz"),
-    ("date", "date"),
-    ("hour", "int4"),
     ("product", "text"),
     ("category", "text"),
     ("region", "text"),
@@ -53,17 +51,18 @@ VENTES_JDBC_TYPES = [
     ("amount", "float8"),
     ("currency", "text"),
     ("channel", "text"),
+    ("schema_version", "int4"),
+    ("ingested_at", "timestamptz"),
 ]
-RELATIONS = (SALES, HOURLY_TABLE, DAILY_TABLE, SALES_VIEW)
+RELATIONS = (SALES, HOURLY_TABLE, DAILY_TABLE)
 WRITES = [
     *(f"INSERT INTO {name} (region) VALUES ('x')" for name in RELATIONS),
     *(f"UPDATE {name} SET region = 'x'" for name in RELATIONS),
     *(f"DELETE FROM {name}" for name in RELATIONS),
     *(f"DROP TABLE {name}" for name in (SALES, HOURLY_TABLE, DAILY_TABLE)),
-    f"DROP VIEW {SALES_VIEW}",
     f"TRUNCATE {SALES}",
     "CREATE TABLE intruder (a integer)",
-    f"CREATE OR REPLACE VIEW {SALES_VIEW} AS SELECT 1 AS one",
+    "CREATE OR REPLACE VIEW intruder AS SELECT 1 AS one",
     f"ALTER TABLE {SALES} ADD COLUMN intruder integer",
     f"WITH gone AS (DELETE FROM {SALES} RETURNING *) SELECT count(*) FROM gone",
 ]
@@ -176,7 +175,7 @@ def test_up_alone_lists_the_tables_and_views_over_pgjdbc(served: Served, probe_c
     lines = _probe(probe_classes, served.jdbc_url, "tableau", "2025-01-01 00:00:00",
                    "2025-01-02 00:00:00", "Bretagne", "x")  # fmt: skip
     assert sorted(line[1:] for line in lines if line[0] == "TABLE") == sorted(
-        [[name, "TABLE"] for name in TABLES] + [[name, "VIEW"] for name in VIEWS]
+        [[name, "TABLE"] for name in TABLES]
     )
 
 
@@ -195,7 +194,7 @@ def test_tableau_style_session_over_pgjdbc(served: Served, sales, probe_classes:
         ",".join(regions),
         ",".join(products),
     )
-    assert [tuple(line[1:3]) for line in lines if line[0] == "COLUMN"] == VENTES_JDBC_TYPES
+    assert [tuple(line[1:3]) for line in lines if line[0] == "COLUMN"] == SALES_JDBC_TYPES
     expected = queries.revenue_over_time(
         db, unit="day", filters=Filters(start=start, end=end, regions=regions, products=products)
     )
@@ -226,7 +225,7 @@ def test_bi_login_reads_but_never_writes_over_psycopg(served: Served, sales) -> 
     before = _counts(served.db)
     with connect(served.sql_uri) as conn:
         listed = _listed(conn)
-        assert conn.execute(f"SELECT count(*) FROM {SALES_VIEW}").fetchone() == (len(sales),)
+        assert conn.execute(f"SELECT count(*) FROM {SALES}").fetchone() == (len(sales),)
         assert conn.execute(f"SELECT sum(sales) FROM {DAILY_TABLE}").fetchone() == (len(sales),)
         for statement in WRITES:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="read-only"):
@@ -255,13 +254,12 @@ def test_bi_login_may_use_temporary_tables_and_cursors(served: Served, sales) ->
         for region in regions:
             conn.execute('INSERT INTO "#Tableau_1_Filter" VALUES (%s)', (region,))
         got = conn.execute(
-            f"SELECT count(*) FROM {SALES_VIEW} WHERE region IN "
+            f"SELECT count(*) FROM {SALES} WHERE region IN "
             '(SELECT "region" FROM "#Tableau_1_Filter")'
         ).fetchone()
         assert got == (sum(e.region in regions for e in sales),)
         conn.execute('DROP TABLE "#Tableau_1_Filter"')
         with conn.transaction():
-            # over a table: SecantusDB 0.7's cursors do not resolve views
             conn.execute(f'DECLARE "c1" CURSOR FOR SELECT region FROM {SALES}')
             assert len(conn.execute('FETCH 10 FROM "c1"').fetchall()) == 10
             conn.execute('CLOSE "c1"')
@@ -281,3 +279,25 @@ def test_only_the_configured_login_and_database(
     uri = f"postgresql://{user}@{address.hostname}:{address.port}/{database or address.path[1:]}"
     with pytest.raises(psycopg.OperationalError, match=message):
         connect(uri).close()
+
+
+def test_every_relation_the_bi_login_lists_serves_tableaus_cursor(served: Served, sales) -> None:
+    """What Tableau does with a relation: ``DECLARE … CURSOR WITH HOLD``, then ``FETCH``."""
+    with connect(served.sql_uri) as conn:  # the read-only login
+        listed = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY table_name"
+        ).fetchall()
+        assert listed == sorted(("public", name) for name in TABLES)
+        for schema, name in listed:
+            relation = f'"{schema}"."{name}"'
+            plain = conn.execute(f"SELECT * FROM {relation}").fetchall()
+            assert plain, name
+            with conn.transaction():  # WITH HOLD: the cursor outlives its transaction
+                conn.execute(f'DECLARE "SQL_CUR1" CURSOR WITH HOLD FOR SELECT * FROM {relation}')
+            fetched = []
+            while rows := conn.execute('FETCH 10000 IN "SQL_CUR1"').fetchall():
+                fetched += rows
+            conn.execute('CLOSE "SQL_CUR1"')
+            assert sorted(fetched, key=repr) == sorted(plain, key=repr), name
+        assert len(conn.execute(f'SELECT * FROM "public"."{SALES}"').fetchall()) == len(sales)

@@ -94,12 +94,18 @@ def test_revenue_over_time_matches_pandas(
 ) -> None:
     got = queries.revenue_over_time(store, unit=unit, filters=filters)  # type: ignore[arg-type]
     sub = _subset(frame, filters)
-    expected = (
-        sub.groupby(sub["ts"].dt.floor(UNIT_FREQ[unit]))
-        .agg(revenue=("amount", "sum"), sales=("amount", "size"))
-        .reset_index()
-        .rename(columns={"ts": "bucket"})
+    freq = UNIT_FREQ[unit]
+    grouped = sub.groupby(sub["ts"].dt.floor(freq)).agg(
+        revenue=("amount", "sum"), sales=("amount", "size")
     )
+    # every bucket of the period, 0 where nothing was sold (the filters' bounds, else the data's)
+    first = pd.Timestamp(filters.start).floor(freq) if filters.start else grouped.index.min()
+    end = pd.Timestamp(filters.end) - pd.Timedelta(1, "us") if filters.end else None
+    last = end.floor(freq) if end is not None else grouped.index.max()
+    every = pd.date_range(first, last, freq=freq)
+    expected = grouped.reindex(every, fill_value=0).rename_axis("bucket").reset_index()
+    if unit == "minute":
+        assert (expected["sales"] == 0).any()  # there were gaps to fill
     assert list(got.columns) == ["bucket", "revenue", "sales"]
     assert list(got["bucket"]) == list(expected["bucket"])
     assert list(got["sales"]) == list(expected["sales"])

@@ -1,4 +1,5 @@
-"""Generated Tableau workbooks: schema validity (official 2026.2 XSD) and structure."""
+"""Generated Tableau workbooks: schema validity (official 2026.2 XSD), structure, what
+tableaudocumentapi reads."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pytest
+import tableaudocumentapi
 from conftest import validate_twb
 
 from sales_stream.events import FIELDS
@@ -13,22 +15,18 @@ from sales_stream.export.workbook import (
     CITY_SHEET,
     DASHBOARD,
     MAP_SHEET,
+    SOURCE_BUILD,
     TIME_SHEET,
     TOP_SHEET,
     write_extract_workbook,
     write_live_workbook,
 )
-from sales_stream.sql.schema import DAILY_TABLE, HOURLY_TABLE, SALES_VIEW, TABLES
+from sales_stream.sinks.mongo import SALES
+from sales_stream.sql.schema import TABLES
 
 REPO = Path(__file__).resolve().parents[1]
 SHEETS = [TIME_SHEET, MAP_SHEET, CITY_SHEET, TOP_SHEET]
-LIVE_SHEETS = [TIME_SHEET, MAP_SHEET, TOP_SHEET]
 SHARED_FIELDS = {"[none:ts:qk]", "[none:region:nk]", "[none:product:nk]"}
-# Shared (data-source) filters of each live data source, by table.
-LIVE_SHARED = {
-    "ventes_par_heure": {"[none:hour_start:qk]", "[none:region:nk]"},
-    "ventes_par_jour": {"[none:day_start:qk]", "[none:region:nk]", "[none:product:nk]"},
-}
 
 
 def verdicts(stdout: str) -> list[str]:
@@ -95,50 +93,96 @@ def test_explain_data_option_passes_strict_mode(twb_validator: Path, tmp_path: P
     assert verdicts(result.stdout) == ["VALID"] * 2
 
 
-def shared_filters(root: ET.Element) -> dict[str, set[str]]:
-    """Data source name → its shared (data-source) filter columns, from the source tables."""
-    by_table = {"Extract": SHARED_FIELDS, **LIVE_SHARED}
-    result = {}
-    for ds in root.findall("datasources/datasource"):
-        table = ds.find("connection/relation").get("name")
-        result[ds.get("name")] = {f"[{ds.get('name')}].{f}" for f in by_table[table]}
-    return result
+def shared_filters(root: ET.Element) -> set[str]:
+    """The shared (data-source) filter columns of the workbook's one data source."""
+    [ds] = root.findall("datasources/datasource")
+    return {f"[{ds.get('name')}].{f}" for f in SHARED_FIELDS}
+
+
+def test_no_attribute_claims_a_save_by_tableau(twb_validator: Path, books: tuple[Path, Path]):
+    result = validate_twb(twb_validator, "--lenient", *books)
+    assert "source-build says" not in result.stdout, result.stdout  # names no Tableau release
+    for book in books:
+        root = root_of(book)
+        assert root.get("source-build") == SOURCE_BUILD  # required by the schema
+        assert SOURCE_BUILD.startswith("sales-stream")
+        assert root.get("version") == "18.1"
+        assert not {"source-platform", "original-version"} & set(root.attrib)
+        assert not any(name.startswith("_.fcp") for e in root.iter() for name in e.attrib)
 
 
 def test_worksheets_and_dashboard(books: tuple[Path, Path]):
-    for book, sheets in zip(books, (SHEETS, LIVE_SHEETS), strict=True):
+    for book in books:
         root = root_of(book)
-        assert [w.get("name") for w in root.findall("worksheets/worksheet")] == sheets
+        assert [w.get("name") for w in root.findall("worksheets/worksheet")] == SHEETS
         dashboards = root.findall("dashboards/dashboard")
         assert [d.get("name") for d in dashboards] == [DASHBOARD]
         zones = list(dashboards[0].iter("zone"))
         assert sorted(z.get("name") for z in zones if z.get("name") and not z.get("type-v2")) == (
-            sorted(sheets)
+            sorted(SHEETS)
         )
         filter_zones = [z for z in zones if z.get("type-v2") == "filter"]
-        expected = set().union(*shared_filters(root).values())
-        assert {z.get("param") for z in filter_zones} == expected
-        assert len(filter_zones) == len(expected)
-        assert {z.get("name") for z in filter_zones} <= set(sheets)
+        assert sorted(z.get("param") for z in filter_zones) == sorted(shared_filters(root))
+        assert {z.get("name") for z in filter_zones} <= set(SHEETS)
         windows = root.findall("windows/window")
         assert windows[0].get("class") == "dashboard"
         assert windows[0].get("maximized") == "true"
-        assert [w.get("name") for w in windows[1:]] == sheets
+        assert [w.get("name") for w in windows[1:]] == SHEETS
+
+
+def box(zone: ET.Element) -> tuple[int, int, int, int]:
+    return tuple(int(zone.get(k)) for k in ("x", "y", "w", "h"))
+
+
+def test_dashboard_zones_are_tiled_in_flow_containers(books: tuple[Path, Path]):
+    for book in books:
+        [root_zone] = root_of(book).findall("dashboards/dashboard/zones/zone")
+        assert root_zone.get("type-v2") == "layout-basic"
+        assert box(root_zone) == (0, 0, 100000, 100000)
+        [column] = list(root_zone)
+        assert (column.get("type-v2"), column.get("param")) == ("layout-flow", "vert")
+        kinds = [z.get("type-v2") or z.get("name") for z in column]
+        assert kinds == ["title", "layout-flow", TIME_SHEET, "layout-flow"]
+        filters, bottom = column[1], column[3]
+        assert filters.get("layout-strategy-id") == "distribute-evenly"
+        assert [z.get("type-v2") for z in filters] == ["filter"] * 3
+        assert [z.get("name") for z in bottom] == [MAP_SHEET, CITY_SHEET, TOP_SHEET]
+        flows = [z for z in root_zone.iter("zone") if z.get("type-v2") == "layout-flow"]
+        for flow in flows:  # the children tile their container exactly, in order
+            x, y, w, h = box(flow)
+            horizontal = flow.get("param") == "horz"
+            position = x if horizontal else y
+            for child in flow:
+                cx, cy, cw, ch = box(child)
+                start, size, across = (cx, cw, (cy, ch)) if horizontal else (cy, ch, (cx, cw))
+                assert start == position
+                assert across == ((y, h) if horizontal else (x, w))
+                position += size
+            assert position == (x + w if horizontal else y + h)
+        ids = [z.get("id") for z in root_zone.iter("zone")]
+        assert len(ids) == len(set(ids))
 
 
 def test_period_region_product_filters_apply_to_every_worksheet(books: tuple[Path, Path]):
     for book in books:
         root = root_of(book)
         shared = shared_filters(root)
-        views = root.findall("shared-views/shared-view")
-        assert [v.get("name") for v in views] == list(shared)
-        for view in views:
-            assert {f.get("column") for f in view.findall("filter")} == shared[view.get("name")]
+        [view] = root.findall("shared-views/shared-view")
+        assert {f.get("column") for f in view.findall("filter")} == shared
         for worksheet in root.findall("worksheets/worksheet"):
-            view = worksheet.find("table/view")
-            [ds] = [d.get("name") for d in view.findall("datasources/datasource")]
-            slices = {c.text for c in view.findall("slices/column")}
-            assert shared[ds] <= slices, worksheet.get("name")
+            slices = {c.text for c in worksheet.findall("table/view/slices/column")}
+            assert shared <= slices, worksheet.get("name")
+
+
+def test_tableaudocumentapi_reads_one_data_source_used_by_every_sheet(books: tuple[Path, Path]):
+    for book, dbclass in zip(books, ("hyper", "postgres"), strict=True):
+        workbook = tableaudocumentapi.Workbook(str(book))
+        assert workbook.worksheets == SHEETS
+        [datasource] = workbook.datasources
+        [connection] = datasource.connections
+        assert connection.dbclass == dbclass
+        for field in ("[ts]", "[region]", "[product]"):  # the three dashboard filters
+            assert set(datasource.fields[field].worksheets) == set(SHEETS), field
 
 
 def test_sheet_contents(books: tuple[Path, Path]):
@@ -198,13 +242,11 @@ def test_columns_follow_the_event_contract(books: tuple[Path, Path]):
     assert set(columns) == (set(FIELDS) - {"schema_version"}) | {"date", "hour"}
 
 
-def test_live_columns_are_the_rollup_tables_columns(books: tuple[Path, Path]):
-    root = root_of(books[1])
-    for ds in root.findall("datasources/datasource"):
-        table = ds.find("connection/relation").get("name")
-        declared = [c.split()[0] for c in TABLES[table].split(", ")]
-        columns = [r.findtext("remote-name") for r in ds.iter("metadata-record")]
-        assert columns == declared, table
+def test_live_columns_are_the_sales_table_columns(books: tuple[Path, Path]):
+    [ds] = root_of(books[1]).findall("datasources/datasource")
+    assert ds.find("connection/relation").get("name") == SALES
+    declared = [c.split()[0] for c in TABLES[SALES].split(", ")]
+    assert [r.findtext("remote-name") for r in ds.iter("metadata-record")] == declared
 
 
 def test_extract_connection_uses_a_relative_path(books: tuple[Path, Path]):
@@ -238,26 +280,7 @@ def test_live_connection_has_no_password(books: tuple[Path, Path]):
         assert connection.get("sslmode") == ""
     assert all("password" not in element.attrib for element in root.iter())
     relations = root.findall("datasources/datasource/connection/relation")
-    assert [r.get("table") for r in relations] == [
-        f"[public].[{HOURLY_TABLE}]",
-        f"[public].[{DAILY_TABLE}]",
-    ]
-
-
-def test_live_aggregate_sheets_read_the_rollups(books: tuple[Path, Path]):
-    root = root_of(books[1])
-    tables = {
-        ds.get("name"): ds.find("connection/relation").get("name")
-        for ds in root.findall("datasources/datasource")
-    }
-    read = {}
-    for worksheet in root.findall("worksheets/worksheet"):
-        [ds] = worksheet.findall("table/view/datasources/datasource")
-        read[worksheet.get("name")] = tables[ds.get("name")]
-    assert read == {TIME_SHEET: HOURLY_TABLE, MAP_SHEET: DAILY_TABLE, TOP_SHEET: DAILY_TABLE}
-    assert SALES_VIEW not in tables.values()
-    time_sheet = root.find(f"worksheets/worksheet[@name='{TIME_SHEET}']/table")
-    assert time_sheet.findtext("cols").endswith(".[thr:hour_start:qk]")
+    assert [r.get("table") for r in relations] == [f"[public].[{SALES}]"]
 
 
 def test_live_connection_can_require_ssl(tmp_path: Path):
@@ -269,7 +292,7 @@ def test_live_connection_can_require_ssl(tmp_path: Path):
         user="tableau",
         require_ssl=True,
     )
-    assert [c.get("sslmode") for c in inner_connections(root_of(book))] == ["require"] * 2
+    assert [c.get("sslmode") for c in inner_connections(root_of(book))] == ["require"]
 
 
 def test_output_is_deterministic(tmp_path: Path):

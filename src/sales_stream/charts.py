@@ -141,23 +141,25 @@ def draw_choropleth(ax: Axes, values: dict[str, float]) -> dict[str, Text]:
 def region_choropleth_plotly(frame: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     """Plotly choropleth of revenue by region (columns ``region``, ``revenue``), for widgets.
 
-    Uses the shipped boundaries (no map tiles, works offline); hover shows name and revenue.
+    The shipped boundaries on a blank MapLibre map (``white-bg``: no tiles, nothing fetched),
+    so it draws offline; a ``geo`` choropleth would fetch plotly's world outline from its CDN
+    first and stay blank without network. Hover shows name and revenue.
     """
     figure = go.Figure(
-        go.Choropleth(
+        go.Choroplethmap(
             geojson=geo.feature_collection(),
             featureidkey="properties.nom",
             locations=frame["region"],
             z=frame["revenue"],
             colorscale="Reds",
             marker_line_color="white",
-            colorbar={"title": "CA (€)"},
+            colorbar={"title": {"text": "CA (€)"}, "ticksuffix": " €", "exponentformat": "none"},
             hovertemplate="%{location}<br>%{z:,.0f} €<extra></extra>",
         )
     )
-    figure.update_geos(fitbounds="locations", visible=False)
     figure.update_layout(
         title=title or "Chiffre d'affaires par région",
+        map={"style": "white-bg", "center": {"lat": 46.4, "lon": 2.4}, "zoom": 4.1},
         margin={"l": 0, "r": 0, "t": 40, "b": 0},
         separators=", ",
     )

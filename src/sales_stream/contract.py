@@ -7,9 +7,8 @@ bounds, and how each store and Tableau see it. From it come:
 * the wire fields and bounds of `sales_stream.events` (`EVENT_FIELDS`, `MAX_QUANTITY`, …);
 * the Arrow schemas of the Parquet lake (`lake_file_schema`, `lake_partition_schema`);
 * the Hyper extract's table (`hyper_columns`, `extract_arrow_schema`);
-* the SQL DDL of the ``sales`` table and of the ``ventes`` view (`sql_table_columns`,
-  `sql_view_select`);
-* the fields of the Tableau workbooks (`tableau_fields`);
+* the SQL DDL of the ``sales`` table (`sql_table_columns`);
+* the fields of the Tableau workbooks, over the extract or the ``sales`` table (`tableau_fields`);
 * the published JSON Schema of a Kafka message (`json_schema`;
   ``python -m sales_stream.contract --json-schema > docs/sale_event.schema.json``).
 
@@ -47,7 +46,6 @@ __all__ = [
     "lake_file_schema",
     "lake_partition_schema",
     "sql_table_columns",
-    "sql_view_select",
     "tableau_fields",
 ]
 
@@ -107,10 +105,9 @@ class Column:
         caption: French caption shown by Tableau.
         lake: Whether the lake stores it in the files, in the partition directories, or not.
         dictionary: Whether the lake dictionary-encodes it (low-cardinality text).
-        tableau: Whether the extract, the ``ventes`` view and the workbooks carry it.
+        tableau: Whether the extract and the extract workbook carry it.
         document_key: Its key in the MongoDB document and column of the SQL ``sales`` table
             when it differs from ``name`` (derived columns are not stored in MongoDB).
-        sql_expression: SQL computing a derived column from the ``sales`` table.
         nullable: Whether a value may be null (no column may today).
         minimum: Inclusive lower bound (numbers).
         maximum: Inclusive upper bound (numbers).
@@ -131,7 +128,6 @@ class Column:
     dictionary: bool = False
     tableau: bool = True
     document_key: str | None = None
-    sql_expression: str | None = None
     nullable: bool = False
     minimum: float | None = None
     maximum: float | None = None
@@ -165,11 +161,10 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column(
         "date", Kind.DATE, _DERIVED, "UTC date of ts.", "Date", lake=Lake.PARTITION,
-        sql_expression="ts::date", ordinal=True, aggregation="Year",
+        ordinal=True, aggregation="Year",
     ),
     Column(
         "hour", Kind.SMALLINT, _DERIVED, "UTC hour of ts (0-23).", "Heure", lake=Lake.ABSENT,
-        sql_expression="date_part('hour', ts)::integer",
         minimum=0, maximum=23, ordinal=True, aggregation="Sum",
     ),
     Column(
@@ -225,7 +220,7 @@ COLUMNS: tuple[Column, ...] = (
 COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 #: The fields of a Kafka message, in `sales_stream.events.SaleEvent` order.
 EVENT_FIELDS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.origin is _EVENT)
-#: The columns of the extract, of the ``ventes`` view and of the workbooks, in this order.
+#: The columns of the extract and of its workbook, in this order.
 TABLEAU_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if c.tableau)
 #: The columns of a MongoDB sale document (and of the SQL ``sales`` table).
 DOCUMENT_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if c.stored_as is not None)
@@ -321,16 +316,6 @@ def sql_table_columns() -> str:
     )
 
 
-def sql_view_select(table: str) -> str:
-    """The ``SELECT`` of the ``ventes`` view over ``table``: the Tableau columns, in order."""
-
-    def expression(column: Column) -> str:
-        source = column.sql_expression or column.stored_as
-        return column.name if source == column.name else f"{source} AS {column.name}"
-
-    return f"SELECT {', '.join(expression(c) for c in TABLEAU_COLUMNS)} FROM {table}"
-
-
 # --- Tableau ------------------------------------------------------------------------------------
 
 
@@ -348,11 +333,17 @@ class TableauField:
     semantic_role: str | None
 
 
-def tableau_fields() -> tuple[TableauField, ...]:
-    """The workbook fields of the sales table, in table order (extract and ``ventes`` alike)."""
+def tableau_fields(*, sql_table: bool = False) -> tuple[TableauField, ...]:
+    """The workbook fields of a sales table, in table order.
+
+    Args:
+        sql_table: The SQL ``sales`` table's columns (`DOCUMENT_COLUMNS`, named as stored:
+            ``_id`` for the event id) instead of the extract's (`TABLEAU_COLUMNS`).
+    """
+    columns = DOCUMENT_COLUMNS if sql_table else TABLEAU_COLUMNS
     return tuple(
         TableauField(
-            name=c.name,
+            name=(c.stored_as or c.name) if sql_table else c.name,
             caption=c.caption,
             datatype=_TABLEAU_TYPE[c.kind],
             role="measure" if c.measure else "dimension",
@@ -361,7 +352,7 @@ def tableau_fields() -> tuple[TableauField, ...]:
             default_format=c.default_format,
             semantic_role=c.semantic_role,
         )
-        for c in TABLEAU_COLUMNS
+        for c in columns
     )
 
 

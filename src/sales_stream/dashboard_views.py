@@ -1,14 +1,18 @@
 """The dashboard's three views from the rollups, filtered in memory: no rescan of ``sales``.
 
 `load_snapshot` reads the two rollup collections of `sales_stream.rollups` (a few thousand
-cells: hour × region and day × region × product) and the sales of the live window (the last
-`LIVE_WINDOW` before the latest sale, read through the ``ts`` index). `DashboardSnapshot.view`
+cells: hour × region and day × region × product) and the sales of the last `EXACT_WINDOW`
+(24 hours) before the latest sale, read through the ``ts`` index. `DashboardSnapshot.view`
 then answers any period / region / product selection from those frames in milliseconds, so a
 filter change never queries the database and a refresh costs one read of the cells.
 
-Granularity: revenue over time is per UTC hour (per UTC day when products are filtered: only
-the daily rollup knows products); the top products use whole UTC days, except for the live
-window, which is exact (from the sales themselves). The live view is per minute.
+Exactness: « Dernière heure » and « 24 dernières heures » are computed from the sales
+themselves, over exactly the last hour / 24 hours before the latest sale (per minute / per
+hour). Longer periods come from the rollups: revenue over time per UTC hour (per UTC day when
+products are filtered: only the daily rollup knows products), from the hour (day) holding the
+period's start; the top products over whole UTC days. Every curve is zero-filled (an hour
+without sales is at 0) up to the latest sale, whose bucket is still incomplete
+(`View.latest`).
 
 When the rollups are empty (no SQL endpoint, so the consumer does not maintain them) the
 snapshot says so (``source == "sales"``) and the views come from `sales_stream.queries`
@@ -26,12 +30,14 @@ import pandas as pd
 from pymongo.database import Database
 
 from sales_stream import queries
-from sales_stream.frames import region_frame
+from sales_stream.frames import BUCKET_FREQ, region_frame, top_frame, zero_filled
 from sales_stream.rollups import DAILY, HOURLY
 from sales_stream.sinks.mongo import SALES
 
 #: The live view: sales of the last hour before the latest sale, per minute.
 LIVE_WINDOW = timedelta(hours=1)
+#: The sales read by each refresh: the periods up to this span are exact (from the sales).
+EXACT_WINDOW = timedelta(days=1)
 #: Period choices of the dashboard: key → (French label, span before the latest sale).
 PERIODS: dict[str, tuple[str, timedelta | None]] = {
     "all": ("Tout l'historique", None),
@@ -66,6 +72,8 @@ class View:
         by_region: The `sales_stream.frames.region_frame` of the selection.
         top: ``product``, ``category``, ``revenue``, ``sales``, ``quantity``, largest first.
         sales: Number of sales selected; ``revenue`` their revenue.
+        latest: The latest sale: the last bucket of ``over_time`` and ``live`` ends after it
+            (incomplete, still filling).
     """
 
     over_time: pd.DataFrame
@@ -75,6 +83,7 @@ class View:
     top: pd.DataFrame
     sales: int
     revenue: float
+    latest: datetime
 
 
 def _empty_time() -> pd.DataFrame:
@@ -116,8 +125,8 @@ class DashboardSnapshot:
         hourly: Hour × region cells (``bucket``, ``region``, ``sales``, ``quantity``,
             ``revenue``).
         daily: Day × region × product cells (same columns plus ``product``, ``category``).
-        recent: The sales of the live window (``ts``, ``region``, ``product``, ``category``,
-            ``amount``, ``quantity``).
+        recent: The sales of the last `EXACT_WINDOW` (``ts``, ``region``, ``product``,
+            ``category``, ``amount``, ``quantity``).
         latest: Reference time of the relative periods: the latest sale.
         source: ``"rollups"``, or ``"sales"`` when the rollups are empty.
         read_at: When it was read (UTC).
@@ -137,33 +146,34 @@ class DashboardSnapshot:
             return self._view_from_sales(selection)
         span = PERIODS[selection.period][1]
         start = None if span is None else self.latest - span
-        hourly = _select(self.hourly, selection, start, product_filter=False)
-        daily = _select(self.daily, selection, start, product_filter=True, day=True)
         recent = _select_recent(self.recent, selection, start)
-        if selection.period == "1h":  # inside the live window: exact, from the sales
+        if span is not None and span <= EXACT_WINDOW:  # exact, from the sales themselves
             by_region, top = _from_recent(recent)
-            unit = "minute"
-            over_time = _per(recent, "min")
+            unit = "minute" if span <= LIVE_WINDOW else "hour"
+            over_time = _per(recent, unit)
         else:
-            if selection.products:
-                over_time = _sum_by(daily, "bucket")
-                unit = "day"
-                by_region = _region(daily)
-            else:
-                over_time = _sum_by(hourly, "bucket")
-                unit = "hour"
-                by_region = _region(hourly)
+            hourly = _select(self.hourly, selection, start, product_filter=False)
+            daily = _select(self.daily, selection, start, product_filter=True, day=True)
+            cells, unit = (daily, "day") if selection.products else (hourly, "hour")
+            over_time = _sum_by(cells, "bucket")
+            by_region = _region(cells)
             top = _top(daily)
-        live = _per(recent, "min")
         return View(
-            over_time=over_time,
+            over_time=zero_filled(over_time, unit, start=start, end=self.latest),
             unit=unit,
-            live=live,
+            live=self._live(selection),
             by_region=by_region,
             top=top,
             sales=int(by_region["sales"].sum()),
             revenue=round(float(by_region["revenue"].sum()), 2),
+            latest=self.latest,
         )
+
+    def _live(self, selection: Selection) -> pd.DataFrame:
+        """Revenue per minute over the last `LIVE_WINDOW`, zero-filled."""
+        start = self.latest - LIVE_WINDOW
+        recent = _select_recent(self.recent, selection, start)
+        return zero_filled(_per(recent, "minute"), "minute", start=start, end=self.latest)
 
     def _view_from_sales(self, selection: Selection) -> View:
         assert self.db is not None
@@ -174,15 +184,16 @@ class DashboardSnapshot:
             products=list(selection.products) or None,
         )
         by_region = queries.revenue_by_region(self.db, filters=filters)
-        recent = _select_recent(self.recent, selection, None)
+        over_time = queries.revenue_over_time(self.db, unit="hour", filters=filters)
         return View(
-            over_time=queries.revenue_over_time(self.db, unit="hour", filters=filters),
+            over_time=zero_filled(over_time, "hour", start=filters.start, end=self.latest),
             unit="hour",
-            live=_per(recent, "min"),
+            live=self._live(selection),
             by_region=by_region,
             top=queries.top_products(self.db, n=10, filters=filters),
             sales=int(by_region["sales"].sum()),
             revenue=round(float(by_region["revenue"].sum()), 2),
+            latest=self.latest,
         )
 
 
@@ -240,9 +251,14 @@ def _top(cells: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     grouped = cells.groupby(["product", "category"], as_index=False)[
         ["revenue", "sales", "quantity"]
     ].sum()
-    grouped["revenue"] = grouped["revenue"].round(2)
-    ordered = grouped.sort_values(["revenue", "product"], ascending=[False, True])
-    return ordered.head(n).reset_index(drop=True)
+    ordered = top_frame(
+        list(grouped["product"]),
+        category=list(grouped["category"]),
+        revenue=list(grouped["revenue"]),
+        sales=list(grouped["sales"]),
+        quantity=list(grouped["quantity"]),
+    )
+    return ordered.head(n)
 
 
 def _from_recent(recent: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -250,17 +266,21 @@ def _from_recent(recent: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _region(cells), _top(cells)
 
 
-def _per(recent: pd.DataFrame, freq: str) -> pd.DataFrame:
+def _per(recent: pd.DataFrame, unit: str) -> pd.DataFrame:
     if recent.empty:
         return _empty_time()
     cells = pd.DataFrame(
-        {"bucket": recent["ts"].dt.floor(freq), "revenue": recent["amount"], "sales": 1}
+        {
+            "bucket": recent["ts"].dt.floor(BUCKET_FREQ[unit]),
+            "revenue": recent["amount"],
+            "sales": 1,
+        }
     )
     return _sum_by(cells, "bucket")
 
 
 def load_snapshot(db: Database, *, now: datetime | None = None) -> DashboardSnapshot:
-    """Read the rollup cells and the live window's sales (a few thousand documents)."""
+    """Read the rollup cells and the sales of the last `EXACT_WINDOW` before the latest."""
     now = now or datetime.now(UTC)
     hourly = _cells(db, HOURLY.collection, HOURLY.time_field, HOURLY.dimensions)
     daily = _cells(db, DAILY.collection, DAILY.time_field, DAILY.dimensions)
@@ -269,9 +289,9 @@ def load_snapshot(db: Database, *, now: datetime | None = None) -> DashboardSnap
         data_end = hourly["bucket"].max().to_pydatetime() + timedelta(hours=1)
     else:
         data_end = queries.totals(db)["last_ts"] or now
-    recent = _live_sales(db, data_end - LIVE_WINDOW - timedelta(hours=1))
+    recent = _live_sales(db, data_end - EXACT_WINDOW - timedelta(hours=1))
     latest = recent["ts"].max().to_pydatetime() if len(recent) else data_end
-    recent = recent[recent["ts"] >= pd.Timestamp(latest - LIVE_WINDOW)]
+    recent = recent[recent["ts"] >= pd.Timestamp(latest - EXACT_WINDOW)]
     return DashboardSnapshot(
         hourly=hourly,
         daily=daily,

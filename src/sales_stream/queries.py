@@ -26,7 +26,7 @@ from pymongo.database import Database
 
 from sales_stream.contract import INGESTED_AT
 from sales_stream.events import FIELDS, TS_MIN
-from sales_stream.frames import region_frame
+from sales_stream.frames import region_frame, top_frame, zero_filled
 from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 
 Unit = Literal["minute", "hour", "day"]
@@ -111,7 +111,7 @@ def revenue_over_time(
 
     Returns:
         Columns ``bucket`` (UTC start of the bucket), ``revenue``, ``sales``; sorted by
-        bucket.
+        bucket, every bucket of the period present (0 without sales, `filled`).
 
     Raises:
         ValueError: If ``unit`` is not one of `UNITS`.
@@ -139,7 +139,14 @@ def revenue_over_time(
             "sales": pd.Series([r["sales"] for r in rows], dtype="int64"),
         }
     )
-    return frame
+    return filled(frame, unit, filters)
+
+
+def filled(frame: pd.DataFrame, unit: Unit, filters: Filters | None) -> pd.DataFrame:
+    """``frame`` zero-filled over the filters' period (else from its first to its last bucket)."""
+    start = filters.start if filters else None
+    end = filters.end - timedelta(microseconds=1) if filters and filters.end else None
+    return zero_filled(frame, unit, start=start, end=end)
 
 
 def revenue_by_region(db: Database, *, filters: Filters | None = None) -> pd.DataFrame:
@@ -201,14 +208,12 @@ def top_products(db: Database, *, n: int = 10, filters: Filters | None = None) -
             {"$limit": n},
         ],
     )
-    return pd.DataFrame(
-        {
-            "product": pd.Series([r["_id"] for r in rows], dtype=object),
-            "category": pd.Series([r["category"] for r in rows], dtype=object),
-            "revenue": pd.Series([r["revenue"] for r in rows], dtype="float64").round(2),
-            "sales": pd.Series([r["sales"] for r in rows], dtype="int64"),
-            "quantity": pd.Series([r["quantity"] for r in rows], dtype="int64"),
-        }
+    return top_frame(
+        [r["_id"] for r in rows],
+        category=[r["category"] for r in rows],
+        revenue=[r["revenue"] for r in rows],
+        sales=[r["sales"] for r in rows],
+        quantity=[r["quantity"] for r in rows],
     )
 
 

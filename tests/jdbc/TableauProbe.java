@@ -7,7 +7,7 @@ import java.sql.Statement;
 
 /**
  * What Tableau Desktop does over pgjdbc: list the tables and views, read the columns of the
- * view, run a custom-SQL query wrapped in a subquery with period, region and product filters,
+ * sales table, run a custom-SQL query wrapped in a subquery with period, region and product filters,
  * then a query on a table (the top products of the day × region × product rollup).
  *
  * <p>Arguments: JDBC URL, user, start and end (SQL timestamps, UTC), regions and products
@@ -36,7 +36,7 @@ public final class TableauProbe {
                             + tables.getString("TABLE_TYPE"));
                 }
             }
-            try (ResultSet columns = meta.getColumns(null, "public", "ventes", "%")) {
+            try (ResultSet columns = meta.getColumns(null, "public", "sales", "%")) {
                 while (columns.next()) {
                     System.out.println("COLUMN\t" + columns.getString("COLUMN_NAME") + "\t"
                             + columns.getString("TYPE_NAME") + "\t" + columns.getInt("DATA_TYPE"));
@@ -45,8 +45,8 @@ public final class TableauProbe {
             String query = "SELECT DATE_TRUNC('DAY', \"Custom SQL Query\".\"ts\")"
                     + " AS \"tdy:ts:ok\",\n"
                     + "  SUM(\"Custom SQL Query\".\"amount\") AS \"sum:amount:ok\",\n"
-                    + "  COUNT(1) AS \"cnt:event_id:ok\"\n"
-                    + "FROM (\n  SELECT * FROM ventes\n) \"Custom SQL Query\"\n"
+                    + "  COUNT(1) AS \"cnt:_id:ok\"\n"
+                    + "FROM (\n  SELECT * FROM sales\n) \"Custom SQL Query\"\n"
                     + "WHERE ((\"Custom SQL Query\".\"ts\" >= (TIMESTAMP '" + args[2] + "'))"
                     + " AND (\"Custom SQL Query\".\"ts\" < (TIMESTAMP '" + args[3] + "'))"
                     + " AND (\"Custom SQL Query\".\"region\" IN (" + quoted(args[4]) + "))"

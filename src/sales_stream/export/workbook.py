@@ -1,28 +1,29 @@
 """Generated Tableau workbooks (.twb) over the sales data: a Hyper extract or live PostgreSQL.
 
-Both workbooks are built by one renderer from a small model (data sources with their columns
-and shared filters, shelf pills, sheets) and hold the same dashboard (the live one without the
-city sheet):
+Both workbooks are built by one renderer from a small model (one data source with its columns
+and shared filters, shelf pills, sheets) and hold the same sheets and dashboard:
 
 * ``write_extract_workbook`` / `render_extract_workbook`: one ``hyper`` connection to the
   extract, by a path relative to the workbook's folder (or inside a ``.twbx``, see
   `sales_stream.export.package`), table ``[Extract].[Extract]``, one row per sale;
-* ``write_live_workbook``: live ``postgres`` connections to the rollup tables
-  ``ventes_par_heure`` (the time sheet) and ``ventes_par_jour`` (map and top products), not
-  to the per-sale view ``ventes``; no password is stored, Tableau asks for it when the
-  workbook is opened. The rollups have no city, so the live workbook has no city sheet; each
-  rollup data source has its own shared filters (period and region, plus product on the
-  daily one): the product filter does not apply to the hourly curve (no product there).
+* ``write_live_workbook``: one live ``postgres`` connection to the table ``public.sales``,
+  one row per sale (the relation Tableau's cursors can read, see `sales_stream.sql.schema`);
+  no password is stored, Tableau asks for it when the workbook is opened.
 
 Sheets: "CA dans le temps" (line, SUM(amount) by hour of ``ts``, continuous axis), "Ventes par
 région" (filled map), "Ventes par ville" (one point per city), "Top produits" (horizontal bars,
 SUM(amount) by product, the ``top_n`` best) and the dashboard "Tableau de bord ventes" with
-quick filters on period (``ts`` range), region and product. Those three filters are data-source
-filters ("apply to all worksheets using this data source"): Tableau stores them once in
-``<shared-views>`` and each worksheet lists the fields in its ``<slices>``. The top N is a table
-calculation, ``RANK_UNIQUE(SUM([amount]))`` kept in 1..N, so it ranks the products left by the
-dashboard filters (a native Top N filter on ``product`` would clash with the shared product
-filter). Amounts are formatted in euros and the workbook locale is ``fr_FR``.
+quick filters on period (``ts`` range), region and product, each shown once. Those three
+filters are data-source filters ("apply to all worksheets using this data source"): Tableau
+stores them once in ``<shared-views>`` and each worksheet lists the fields in its
+``<slices>``; with one data source they filter every sheet. The top N is a table calculation,
+``RANK_UNIQUE(SUM([amount]))`` kept in 1..N, so it ranks the products left by the dashboard
+filters (a native Top N filter on ``product`` would clash with the shared product filter).
+Amounts are formatted in euros and the workbook locale is ``fr_FR``.
+
+Dashboard layout: tiled zones in ``layout-flow`` containers as Tableau Desktop writes them (a
+``layout-basic`` root holding a vertical flow: title, a horizontal flow of the three quick
+filters spread evenly, the time sheet, and a horizontal flow of the other sheets).
 
 Maps: ``region`` carries the State/Province geographic role (``[State].[Name]``) and the data
 source sets the country context France (``[Country].[Name]`` = "France"), so "Ventes par
@@ -34,14 +35,16 @@ data). "Ventes par ville" puts one circle per city at its ``lat``/``lon`` used a
 (not aggregated: every sale of a city carries the city's reference coordinates from
 `sales_stream.reference`), size and colour = SUM(amount).
 
-Honesty: the files validate against the official Tableau workbook schema 2026.2
-(``twb_2026.2.0.xsd``) and their structure is modelled on workbooks saved by Tableau Desktop
-2019.2 to 2026.2 (the ``<shared-views>`` form of data-source filters on public descriptions of
-Tableau-saved files, as the reference samples have none). They have not been opened in a real
-Tableau here, and the schema checks structure, not meaning (it does not look inside
-``<connection>`` at all). By default no ``<explain-data>`` element is written: the 2026.2 schema
-requires it, but Tableau's own saved workbooks omit it and a third-party report says 2025.x
-rejects it, so strict validation passes only with ``explain_data=True``.
+Honesty: no Tableau saved these files. The schema requires ``source-build``; it names this
+generator (`SOURCE_BUILD`), not a Tableau build. The files validate against the official
+Tableau workbook schema 2026.2 (``twb_2026.2.0.xsd``) and their structure is modelled on
+workbooks saved by Tableau Desktop 2019.2 to 2026.2 (the ``<shared-views>`` form of
+data-source filters on public descriptions of Tableau-saved files, as the reference samples
+have none). They have not been opened in a real Tableau here, and the schema checks
+structure, not meaning (it does not look inside ``<connection>`` at all). By default no
+``<explain-data>`` element is written: the 2026.2 schema requires it, but Tableau's own saved
+workbooks omit it and a third-party report says 2025.x rejects it, so strict validation passes
+only with ``explain_data=True``.
 """
 
 from __future__ import annotations
@@ -53,9 +56,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sales_stream.contract import tableau_fields
-from sales_stream.rollups import DAILY, HOURLY
+from sales_stream.sinks.mongo import SALES
 
 __all__ = [
     "CITY_SHEET",
@@ -72,7 +76,8 @@ USER_NS = "http://www.tableausoftware.com/xml/user"
 ET.register_namespace("user", USER_NS)
 
 TWB_VERSION = "18.1"  # what every Tableau release since 2018.1 writes in <workbook version>
-SOURCE_BUILD = "2026.2.0 (20262.26.0528.2205)"  # build of the schema the files are checked against
+#: Required by the schema; names the generator, not a Tableau build (no Tableau saved the file).
+SOURCE_BUILD = "sales-stream generator (not saved by Tableau)"
 DASHBOARD = "Tableau de bord ventes"
 TIME_SHEET = "CA dans le temps"
 MAP_SHEET = "Ventes par région"
@@ -104,19 +109,13 @@ def _measure(name: str, caption: str, datatype: str, aggregation: str, **extra: 
     return _Field(name, caption, datatype, "measure", "quantitative", aggregation, **extra)
 
 
-# The sales table's columns in table order: same names in the extract and in the view ``ventes``.
-_SALES_FIELDS = tuple(_Field(**asdict(field)) for field in tableau_fields())
-_TS, _PRODUCT, _CATEGORY, _REGION, _CITY, _LAT, _LON, _QUANTITY, _AMOUNT = (
-    next(f for f in _SALES_FIELDS if f.name == name)
-    for name in ("ts", "product", "category", "region", "city", "lat", "lon", "quantity", "amount")
+# The extract's columns and the SQL ``sales`` table's, in table order (same names but the id).
+_EXTRACT_FIELDS = tuple(_Field(**asdict(field)) for field in tableau_fields())
+_TABLE_FIELDS = tuple(_Field(**asdict(field)) for field in tableau_fields(sql_table=True))
+_TS, _PRODUCT, _REGION, _CITY, _LAT, _LON, _AMOUNT = (
+    next(f for f in _EXTRACT_FIELDS if f.name == name)
+    for name in ("ts", "product", "region", "city", "lat", "lon", "amount")
 )
-_SALES_COUNT = _measure("sales", "Nombre de ventes", "integer", "Sum")
-_HOUR_START = _Field("hour_start", "Début de l'heure (UTC)", "datetime", kind="ordinal")
-_DAY_START = _Field("day_start", "Début du jour (UTC)", "datetime", kind="ordinal")
-# The rollup tables' columns in table order (`sales_stream.sql.schema.TABLES`).
-_ROLLUP_MEASURES = (_LAT, _LON, _SALES_COUNT, _QUANTITY, _AMOUNT)
-_HOURLY_FIELDS = (_HOUR_START, _REGION, *_ROLLUP_MEASURES)
-_DAILY_FIELDS = (_DAY_START, _REGION, _PRODUCT, _CATEGORY, *_ROLLUP_MEASURES)
 _RANK = _measure(
     "Calculation_5717483093018746881",
     "Rang produit (CA)",
@@ -142,9 +141,6 @@ class _Pill:
 
 _TS_VALUE = _Pill(_TS, "None", "quantitative")
 _TS_HOUR = _Pill(_TS, "Hour-Trunc", "quantitative")
-_HOUR_VALUE = _Pill(_HOUR_START, "None", "quantitative")
-_HOUR_TRUNC = _Pill(_HOUR_START, "Hour-Trunc", "quantitative")
-_DAY_VALUE = _Pill(_DAY_START, "None", "quantitative")
 _REGION_DIM = _Pill(_REGION, "None", "nominal")
 _PRODUCT_DIM = _Pill(_PRODUCT, "None", "nominal")
 _AMOUNT_SUM = _Pill(_AMOUNT, "Sum", "quantitative")
@@ -175,17 +171,8 @@ class _SharedFilter:
     mode: str | None = None  # quick-filter widget; None = Tableau's default for the filter type
 
 
-_SALES_FILTERS = (
+_FILTERS = (
     _SharedFilter(_TS_VALUE, TIME_SHEET),
-    _SharedFilter(_REGION_DIM, MAP_SHEET, "checkdropdown"),
-    _SharedFilter(_PRODUCT_DIM, TOP_SHEET, "checkdropdown"),
-)
-_HOURLY_FILTERS = (
-    _SharedFilter(_HOUR_VALUE, TIME_SHEET),
-    _SharedFilter(_REGION_DIM, TIME_SHEET, "checkdropdown"),
-)
-_DAILY_FILTERS = (
-    _SharedFilter(_DAY_VALUE, MAP_SHEET),
     _SharedFilter(_REGION_DIM, MAP_SHEET, "checkdropdown"),
     _SharedFilter(_PRODUCT_DIM, TOP_SHEET, "checkdropdown"),
 )
@@ -193,13 +180,12 @@ _DAILY_FILTERS = (
 
 @dataclass(frozen=True)
 class _Sheet:
-    """One worksheet and its place on the dashboard (x, y, w, h out of 100000)."""
+    """One worksheet."""
 
     name: str
     mark: str
     rows: _Pill | _Generated
     cols: _Pill | _Generated
-    zone: tuple[int, int, int, int]
     encodings: tuple[tuple[str, _Pill | _Generated], ...] = ()
     sort_by: _Pill | None = None  # measure sorting the rows dimension, descending
     keep_up_to: tuple[_Pill, int] | None = None  # table-calculation filter kept in 1..N
@@ -216,43 +202,45 @@ class _Sheet:
         return (*used, *self.local_filters)
 
 
-_TOP = (0, 14000, 100000, 43000)  # dashboard zones (x, y, w, h out of 100000)
-
-
-def _time_sheet(cols: _Pill) -> _Sheet:
-    return _Sheet(TIME_SHEET, "Line", _AMOUNT_SUM, cols, _TOP)
-
-
-def _map_sheet(zone: tuple[int, int, int, int]) -> _Sheet:
-    encodings = (("color", _AMOUNT_SUM), ("lod", _REGION_DIM), ("geometry", _GEN_GEOMETRY))
-    return _Sheet(MAP_SHEET, "Multipolygon", _GEN_LAT, _GEN_LON, zone, encodings, is_map=True)
-
-
-def _city_sheet(zone: tuple[int, int, int, int]) -> _Sheet:
-    encodings = (("color", _AMOUNT_SUM), ("size", _AMOUNT_SUM), ("lod", _CITY_DIM))
-    return _Sheet(CITY_SHEET, "Circle", _LAT_VALUE, _LON_VALUE, zone, encodings, is_map=True)
-
-
-def _top_sheet(zone: tuple[int, int, int, int], top_n: int) -> _Sheet:
-    return _Sheet(
-        TOP_SHEET,
-        "Bar",
-        _PRODUCT_DIM,
-        _AMOUNT_SUM,
-        zone,
-        sort_by=_AMOUNT_SUM,
-        keep_up_to=(_RANK_DOWN, top_n),
+def _sheets(top_n: int) -> tuple[_Sheet, ...]:
+    """The worksheets, in dashboard order: the time sheet on top, the others below it."""
+    return (
+        _Sheet(TIME_SHEET, "Line", _AMOUNT_SUM, _TS_HOUR),
+        _Sheet(
+            MAP_SHEET,
+            "Multipolygon",
+            _GEN_LAT,
+            _GEN_LON,
+            (("color", _AMOUNT_SUM), ("lod", _REGION_DIM), ("geometry", _GEN_GEOMETRY)),
+            is_map=True,
+        ),
+        _Sheet(
+            CITY_SHEET,
+            "Circle",
+            _LAT_VALUE,
+            _LON_VALUE,
+            (("color", _AMOUNT_SUM), ("size", _AMOUNT_SUM), ("lod", _CITY_DIM)),
+            is_map=True,
+        ),
+        _Sheet(
+            TOP_SHEET,
+            "Bar",
+            _PRODUCT_DIM,
+            _AMOUNT_SUM,
+            sort_by=_AMOUNT_SUM,
+            keep_up_to=(_RANK_DOWN, top_n),
+        ),
     )
 
 
 @dataclass(frozen=True)
 class _Source:
-    """One data source of a workbook: its connection, columns, shared filters and sheets."""
+    """The data source of a workbook: its connection, columns, shared filters and sheets."""
 
     connection: _Connection
     columns: tuple[_Field, ...]  # table columns, in table order
-    filters: tuple[_SharedFilter, ...]
     sheets: tuple[_Sheet, ...]
+    filters: tuple[_SharedFilter, ...] = _FILTERS
     calculated: tuple[_Field, ...] = (_RANK,)
 
     @property
@@ -261,30 +249,6 @@ class _Source:
 
     def pills(self, sheet: _Sheet) -> tuple[_Pill, ...]:
         return (*sheet.pills, *self.shared_pills)
-
-
-def _extract_source(connection: _Connection, top_n: int) -> _Source:
-    third = (33000, 43000)
-    sheets = (
-        _time_sheet(_TS_HOUR),
-        _map_sheet((0, 57000, 34000, 43000)),
-        _city_sheet((34000, 57000, *third)),
-        _top_sheet((67000, 57000, *third), top_n),
-    )
-    return _Source(connection, _SALES_FIELDS, _SALES_FILTERS, sheets)
-
-
-def _rollup_sources(hourly: _Connection, daily: _Connection, top_n: int) -> tuple[_Source, ...]:
-    half = (50000, 43000)
-    return (
-        _Source(hourly, _HOURLY_FIELDS, _HOURLY_FILTERS, (_time_sheet(_HOUR_TRUNC),), ()),
-        _Source(
-            daily,
-            _DAILY_FIELDS,
-            _DAILY_FILTERS,
-            (_map_sheet((0, 57000, *half)), _top_sheet((50000, 57000, *half), top_n)),
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -380,7 +344,7 @@ def render_extract_workbook(dbname: str, *, top_n: int = 10, explain_data: bool 
     )
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1, got {top_n}")
-    return _render((_extract_source(connection, top_n),), explain_data=explain_data)
+    return _render(_Source(connection, _EXTRACT_FIELDS, _sheets(top_n)), explain_data=explain_data)
 
 
 def write_live_workbook(
@@ -394,18 +358,16 @@ def write_live_workbook(
     require_ssl: bool = False,
     explain_data: bool = False,
 ) -> Path:
-    """Write the workbook with live PostgreSQL connections to the rollup tables.
+    """Write the workbook with one live PostgreSQL connection to the table ``public.sales``.
 
-    "CA dans le temps" reads ``public.ventes_par_heure``; "Ventes par région" and "Top
-    produits" read ``public.ventes_par_jour`` (the per-sale view ``ventes`` is too slow for a
-    dashboard at 100,000 sales, and has the only city column: the live workbook has no city
-    sheet). No password is written: Tableau asks for it when it connects.
+    Every sheet reads that one data source, so the period, region and product filters apply
+    to all of them. No password is written: Tableau asks for it when it connects.
 
     Args:
         path: the ``.twb`` file to write (its folder is created if needed).
         host: PostgreSQL server name or address.
         port: PostgreSQL port.
-        database: database holding the rollup tables.
+        database: database holding the ``sales`` table.
         user: PostgreSQL user name.
         top_n: how many products "Top produits" shows.
         require_ssl: tick Tableau's "Require SSL" (``sslmode='require'``).
@@ -436,28 +398,22 @@ def write_live_workbook(
         "sslmode": "require" if require_ssl else "",
         "username": user,
     }
-    hourly, daily = (
-        _Connection(
-            kind="postgres",
-            caption=caption,
-            attributes=attributes,
-            table=f"[public].[{table}]",
-            relation=table,
-        )
-        for table, caption in (
-            (HOURLY.collection, "Ventes par heure (PostgreSQL, direct)"),
-            (DAILY.collection, "Ventes par jour (PostgreSQL, direct)"),
-        )
+    connection = _Connection(
+        kind="postgres",
+        caption="Ventes (PostgreSQL, direct)",
+        attributes=attributes,
+        table=f"[public].[{SALES}]",
+        relation=SALES,
     )
     path = Path(path)
     if path.suffix != ".twb":
         raise ValueError(f"path must be a .twb file, got {path}")
-    sources = _rollup_sources(hourly, daily, top_n)
-    return _replace(path, _render(sources, explain_data=explain_data))
+    source = _Source(connection, _TABLE_FIELDS, _sheets(top_n))
+    return _replace(path, _render(source, explain_data=explain_data))
 
 
-def _render(sources: tuple[_Source, ...], *, explain_data: bool) -> bytes:
-    root = _workbook(sources, explain_data=explain_data)
+def _render(source: _Source, *, explain_data: bool) -> bytes:
+    root = _workbook(source, explain_data=explain_data)
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
@@ -485,7 +441,7 @@ def _simple_id(parent: ET.Element, key: str) -> None:
     _sub(parent, "simple-id", {"uuid": "{" + str(uuid.uuid5(_UUID_NAMESPACE, key)).upper() + "}"})
 
 
-def _workbook(sources: tuple[_Source, ...], *, explain_data: bool) -> ET.Element:
+def _workbook(source: _Source, *, explain_data: bool) -> ET.Element:
     root = ET.Element(
         "workbook", {"locale": "fr_FR", "source-build": SOURCE_BUILD, "version": TWB_VERSION}
     )
@@ -495,23 +451,18 @@ def _workbook(sources: tuple[_Source, ...], *, explain_data: bool) -> ET.Element
     preferences = _sub(root, "preferences")
     _sub(preferences, "preference", {"name": "ui.encoding.shelf.height", "value": "24"})
     _sub(preferences, "preference", {"name": "ui.shelf.height", "value": "26"})
-    datasources = _sub(root, "datasources")
-    for source in sources:
-        _datasource(datasources, source)
+    _datasource(_sub(root, "datasources"), source)
     _sub(_sub(root, "mapsources"), "mapsource", {"name": "Tableau"})
-    shared_views = _sub(root, "shared-views")
-    for source in sources:
-        name = source.connection.datasource
-        shared = _sub(shared_views, "shared-view", {"name": name})
-        _view_header(shared, (source,), {name: source.shared_pills})
-        for shared_filter in source.filters:
-            _shared_filter(shared, name, shared_filter.pill)
+    name = source.connection.datasource
+    shared = _sub(_sub(root, "shared-views"), "shared-view", {"name": name})
+    _view_header(shared, source, source.shared_pills)
+    for shared_filter in source.filters:
+        _shared_filter(shared, name, shared_filter.pill)
     worksheets = _sub(root, "worksheets")
-    for source in sources:
-        for sheet in source.sheets:
-            _worksheet(worksheets, source, sheet)
-    _dashboard(_sub(root, "dashboards"), sources)
-    _windows(_sub(root, "windows", {"source-height": "30"}), sources)
+    for sheet in source.sheets:
+        _worksheet(worksheets, source, sheet)
+    _dashboard(_sub(root, "dashboards"), source)
+    _windows(_sub(root, "windows", {"source-height": "30"}), source)
     if explain_data:
         explain = _sub(
             root,
@@ -587,24 +538,15 @@ def _column(parent: ET.Element, column: _Field) -> None:
 
 
 def _view_header(
-    parent: ET.Element,
-    sources: Iterable[_Source],
-    pills: Mapping[str, Iterable[_Pill]],
-    *,
-    map_view: bool = False,
+    parent: ET.Element, source: _Source, pills: Iterable[_Pill], *, map_view: bool = False
 ) -> None:
-    """Write ``<datasources>``, ``<mapsources>`` and ``<datasource-dependencies>`` of a view.
-
-    ``pills`` maps each data source name to the pills the view uses from it.
-    """
+    """Write ``<datasources>``, ``<mapsources>`` and ``<datasource-dependencies>`` of a view."""
     listed = _sub(parent, "datasources")
-    for source in sources:
-        ds_ref = {"caption": source.connection.caption, "name": source.connection.datasource}
-        _sub(listed, "datasource", ds_ref)
+    ds_ref = {"caption": source.connection.caption, "name": source.connection.datasource}
+    _sub(listed, "datasource", ds_ref)
     if map_view:
         _sub(_sub(parent, "mapsources"), "mapsource", {"name": "Tableau"})
-    for name, used in pills.items():
-        _dependencies(parent, name, used)
+    _dependencies(parent, source.connection.datasource, pills)
 
 
 def _dependencies(parent: ET.Element, datasource: str, pills: Iterable[_Pill]) -> None:
@@ -655,7 +597,7 @@ def _worksheet(parent: ET.Element, source: _Source, sheet: _Sheet) -> None:
     worksheet = _sub(parent, "worksheet", {"name": sheet.name})
     table = _sub(worksheet, "table")
     view = _sub(table, "view")
-    _view_header(view, (source,), {name: source.pills(sheet)}, map_view=sheet.is_map)
+    _view_header(view, source, source.pills(sheet), map_view=sheet.is_map)
     if sheet.keep_up_to:
         pill, top_n = sheet.keep_up_to
         kept = {"class": "quantitative", "column": ref + pill.name, "included-values": "in-range"}
@@ -695,18 +637,31 @@ def _worksheet(parent: ET.Element, source: _Source, sheet: _Sheet) -> None:
     _simple_id(worksheet, f"worksheet/{sheet.name}")
 
 
-def _dashboard(parent: ET.Element, sources: tuple[_Source, ...]) -> None:
-    """Write the dashboard: title, one quick filter per shared filter, then the sheets."""
+#: Dashboard rows (out of 100000): title, quick filters, time sheet, the other sheets.
+_TITLE_H, _FILTERS_H, _TIME_H = 6000, 8000, 43000
+
+
+def _dashboard(parent: ET.Element, source: _Source) -> None:
+    """Write the dashboard: title, one quick filter per shared filter, then the sheets.
+
+    Tiled zones in flow containers, as Tableau writes them: a ``layout-basic`` root holding a
+    vertical ``layout-flow`` (title; a horizontal flow of the quick filters spread evenly;
+    the time sheet; a horizontal flow of the other sheets side by side).
+    """
     dashboard = _sub(parent, "dashboard", {"name": DASHBOARD})
     _sub(dashboard, "style")
     _sub(dashboard, "size", {"sizing-mode": "automatic"})
-    _view_header(dashboard, sources, {s.connection.datasource: s.shared_pills for s in sources})
-    zones = _sub(dashboard, "zones")
-    layout = _sub(zones, "zone", _zone(1, (0, 0, 100000, 100000), {"type-v2": "layout-basic"}))
-    _sub(layout, "zone", _zone(2, (0, 0, 100000, 6000), {"type-v2": "title"}))
-    filters = [(s.connection.datasource, f) for s in sources for f in s.filters]
-    edges = [round(i * 100000 / len(filters)) for i in range(len(filters) + 1)]
-    for index, (name, shared_filter) in enumerate(filters):
+    _view_header(dashboard, source, source.shared_pills)
+    ids = iter(range(1, 1000))
+    full = 100000
+    basic = _zone(next(ids), (0, 0, full, full), {"type-v2": "layout-basic"})
+    root = _sub(_sub(dashboard, "zones"), "zone", basic)
+    column = _sub(root, "zone", _zone(next(ids), (0, 0, full, full), _FLOW_VERT))
+    _sub(column, "zone", _zone(next(ids), (0, 0, full, _TITLE_H), {"type-v2": "title"}))
+    top = _TITLE_H
+    filters = _sub(column, "zone", _zone(next(ids), (0, top, full, _FILTERS_H), _FLOW_EVEN))
+    name = source.connection.datasource
+    for x, w, shared_filter in _split(full, source.filters):
         attrs = {
             "name": shared_filter.owner,
             "param": f"[{name}].{shared_filter.pill.name}",
@@ -714,12 +669,29 @@ def _dashboard(parent: ET.Element, sources: tuple[_Source, ...]) -> None:
         }
         if shared_filter.mode:
             attrs["mode"] = shared_filter.mode
-        box = (edges[index], 6000, edges[index + 1] - edges[index], 8000)
-        _sub(layout, "zone", _zone(3 + index, box, attrs))
-    sheets = [sheet for source in sources for sheet in source.sheets]
-    for index, sheet in enumerate(sheets, start=3 + len(filters)):
-        _sub(layout, "zone", _zone(index, sheet.zone, {"name": sheet.name}))
+        _sub(filters, "zone", _zone(next(ids), (x, top, w, _FILTERS_H), attrs))
+    top += _FILTERS_H
+    first, *others = source.sheets
+    _sub(column, "zone", _zone(next(ids), (0, top, full, _TIME_H), {"name": first.name}))
+    top += _TIME_H
+    height = full - top
+    row = _sub(column, "zone", _zone(next(ids), (0, top, full, height), _FLOW_HORZ))
+    for x, w, sheet in _split(full, others):
+        _sub(row, "zone", _zone(next(ids), (x, top, w, height), {"name": sheet.name}))
     _simple_id(dashboard, f"dashboard/{DASHBOARD}")
+
+
+_Item = TypeVar("_Item")
+_FLOW_VERT = {"param": "vert", "type-v2": "layout-flow"}
+_FLOW_HORZ = {"param": "horz", "type-v2": "layout-flow"}
+_FLOW_EVEN = {**_FLOW_HORZ, "layout-strategy-id": "distribute-evenly"}
+
+
+def _split(width: int, items: Iterable[_Item]) -> list[tuple[int, int, _Item]]:
+    """(x, w, item) of ``items`` side by side over ``width``, the widths differing by 1 at most."""
+    items = list(items)
+    edges = [round(i * width / len(items)) for i in range(len(items) + 1)]
+    return [(edges[i], edges[i + 1] - edges[i], item) for i, item in enumerate(items)]
 
 
 def _zone(zone_id: int, box: tuple[int, int, int, int], attrs: Mapping[str, str]) -> dict[str, str]:
@@ -728,19 +700,17 @@ def _zone(zone_id: int, box: tuple[int, int, int, int], attrs: Mapping[str, str]
     return {"id": str(zone_id), "x": str(x), "y": str(y), "w": str(w), "h": str(h), **attrs}
 
 
-def _windows(parent: ET.Element, sources: tuple[_Source, ...]) -> None:
+def _windows(parent: ET.Element, source: _Source) -> None:
     """Write the dashboard window (opened first) and one window per worksheet."""
     attrs = {"class": "dashboard", "maximized": "true", "name": DASHBOARD}
     dashboard = _sub(parent, "window", attrs)
     viewpoints = _sub(dashboard, "viewpoints")
-    for source in sources:
-        for sheet in source.sheets:
-            _sub(viewpoints, "viewpoint", {"name": sheet.name})
+    for sheet in source.sheets:
+        _sub(viewpoints, "viewpoint", {"name": sheet.name})
     _sub(dashboard, "active", {"id": "-1"})
     _simple_id(dashboard, f"window/{DASHBOARD}")
-    for source in sources:
-        for sheet in source.sheets:
-            _sheet_window(parent, source, sheet)
+    for sheet in source.sheets:
+        _sheet_window(parent, source, sheet)
 
 
 def _sheet_window(parent: ET.Element, source: _Source, sheet: _Sheet) -> None:

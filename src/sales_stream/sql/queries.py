@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from sales_stream.frames import region_frame
-from sales_stream.queries import UNITS, Filters, Unit
+from sales_stream.frames import region_frame, top_frame
+from sales_stream.queries import UNITS, Filters, Unit, filled
 from sales_stream.rollups import DAILY, HOURLY
 from sales_stream.sinks.mongo import SALES
 
@@ -52,7 +52,8 @@ def revenue_over_time(
     """Revenue and number of sales per UTC ``minute``, ``hour`` or ``day``.
 
     Returns:
-        Columns ``bucket`` (UTC start), ``revenue``, ``sales``; sorted by bucket.
+        Columns ``bucket`` (UTC start), ``revenue``, ``sales``; sorted by bucket, zero-filled
+        (`sales_stream.queries.filled`).
 
     Raises:
         ValueError: If ``unit`` is not one of `sales_stream.queries.UNITS`.
@@ -71,13 +72,14 @@ def revenue_over_time(
         f"FROM {source.table}{where} GROUP BY 1 ORDER BY 1",
         params,
     ).fetchall()
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "bucket": pd.to_datetime(pd.Series([r[0] for r in rows], dtype=object), utc=True),
             "revenue": _revenue([r[1] for r in rows]),
             "sales": pd.Series([r[2] for r in rows], dtype="int64"),
         }
     )
+    return filled(frame, unit, filters)
 
 
 def revenue_by_region(conn: psycopg.Connection, *, filters: Filters | None = None) -> pd.DataFrame:
@@ -125,14 +127,12 @@ def top_products(
         f"GROUP BY product ORDER BY revenue DESC, product LIMIT {int(n)}",
         params,
     ).fetchall()
-    return pd.DataFrame(
-        {
-            "product": pd.Series([r[0] for r in rows], dtype=object),
-            "category": pd.Series([r[1] for r in rows], dtype=object),
-            "revenue": _revenue([r[2] for r in rows]),
-            "sales": pd.Series([r[3] for r in rows], dtype="int64"),
-            "quantity": pd.Series([r[4] for r in rows], dtype="int64"),
-        }
+    return top_frame(
+        [r[0] for r in rows],
+        category=[r[1] for r in rows],
+        revenue=[float(r[2]) for r in rows],
+        sales=[r[3] for r in rows],
+        quantity=[r[4] for r in rows],
     )
 
 

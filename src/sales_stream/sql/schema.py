@@ -12,11 +12,12 @@ on indexed fields becomes an index lookup. So every collection Tableau reads is 
 * ``ventes_par_heure`` and ``ventes_par_jour``: the rollups of `sales_stream.rollups`, the
   fast path of the dashboard (a few thousand rows: one per cell, plus the latest deltas).
 
-and one view, ``ventes``: one row per sale, the columns of the event contract in the order of
-the Tableau workbook, with ``event_id`` and the UTC ``date`` and ``hour`` of ``ts``. A view is
-expanded as a subquery that SecantusDB 0.7 computes whole before any ``WHERE``, ~50 µs per
-sale for each computed column: about 0.15 ms per sale per query, fine for thousands of sales,
-slow for 100,000 (read ``sales`` or the rollups there).
+No view: Tableau reads a relation through a server-side cursor (``DECLARE … CURSOR WITH HOLD
+FOR SELECT * FROM "public"."<relation>"``, then ``FETCH 10000``) and SecantusDB 0.7's cursors
+do not resolve views (``relation "public.ventes" does not exist``, where a plain ``SELECT``
+works). The per-sale relation is therefore the ``sales`` table itself, and the catalogue
+lists only what serves a cursor. (Earlier versions declared a view ``ventes``; SecantusDB 0.7
+has no ``DROP VIEW``, so a state folder from then keeps it: ``down``, remove the folder.)
 
 SQL writes (these declarations) are not synced to SecantusDB's journal, so `ensure_schema`
 checkpoints them with an ``fsync`` through MongoDB: a SIGKILL right after cannot lose them.
@@ -27,14 +28,13 @@ from __future__ import annotations
 import psycopg
 from pymongo.database import Database
 
-from sales_stream.contract import sql_table_columns, sql_view_select
+from sales_stream.contract import sql_table_columns
 from sales_stream.errors import InfraError
 from sales_stream.infra import Endpoints
 from sales_stream.rollups import DAILY, HOURLY
 from sales_stream.sinks.mongo import SALES
 from sales_stream.sql import connect
 
-SALES_VIEW = "ventes"
 HOURLY_TABLE = HOURLY.collection
 DAILY_TABLE = DAILY.collection
 
@@ -48,14 +48,12 @@ TABLES: dict[str, str] = {
         "amount numeric"
     ),
 }
-#: View → its SELECT.
-VIEWS: dict[str, str] = {
-    SALES_VIEW: sql_view_select(SALES),
-}
+#: No view (a view does not serve Tableau's cursors, above); `infra.embedded` still reads it.
+VIEWS: dict[str, str] = {}
 
 
 def ensure_schema(conn: psycopg.Connection, db: Database) -> tuple[str, ...]:
-    """Declare the tables of `TABLES` (if missing) and create or replace the views of `VIEWS`.
+    """Declare the tables of `TABLES` (if missing).
 
     Idempotent, and safe while the consumer writes (no data is touched). The collections need
     not exist yet.
@@ -65,7 +63,7 @@ def ensure_schema(conn: psycopg.Connection, db: Database) -> tuple[str, ...]:
         db: The same database through MongoDB.
 
     Returns:
-        The names of the tables and views.
+        The names of the tables.
 
     Raises:
         ValueError: If ``conn`` and ``db`` name different databases.
@@ -76,19 +74,17 @@ def ensure_schema(conn: psycopg.Connection, db: Database) -> tuple[str, ...]:
     with conn.cursor() as cursor:
         for name, columns in TABLES.items():
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
-        for name, select in VIEWS.items():
-            cursor.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
     if not conn.autocommit:
         conn.commit()
     db.client.admin.command("fsync")
-    return (*TABLES, *VIEWS)
+    return tuple(TABLES)
 
 
 def setup_endpoint(endpoints: Endpoints, db: Database) -> tuple[str, ...]:
     """Declare the schema in ``db`` through the SQL admin login; () without SQL endpoint.
 
     The BI login (``endpoints.sql_uri``) is read-only: only the admin login of
-    ``endpoints.sql_admin_uri`` may declare tables and views.
+    ``endpoints.sql_admin_uri`` may declare tables.
 
     Raises:
         InfraError: If the endpoint refuses a statement or cannot be reached.

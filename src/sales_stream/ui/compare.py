@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from sales_stream.collation import fr_series_key
+
 KEY = "region"
 COLUMNS = ("region", "revenue", "sales")
 
@@ -47,7 +49,7 @@ def _merge(left: pd.DataFrame, right: pd.DataFrame, names: tuple[str, str]) -> p
     for name in names:
         merged[f"sales_{name}"] = merged[f"sales_{name}"].astype("int64")
     merged["écart"] = (merged[f"revenue_{a}"] - merged[f"revenue_{b}"]).round(2)
-    return merged.sort_values(KEY, ignore_index=True)
+    return merged.sort_values(KEY, ignore_index=True, key=fr_series_key)
 
 
 def _agree(frame: pd.DataFrame, names: tuple[str, str]) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import threading
 import time
@@ -31,9 +32,11 @@ from matplotlib.figure import Figure
 from pymongo.database import Database
 
 from sales_stream import charts
+from sales_stream.collation import fr_sorted
 from sales_stream.dashboard_views import PERIODS, DashboardSnapshot, Selection, View, load_snapshot
+from sales_stream.frames import BUCKET_FREQ
 from sales_stream.reference import CATALOGUE, REGIONS
-from sales_stream.ui.format import fr_float, fr_int, fr_time
+from sales_stream.ui.format import fr_day, fr_float, fr_int, fr_moment, fr_time
 from sales_stream.ui.snapshot import displayed
 
 log = logging.getLogger(__name__)
@@ -41,14 +44,22 @@ log = logging.getLogger(__name__)
 #: Resolution of the static snapshot's PNGs.
 DPI = 80
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
-_EURO_AXIS = {"ticksuffix": " €", "separatethousands": True, "automargin": True}
+_EURO_AXIS = {
+    "ticksuffix": " €",
+    "separatethousands": True,
+    "exponentformat": "none",  # « 10 000 € », not « 10k € »
+    "automargin": True,
+}
 _BASE_LAYOUT: dict[str, Any] = {
     "autosize": True,
     "separators": ", ",  # French: decimal comma, thin-space thousands
     "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
     "template": "plotly_white",
 }
-_PLOT_CONFIG = {"responsive": True, "displaylogo": False}
+# No modebar: it would sit over the titles, and its tooltips are English (plotly's French
+# locale is a separate script the notebook renderers do not load). Drag zooms, a double-click
+# resets, the mouse wheel zooms the map.
+_PLOT_CONFIG = {"responsive": True, "displaylogo": False, "displayModeBar": False}
 
 
 @dataclass(frozen=True)
@@ -84,64 +95,132 @@ def _iso(values: Any) -> list[str]:
     return [v.isoformat() for v in values]
 
 
-# Numeric date ticks (plotly would print English month names: « Nov 25 »), as fine as the
-# spacing plotly picks for the period shown: « 14:05 », « 25/11 14h » or « 25/11 ».
-_HOUR_MS, _DAY_MS = 3_600_000, 86_400_000
-_TIME_AXIS = {
-    "tickformatstops": [
-        {"dtickrange": [None, _HOUR_MS - 1], "value": "%H:%M"},  # ranges are inclusive
-        {"dtickrange": [_HOUR_MS, _DAY_MS - 1], "value": "%d/%m %Hh"},
-        {"dtickrange": [_DAY_MS, None], "value": "%d/%m"},
-    ],
-    "hoverformat": "%d/%m/%Y %H:%M",
+#: Tick spacings, finest first; `_time_axis` takes the first giving at most `_MAX_TICKS` ticks.
+_TICK_STEPS = tuple(
+    pd.Timedelta(step)
+    for step in ("1min", "5min", "10min", "15min", "30min", "1h", "2h", "3h", "6h", "12h")
+) + tuple(pd.Timedelta(days=d) for d in (1, 2, 7, 14, 28))
+_MAX_TICKS = 8
+_UNIT_LABELS = {"minute": "par minute", "hour": "par heure", "day": "par jour"}
+_IN_PROGRESS = {
+    "minute": "minute en cours (incomplète)",
+    "hour": "heure en cours (incomplète)",
+    "day": "jour en cours (incomplet)",
 }
-_MINUTE_AXIS = {"tickformat": "%H:%M", "hoverformat": "%d/%m/%Y %H:%M"}
+
+
+def _tick_label(tick: pd.Timestamp, step: pd.Timedelta, first: bool) -> str:
+    if step >= pd.Timedelta(days=1):
+        return fr_day(tick)
+    clock = f"{tick.hour}h" if step >= pd.Timedelta(hours=1) else f"{tick:%H:%M}"
+    return f"{fr_day(tick)} {clock}" if first or (tick.hour, tick.minute) == (0, 0) else clock
+
+
+def _time_axis(buckets: pd.Series, unit: str) -> dict[str, Any]:
+    """A date axis labelled in French by explicit ticks (« 25 nov. », « 14h », « 14:05 »).
+
+    Plotly writes month names in English (« Nov 25 ») unless its French locale script is
+    loaded, which JupyterLab's and nbconvert's renderers do not do: the ticks are computed
+    here instead, aligned on round times.
+    """
+    if buckets.empty:
+        return {}
+    first, last = buckets.min(), buckets.max()
+    step = next((s for s in _TICK_STEPS if (last - first) / s <= _MAX_TICKS - 1), _TICK_STEPS[-1])
+    start = first.floor("D") if step >= pd.Timedelta(days=1) else first.floor(step)
+    ticks = [t for t in pd.date_range(start, last, freq=step) if t >= first] or [first]
+    return {
+        "tickmode": "array",
+        "tickvals": _iso(ticks),
+        "ticktext": [_tick_label(t, step, i == 0) for i, t in enumerate(ticks)],
+    }
+
+
+def _hover(frame: pd.DataFrame, unit: str) -> list[list[str]]:
+    """Per bucket: its French label and its number of sales (hover text)."""
+    return [
+        [fr_moment(bucket, unit), fr_int(sales)]
+        for bucket, sales in zip(frame["bucket"], frame["sales"], strict=True)
+    ]
 
 
 def _layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
     return {**_BASE_LAYOUT, "title": {"text": title}, "height": height, **extra}
 
 
+def _time_traces(frame: pd.DataFrame, unit: str, latest: Any) -> list[dict[str, Any]]:
+    """The revenue line; its last bucket, still filling at ``latest``, dotted and named so."""
+    x, y = _iso(frame["bucket"]), list(frame["revenue"])
+    hover = _hover(frame, unit)
+    line = {
+        "type": "scatter",
+        "mode": "lines",
+        "fill": "tozeroy",
+        "customdata": hover,
+        "hovertemplate": "%{customdata[0]}<br>%{y:,.2f} € (%{customdata[1]} ventes)<extra></extra>",
+    }
+    incomplete = len(frame) > 0 and frame["bucket"].iloc[-1] + pd.Timedelta(
+        1, BUCKET_FREQ[unit]
+    ) > pd.Timestamp(latest)
+    done = len(frame) - 1 if incomplete else len(frame)
+    traces = [{**line, "x": x[:done], "y": y[:done], "customdata": hover[:done],
+               "name": f"CA {_UNIT_LABELS[unit]}"}]  # fmt: skip
+    if incomplete:
+        tail = slice(max(done - 1, 0), None)
+        traces.append(
+            {**line, "x": x[tail], "y": y[tail], "customdata": hover[tail],
+             "name": _IN_PROGRESS[unit], "line": {"dash": "dot", "color": "#7f7f7f"},
+             "fillcolor": "rgba(127,127,127,0.15)", "mode": "lines+markers"}
+        )  # fmt: skip
+    return traces
+
+
 def figures(view: View) -> dict[str, dict[str, Any]]:
     """The dashboard's plotly figures of ``view``, as plain JSON-ready dicts (no validation)."""
-    unit = {"minute": "par minute", "hour": "par heure", "day": "par jour"}[view.unit]
+    unit = _UNIT_LABELS[view.unit]
+    legend = {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}
     time_fig = {
-        "data": [
-            {
-                "type": "scatter",
-                "mode": "lines",
-                "x": _iso(view.over_time["bucket"]),
-                "y": list(view.over_time["revenue"]),
-                "fill": "tozeroy",
-                "name": f"CA {unit}",
-                "hovertemplate": "%{x}<br>%{y:,.2f} €<extra></extra>",
-            }
-        ],
+        "data": _time_traces(view.over_time, view.unit, view.latest),
         "layout": _layout(
-            f"Chiffre d'affaires {unit} (UTC)", 300, xaxis=_TIME_AXIS, yaxis=_EURO_AXIS
+            f"Chiffre d'affaires {unit} (UTC)",
+            320,
+            xaxis=_time_axis(view.over_time["bucket"], view.unit),
+            yaxis=_EURO_AXIS,
+            legend=legend,
         ),
     }
+    live = view.live
     live_fig = {
         "data": [
             {
                 "type": "bar",
-                "x": _iso(view.live["bucket"]),
-                "y": list(view.live["revenue"]),
+                "x": _iso(live["bucket"]),
+                "y": list(live["revenue"]),
                 "marker": {"color": "#ff7f0e"},
-                "customdata": list(view.live["sales"]),
-                "hovertemplate": "%{x}<br>%{y:,.2f} € (%{customdata} ventes)<extra></extra>",
+                "customdata": _hover(live, "minute"),
+                "hovertemplate": (
+                    "%{customdata[0]}<br>%{y:,.2f} € (%{customdata[1]} ventes)<extra></extra>"
+                ),
             }
         ],
         "layout": _layout(
             "En direct : dernière heure, par minute (UTC)",
             240,
-            xaxis=_MINUTE_AXIS,
+            xaxis=_time_axis(live["bucket"], "minute"),
             yaxis=_EURO_AXIS,
         ),
     }
+    map_fig = json.loads(charts.region_choropleth_plotly(view.by_region).to_json())
+    map_fig["layout"] |= {"height": 420, "autosize": True}
     region_fig = _ranking(view.by_region, "region", "Ventes par région", "#d62728")
     top_fig = _ranking(view.top, "product", charts.top_products_title(len(view.top)), "#2ca02c")
-    return {"time": time_fig, "live": live_fig, "regions": region_fig, "products": top_fig}
+    return {
+        "time": time_fig,
+        "live": live_fig,
+        "map": map_fig,
+        "regions": region_fig,
+        "products": top_fig,
+    }
 
 
 def _ranking(frame: pd.DataFrame, label: str, title: str, colour: str) -> dict[str, Any]:
@@ -223,10 +302,13 @@ class LiveDashboard:
             style=wide,
         )
         self.regions = widgets.SelectMultiple(
-            options=[r.name for r in REGIONS], rows=6, description="Régions", style=wide
+            options=fr_sorted(r.name for r in REGIONS), rows=6, description="Régions", style=wide
         )
         self.products = widgets.SelectMultiple(
-            options=sorted(p.name for p in CATALOGUE), rows=6, description="Produits", style=wide
+            options=fr_sorted(p.name for p in CATALOGUE),
+            rows=6,
+            description="Produits",
+            style=wide,
         )
         self.hint = widgets.HTML(
             "<small>Aucune région / aucun produit sélectionné = tous. "
@@ -235,7 +317,7 @@ class LiveDashboard:
         self.status = widgets.HTML("<i>chargement…</i>")
         self.charts = {
             name: widgets.Output(layout={"width": "100%"})
-            for name in ("time", "live", "regions", "products")
+            for name in ("time", "live", "map", "regions", "products")
         }
         for control in (self.period, self.regions, self.products):
             control.observe(self._on_filter, names="value")
@@ -244,8 +326,8 @@ class LiveDashboard:
             layout={"flex_flow": "row wrap"},
         )
         side_by_side = {"flex": "1 1 420px", "min_width": "320px"}
-        self.charts["regions"].layout = widgets.Layout(**side_by_side)
-        self.charts["products"].layout = widgets.Layout(**side_by_side)
+        for name in ("map", "regions", "products"):
+            self.charts[name].layout = widgets.Layout(**side_by_side)
         self.widget = widgets.VBox(
             [
                 controls,
@@ -254,9 +336,10 @@ class LiveDashboard:
                 self.charts["time"],
                 self.charts["live"],
                 widgets.HBox(
-                    [self.charts["regions"], self.charts["products"]],
+                    [self.charts["map"], self.charts["regions"]],
                     layout={"flex_flow": "row wrap", "width": "100%"},
                 ),
+                self.charts["products"],
             ],
             layout={"width": "100%"},
         )

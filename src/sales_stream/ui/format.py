@@ -69,3 +69,27 @@ def parse_percent(text: str) -> float:
     if not 0.0 <= value <= 100.0:
         raise ValueError(f"« {text} » : le pourcentage doit être entre 0 et 100")
     return value / 100.0
+
+
+#: Abbreviated French month names (plotly and strftime would write English ones).
+FR_MONTHS = (
+    "janv.", "févr.", "mars", "avr.", "mai", "juin",
+    "juil.", "août", "sept.", "oct.", "nov.", "déc.",
+)  # fmt: skip
+
+
+def fr_day(value: datetime) -> str:
+    """A day in French: ``25 nov.``."""
+    return f"{value.day} {FR_MONTHS[value.month - 1]}"
+
+
+def fr_moment(value: datetime, unit: str = "minute") -> str:
+    """A bucket's start in French.
+
+    ``25 nov. 2026`` (day), ``25 nov. 14h`` (hour), ``25 nov. 14:05`` (minute).
+    """
+    if unit == "day":
+        return f"{fr_day(value)} {value.year}"
+    if unit == "hour":
+        return f"{fr_day(value)} {value.hour}h"
+    return f"{fr_day(value)} {value:%H:%M}"
