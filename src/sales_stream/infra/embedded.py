@@ -319,7 +319,7 @@ def spawn_database(
     ``config`` holds ``sql_host``, ``sql_user`` and ``db``; the BI password, if any, is
     ``SALES_STREAM_SQL_PASSWORD`` in this process's environment.
     """
-    from sales_stream.sql.schema import TABLES, VIEWS
+    from sales_stream.sql.schema import TABLES
 
     env = dict(os.environ)
     env["SALES_STREAM_SQL_ADMIN_PASSWORD"] = sql_admin_password(state_dir)
@@ -333,7 +333,7 @@ def spawn_database(
         "--sql-database", config["db"],
         "--sql-user", config["sql_user"],
         "--sql-admin-user", SQL_ADMIN_USER,
-        "--sql-readable", ",".join((*TABLES, *VIEWS)),
+        "--sql-readable", ",".join(TABLES),
         "--storage-path", str(state_dir / "mongo-data"),
     ]  # fmt: skip
     proc = spawn(argv, log_path=log_path(state_dir, "database"), env=env)

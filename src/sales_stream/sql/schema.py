@@ -48,8 +48,6 @@ TABLES: dict[str, str] = {
         "amount numeric"
     ),
 }
-#: No view (a view does not serve Tableau's cursors, above); `infra.embedded` still reads it.
-VIEWS: dict[str, str] = {}
 
 
 def ensure_schema(conn: psycopg.Connection, db: Database) -> tuple[str, ...]:
