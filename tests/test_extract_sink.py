@@ -110,7 +110,7 @@ def test_a_failed_publication_is_retried_without_losing_or_doubling_rows(
     sink.write(Batch.of(events[:20]))
     sink.path.unlink()
     sink.path.mkdir()  # the extract cannot be replaced now
-    with pytest.raises(SinkUnavailable, match="Hyper extract unavailable"):
+    with pytest.raises(SinkUnavailable, match="Hyper extract unreachable"):
         sink.write(Batch.of(events[20:]))
     sink.path.rmdir()  # the published extract is gone: the retry starts a new one
     retried = sink.write(Batch.of(events[20:]))

@@ -24,8 +24,9 @@ import psycopg
 import pytest
 from pymongo.database import Database
 
-from sales_stream import queries
+from sales_stream import infra, queries
 from sales_stream.clients import mongo_client
+from sales_stream.config import Settings
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
 from sales_stream.rollups import RollupSink
@@ -112,7 +113,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         shown[name] = value
         if line.startswith("up;"):
             break
-    client = mongo_client(shown["mongodb"])
+    assert "***" in shown["mongodb"]  # printed without its password
+    endpoints = infra.status(Settings(_env_file=None, state_dir=home / "state"))
+    client = mongo_client(endpoints.mongo_uri.get_secret_value())
     try:
         yield Served(shown["postgresql"], client[urlsplit(shown["postgresql"]).path.strip("/")])
     finally:
