@@ -195,7 +195,8 @@ def _panels_live(page: Any, tag: str) -> None:
         for marker in markers:
             args = {"id": show_cell(page, notebook, marker), "marker": marker}
             try:
-                assert wait_until(lambda a=args: page.evaluate(_PANEL, a)["live"], timeout=60), (
+                # a reload reconnects every kernel and fetches every model: slow on a busy machine
+                assert wait_until(lambda a=args: page.evaluate(_PANEL, a)["live"], timeout=120), (
                     f"{tag}: the panel of {notebook} ({marker}) is not a live widget"
                 )
                 before = page.evaluate(_PANEL, args)
