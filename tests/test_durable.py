@@ -183,3 +183,26 @@ def test_a_second_session_adds_only_live_sales_none_dated_after_now(cli: Cli) ->
         Selection(period="1h")
     )
     assert view.sales >= first + second  # « Dernière heure » shows both sessions' live sales
+
+
+def test_the_object_store_takes_writes_only_from_its_own_clients(cli: Cli) -> None:
+    import urllib.error
+    import urllib.request
+
+    import pyarrow.fs as pafs
+
+    endpoints = cli.up()
+    browse = f"{endpoints.filer_url}lake/"
+    with urllib.request.urlopen(browse, timeout=10) as page:
+        assert page.status == 200
+    for method, url in (("POST", f"{browse}evil.txt"), ("DELETE", f"{endpoints.filer_url}tansu/")):
+        request = urllib.request.Request(url, data=b"x", method=method)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+    stranger = pafs.S3FileSystem(
+        access_key="someone", secret_key="else", region="us-east-1", scheme="http",
+        endpoint_override=endpoints.s3_endpoint.removeprefix("http://"),
+    )  # fmt: skip
+    with pytest.raises(OSError, match="INVALID_ACCESS_KEY_ID"):
+        stranger.get_file_info(pafs.FileSelector("lake"))

@@ -13,6 +13,7 @@ takes a leader election before the filer serves the buckets again.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sysconfig
@@ -31,6 +32,7 @@ BROKER_BUCKET = "tansu"
 LAKE_BUCKET = "lake"
 BUCKETS = (BROKER_BUCKET, LAKE_BUCKET)
 SECRET_FILE = "objectstore.secret"
+SIGNING_FILE = "objectstore-signing.secret"
 #: Region name the S3 clients sign with (SeaweedFS accepts any).
 REGION = "us-east-1"
 _DATA_DIR = "objectstore"
@@ -122,9 +124,25 @@ def spawn_objectstore(
         "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
         "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
     ]  # fmt: skip
-    proc = spawn(argv, log_path=log_path)
+    env = {**os.environ, **_signing_env(state_dir)}
+    proc = spawn(argv, log_path=log_path, env=env)
     entry = ObjectStoreProcess(pid=proc.pid, s3_port=ports["s3"], filer_port=ports["s3_filer"])
     return proc, entry
+
+
+def _signing_env(state_dir: Path) -> dict[str, str]:
+    """SeaweedFS's JWT keys (its ``security.toml`` settings as environment variables).
+
+    With them the volume servers and the filer accept a write only with a token their master or
+    filer signed: a local program cannot change an object except through the S3 gateway.
+    """
+    keys = json.loads(
+        secret_text(
+            state_dir / SIGNING_FILE,
+            lambda: json.dumps({"volume": secrets.token_hex(24), "filer": secrets.token_hex(24)}),
+        )
+    )
+    return {"WEED_JWT_SIGNING_KEY": keys["volume"], "WEED_JWT_FILER_SIGNING_KEY": keys["filer"]}
 
 
 def filesystem(state_dir: Path, s3_port: int, *, timeout: float = 5.0) -> pafs.S3FileSystem:
