@@ -23,7 +23,7 @@ from sales_stream.config import Settings
 from sales_stream.infra import embedded, ports
 from sales_stream.infra.process import pid_alive, wait_until
 from sales_stream.lake.read import read_lake
-from sales_stream.sinks.mongo import SALES
+from sales_stream.store import SALES
 
 
 class Cli:

@@ -21,7 +21,7 @@ from sales_stream.generator import SaleGenerator
 from sales_stream.lake.read import read_dead_letters, read_lake
 from sales_stream.lake.tree import lake_stats
 from sales_stream.rollups import DAILY, HOURLY, totals
-from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
+from sales_stream.store import DEAD_LETTERS, SALES
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ receives the sales the consumer kept from these very records (never a re-send, a
 version or a dead letter) without reading or decoding the stream again. It is a *deferred*
 sink (`sales_stream.stream.sink.DeferredSink`): `RollupSink.write` adds a batch to memory and
 `RollupSink.flush`, which the runtime calls before it commits (every
-`sales_stream.app.ROLLUP_FLUSH_S`), writes them. On the embedded database an update costs
+`Settings.rollup_flush_s`), writes them. On the embedded database an update costs
 about ten inserts, so a flush only inserts: one row per cell touched and partition (its
 contribution, a *delta*), in one transaction with each partition's **fence**
 (`FENCES`: the next offset not yet counted, per topic incarnation, partition and database).
@@ -58,7 +58,8 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from sales_stream.events import SaleEvent
 from sales_stream.reference import REGION_BY_NAME
-from sales_stream.sinks.mongo import is_transient, unavailable
+from sales_stream.sinks.mongo import unavailable
+from sales_stream.store import is_transient
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.sink import Prepared, SinkResult
 

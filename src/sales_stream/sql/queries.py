@@ -27,7 +27,7 @@ import psycopg
 from sales_stream.frames import region_frame, top_frame
 from sales_stream.queries import UNITS, Filters, Unit, filled
 from sales_stream.rollups import DAILY, HOURLY
-from sales_stream.sinks.mongo import SALES
+from sales_stream.store import SALES
 
 
 @dataclass(frozen=True)
