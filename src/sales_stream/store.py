@@ -1,4 +1,4 @@
-"""The MongoDB store: the database and collection names, the indexes, transient errors.
+"""The MongoDB store: database, collection and rollup names, the indexes, transient errors.
 
 The one place the writers (`sales_stream.sinks`) and the readers (queries, dashboard views,
 the SQL schema) share; light to import (the driver is loaded when an error is classified).
@@ -6,7 +6,9 @@ the SQL schema) share; light to import (the driver is loaded when an error is cl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -24,6 +26,42 @@ TRANSIENT_CODES = frozenset(
 )
 #: Server codes of a document that is too large.
 TOO_LARGE_CODES = frozenset({10334, 17419, 2_000_000})
+#: Collection of the fences: ``_id`` a `fence_key`, ``next`` the next offset not counted,
+#: ``moved_to`` the value the last flush set (another value in ``next``: moved outside a flush).
+FENCES = "rollup_fences"
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One rollup collection: sums of the sales per time bucket and dimension values.
+
+    Attributes:
+        collection: MongoDB collection of the rollup (also its SQL table).
+        unit: UTC time bucket, ``"hour"`` or ``"day"``.
+        dimensions: Sale fields that, with the bucket, identify a cell.
+    """
+
+    collection: str
+    unit: Literal["hour", "day"]
+    dimensions: tuple[str, ...]
+
+    @property
+    def time_field(self) -> str:
+        """Field holding the UTC start of a cell's bucket: ``hour_start`` or ``day_start``."""
+        return f"{self.unit}_start"
+
+    def bucket(self, ts: datetime) -> datetime:
+        """The UTC start of the bucket holding ``ts``."""
+        start = ts.replace(minute=0, second=0, microsecond=0)
+        return start.replace(hour=0) if self.unit == "day" else start
+
+
+#: Revenue over time and per region (the map), any period filter on whole UTC hours.
+HOURLY = Rollup("ventes_par_heure", "hour", ("region",))
+#: Top products, with region and product filters, any period filter on whole UTC days.
+DAILY = Rollup("ventes_par_jour", "day", ("region", "product", "category"))
+DEFAULT_ROLLUPS: tuple[Rollup, ...] = (HOURLY, DAILY)
+
 _ASCENDING = 1
 DEAD_LETTER_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
     (("received_at", _ASCENDING),),

@@ -33,9 +33,8 @@ from pymongo.database import Database
 
 from sales_stream.contract import sql_table_columns
 from sales_stream.errors import InfraError
-from sales_stream.rollups import DAILY, HOURLY
 from sales_stream.sql import connect
-from sales_stream.store import SALES
+from sales_stream.store import DAILY, HOURLY, SALES
 
 HOURLY_TABLE = HOURLY.collection
 DAILY_TABLE = DAILY.collection
