@@ -120,10 +120,16 @@ def _shoot_dashboard(page: Any) -> None:
     )
     dashboard = _widget(page, panel, ".js-plotly-plot")
     status = page.locator(f"#{panel} .widget-html", has_text="ventes").first
+    captions: dict[str, str] = {}
 
     def shoot(image: str) -> None:
         dashboard.screenshot(path=str(IMG / image))
-        print(f"{image}: {status.inner_text()}")  # the figures a caption quotes
+        captions[image] = status.inner_text()  # the figures a caption quotes
+        print(f"{image}: {captions[image]}")
+        # the report's captions read them back (sales_stream.report)
+        (IMG / "captures.json").write_text(
+            json.dumps(captions, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
 
     time.sleep(3)
     shoot("dashboard_sans_filtre.png")

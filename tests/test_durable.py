@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,9 +22,12 @@ from sales_stream import infra
 from sales_stream.app import Stack
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
+from sales_stream.dashboard_views import Selection, load_snapshot
+from sales_stream.generator import SaleGenerator
 from sales_stream.infra import embedded, ports
 from sales_stream.infra.process import pid_alive, wait_until
 from sales_stream.lake.read import read_lake
+from sales_stream.producer import ProducerThread, backfill, topic_has_records
 from sales_stream.store import SALES
 
 
@@ -137,3 +142,44 @@ def test_down_names_a_group_left_behind_and_it_reads_the_rest_after_up(cli: Cli)
     assert embedded.status(cli.settings.state_dir) is None
     cli.up()
     assert cli.consumed() == 300
+
+
+def _session(stack: Stack, *, seed: int) -> int:
+    """What notebooks 02 and 03 do: the history once, 60 live sales, consumed; return sent."""
+    bootstrap, topic = stack.endpoints.kafka_bootstrap, stack.settings.topic
+    if not topic_has_records(bootstrap, topic):
+        backfill(bootstrap, topic, days=1, events_per_day=1000, seed=seed)
+    producer = ProducerThread(
+        bootstrap, topic, rate=200, seed=seed + 1, max_events=60,
+        generator=SaleGenerator(seed + 1),  # the wall clock, as in an interactive lab
+    )  # fmt: skip
+    producer.start()
+    assert producer.wait(timeout=60)
+    sent = producer.stop().acked
+    worker = stack.consumer_worker()
+    worker.start(until_idle=2.0)
+    assert worker.wait(timeout=120)
+    return sent
+
+
+def test_a_second_session_adds_only_live_sales_none_dated_after_now(cli: Cli) -> None:
+    stack = Stack(cli.settings, cli.up())
+    stack.ensure_topic()
+    first = _session(stack, seed=7)
+    history = stack.db[SALES].count_documents({}) - first
+    stack.close()
+    infra.down(cli.settings)
+
+    stack = Stack(cli.settings, cli.up())  # another day: the same notebooks again
+    second = _session(stack, seed=7)
+    sales = list(stack.db[SALES].find({}, {"ts": 1, "product": 1, "amount": 1, "city": 1}))
+    now = datetime.now(UTC)
+    stack.close()
+    assert len(sales) == history + first + second  # no second history
+    keys = Counter((s["ts"], s["product"], s["amount"], s["city"]) for s in sales)
+    assert keys.most_common(1)[0][1] == 1
+    assert max(s["ts"] for s in sales).replace(tzinfo=UTC) <= now
+    view = load_snapshot(Stack(cli.settings, infra.status(cli.settings)).db).view(
+        Selection(period="1h")
+    )
+    assert view.sales >= first + second  # « Dernière heure » shows both sessions' live sales
