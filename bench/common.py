@@ -21,9 +21,9 @@ from sales_stream.config import Settings
 from sales_stream.contract import INGESTED_AT
 from sales_stream.events import SaleEvent, encode
 from sales_stream.producer import ProducerStats, ProducerThread
-from sales_stream.rollups import HOURLY, totals
-from sales_stream.sinks.mongo import SALES
+from sales_stream.rollups import totals
 from sales_stream.sql.schema import setup_endpoint
+from sales_stream.store import HOURLY, SALES
 
 
 def produce(bootstrap: str, topic: str, events: Sequence[SaleEvent]) -> float:

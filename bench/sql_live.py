@@ -33,11 +33,10 @@ from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import Settings
 from sales_stream.events import encode
 from sales_stream.generator import SaleGenerator
-from sales_stream.rollups import DAILY, HOURLY
-from sales_stream.sinks.mongo import SALES
 from sales_stream.sql import connect
 from sales_stream.sql import queries as sql_queries
 from sales_stream.sql.schema import ensure_schema
+from sales_stream.store import DAILY, HOURLY, SALES
 
 TARGET = 1.5
 END = datetime(2025, 6, 1, tzinfo=UTC)

@@ -23,11 +23,12 @@ from sales_stream import infra, queries
 from sales_stream.config import Settings
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
-from sales_stream.rollups import FENCES, RollupSink
-from sales_stream.sinks.mongo import DEAD_LETTERS, SALES, MongoSink, ensure_indexes
+from sales_stream.rollups import RollupSink
+from sales_stream.sinks.mongo import MongoSink
 from sales_stream.sql import connect
 from sales_stream.sql import queries as sql_queries
 from sales_stream.sql.schema import DAILY_TABLE, HOURLY_TABLE, TABLES
+from sales_stream.store import DEAD_LETTERS, FENCES, SALES, ensure_indexes
 from sales_stream.stream import Batch
 
 INTERNAL = (DEAD_LETTERS, FENCES, "__sql_catalog__", "__sql_views__")

@@ -27,8 +27,8 @@ from sales_stream.lake.tables import (
     PARTITION_SCHEMA,
     dead_letters_table,
 )
-from sales_stream.sinks.mongo import SALES
 from sales_stream.sql.schema import TABLES
+from sales_stream.store import SALES
 from tests.test_events import CASES
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ from sales_stream.infra import embedded, ports
 from sales_stream.infra.process import pid_alive, wait_until
 from sales_stream.lake.read import read_lake
 from sales_stream.producer import ProducerThread, backfill, topic_has_records
-from sales_stream.sinks.mongo import SALES
+from sales_stream.store import SALES
 
 
 class Cli:

@@ -30,9 +30,10 @@ from sales_stream.config import Settings
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
 from sales_stream.rollups import RollupSink
-from sales_stream.sinks.mongo import DEAD_LETTERS, SALES, MongoSink, ensure_indexes
+from sales_stream.sinks.mongo import MongoSink
 from sales_stream.sql import connect
 from sales_stream.sql.schema import DAILY_TABLE, HOURLY_TABLE, TABLES
+from sales_stream.store import DEAD_LETTERS, SALES, ensure_indexes
 from sales_stream.stream import Batch
 
 PGJDBC = Path("/usr/share/java/postgresql.jar")

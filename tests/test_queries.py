@@ -19,7 +19,8 @@ from sales_stream.events import InvalidEvent, SaleEvent, decode
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
 from sales_stream.reference import REGION_BY_NAME
-from sales_stream.sinks.mongo import MongoSink, ensure_indexes
+from sales_stream.sinks.mongo import MongoSink
+from sales_stream.store import ensure_indexes
 from sales_stream.stream import Batch
 
 END = datetime(2024, 6, 1, tzinfo=UTC)

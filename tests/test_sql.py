@@ -21,8 +21,8 @@ from sales_stream.config import Settings
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
 from sales_stream.queries import Filters
-from sales_stream.rollups import DAILY, DELTA_SEPARATOR, FENCES, HOURLY, RollupSink, compact
-from sales_stream.sinks.mongo import SALES, MongoSink, ensure_indexes
+from sales_stream.rollups import DELTA_SEPARATOR, RollupSink, compact
+from sales_stream.sinks.mongo import MongoSink
 from sales_stream.sql import connect
 from sales_stream.sql import queries as sql_queries
 from sales_stream.sql.schema import (
@@ -31,6 +31,7 @@ from sales_stream.sql.schema import (
     TABLES,
     ensure_schema,
 )
+from sales_stream.store import DAILY, FENCES, HOURLY, SALES, ensure_indexes
 from sales_stream.stream import Batch
 
 END = datetime(2025, 3, 10, tzinfo=UTC)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Iterable
 
 import bson
 import pytest
@@ -17,6 +16,7 @@ from sales_stream.infra.process import wait_until
 from sales_stream.stream import (
     Batch,
     MemoryLog,
+    MemorySink,
     MemorySource,
     SinkResult,
     SinkUnavailable,
@@ -25,40 +25,8 @@ from sales_stream.stream import (
     StreamStats,
     StreamWorker,
 )
-from sales_stream.stream.runtime import flush_interval
+from sales_stream.stream.accumulator import flush_interval
 from sales_stream.stream.sink import Prepared
-
-
-class MemorySink:
-    """Records what it is given; fails on demand."""
-
-    def __init__(self, name: str = "memory", *, keep_first: int | None = None) -> None:
-        self.name = name
-        self.batches: list[Batch] = []
-        self.assigned: list[tuple[str, list[int]]] = []
-        self.failures: list[BaseException] = []
-        self.keep_first = keep_first
-
-    def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
-        self.assigned.append((incarnation, list(partitions)))
-
-    def write(self, batch: Batch) -> SinkResult:
-        if self.failures:
-            raise self.failures.pop(0)
-        self.batches.append(batch)
-        kept = None if self.keep_first is None else batch.with_events(list(range(self.keep_first)))
-        return SinkResult(stored=len(batch.events), dead_lettered=len(batch.dead), kept=kept)
-
-    def close(self) -> None:
-        pass
-
-    @property
-    def ids(self) -> list[str]:
-        return [e.event_id for b in self.batches for e in b.events]
-
-    @property
-    def dead(self) -> list[str]:
-        return [d.reason for b in self.batches for d in b.dead]
 
 
 def fill(log: MemoryLog, n: int, *, partitions: int = 3, seed: int = 1) -> list[str]:

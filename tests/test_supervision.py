@@ -25,7 +25,7 @@ from sales_stream.generator import SaleGenerator
 from sales_stream.infra import embedded
 from sales_stream.infra.health import kafka_ready, mongo_ready
 from sales_stream.infra.process import pid_alive, wait_until
-from sales_stream.sinks.mongo import SALES
+from sales_stream.store import SALES
 from sales_stream.stream import StreamWorker
 
 BACK_WITHIN_S = 15.0

@@ -21,8 +21,8 @@ from sales_stream.export.workbook import (
     write_extract_workbook,
     write_live_workbook,
 )
-from sales_stream.sinks.mongo import SALES
 from sales_stream.sql.schema import TABLES
+from sales_stream.store import SALES
 
 REPO = Path(__file__).resolve().parents[1]
 SHEETS = [TIME_SHEET, MAP_SHEET, CITY_SHEET, TOP_SHEET]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sales_stream.groups import HYPER_GROUP, LAKE_GROUP, MONGO_GROUP
 from sales_stream.stream.runtime import StreamRuntime
@@ -30,15 +30,11 @@ if TYPE_CHECKING:
     from sales_stream.lake.layout import Lake, LakeLocation
     from sales_stream.stream.sink import Sink
 
+_N = TypeVar("_N", int, float)
+
 #: The loop polls at least every second, so a short limit is safe; it also bounds how long
 #: a rebalance waits for a member that died mid-join.
 MAX_POLL_INTERVAL_MS = 30_000
-#: How often the consumer flushes its rollups and commits: each flush inserts one row per
-#: cell touched (`sales_stream.rollups`), so rarer flushes serve more sales per row.
-ROLLUP_FLUSH_S = 2.0
-#: Most of the time the extract may spend writing: each publication copies the whole file
-#: (`sales_stream.export.extract_sink`), so a large extract is published less often.
-HYPER_WRITE_SHARE = 0.25
 #: A hung MongoDB must not block a write attempt forever.
 SOCKET_TIMEOUT_MS = 60_000
 
@@ -96,8 +92,8 @@ class Stack:
         *,
         group_id: str = MONGO_GROUP,
         db: str | None = None,
-        max_batch: int = 5000,
-        rollup_flush_s: float = ROLLUP_FLUSH_S,
+        max_batch: int | None = None,
+        rollup_flush_s: float | None = None,
     ) -> StreamRuntime:
         """Kafka → MongoDB: the sales (``_id`` only), the dead letters and the rollups.
 
@@ -108,8 +104,9 @@ class Stack:
         Args:
             group_id: Consumer group.
             db: Database name (default: the settings').
-            max_batch: Most records per checkpoint.
-            rollup_flush_s: Interval between two flushes of the rollups (and commits).
+            max_batch: Most records per checkpoint (default: the settings').
+            rollup_flush_s: Interval between two flushes of the rollups and commits (default:
+                the settings').
         """
         from sales_stream.sinks.mongo import MongoSink
 
@@ -119,8 +116,13 @@ class Stack:
             from sales_stream.rollups import RollupSink
 
             sinks.append(RollupSink(database))
+        settings = self.settings
         return self._runtime(
-            "mongodb", group_id, sinks, max_batch=max_batch, commit_interval_s=rollup_flush_s
+            "mongodb",
+            group_id,
+            sinks,
+            max_batch=_or(max_batch, settings.consumer_max_batch),
+            commit_interval_s=_or(rollup_flush_s, settings.rollup_flush_s),
         )
 
     def lake_location(self, location: LakeLocation | None = None) -> Lake:
@@ -152,30 +154,42 @@ class Stack:
         path: LakeLocation | None = None,
         *,
         group_id: str = LAKE_GROUP,
-        flush_events: int = 10_000,
-        flush_seconds: float = 30.0,
+        flush_events: int | None = None,
+        flush_seconds: float | None = None,
     ) -> StreamRuntime:
-        """Kafka → the Parquet lake at ``path`` (default: `lake_location`)."""
+        """Kafka → the Parquet lake at ``path`` (default: `lake_location`).
+
+        A file holds at most ``flush_events`` sales, accumulated for ``flush_seconds``
+        (defaults: the settings').
+        """
         from sales_stream.sinks.parquet import LakeSink
 
         sink = LakeSink(self.lake_location(path))
+        settings = self.settings
         return self._runtime(
-            "lake", group_id, [sink], max_batch=flush_events, flush_interval_s=flush_seconds
+            "lake",
+            group_id,
+            [sink],
+            max_batch=_or(flush_events, settings.lake_max_batch),
+            flush_interval_s=_or(flush_seconds, settings.lake_flush_s),
         )
 
     def hyper(
-        self, path: str | Path, *, group_id: str = HYPER_GROUP, flush_seconds: float = 5.0
+        self, path: str | Path, *, group_id: str = HYPER_GROUP, flush_seconds: float | None = None
     ) -> StreamRuntime:
-        """Kafka → the Tableau Hyper extract at ``path``, appended every ``flush_seconds``."""
+        """Kafka → the Tableau Hyper extract at ``path``, appended every ``flush_seconds``.
+
+        Default: the settings' ``hyper_flush_s``.
+        """
         from sales_stream.export.extract_sink import HyperSink
 
         return self._runtime(
             "hyper",
             group_id,
             [HyperSink(path)],
-            max_batch=200_000,
-            flush_interval_s=flush_seconds,
-            max_write_share=HYPER_WRITE_SHARE,
+            max_batch=self.settings.hyper_max_batch,
+            flush_interval_s=_or(flush_seconds, self.settings.hyper_flush_s),
+            max_write_share=self.settings.hyper_write_share,
         )
 
     # Workers (a runtime in a thread).
@@ -194,9 +208,9 @@ class Stack:
         """
         workers = [self.consumer_worker()]
         if lake is not None:
-            workers.append(self.lake_worker(lake, flush_seconds=5.0))
+            workers.append(self.lake_worker(lake))
         if hyper is not None:
-            workers.append(self.hyper_worker(hyper, flush_seconds=1.0))
+            workers.append(self.hyper_worker(hyper))
         return workers
 
     def lake_worker(self, path: LakeLocation | None = None, **options: object) -> StreamWorker:
@@ -237,6 +251,11 @@ class Stack:
             max_write_share=max_write_share,
             commit_interval_s=commit_interval_s,
         )
+
+
+def _or(value: _N | None, default: _N) -> _N:
+    """``value`` unless it is ``None`` (0 is a value)."""
+    return default if value is None else value
 
 
 def kafka_runtime(

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sales_stream.clients import redact_uri
 from sales_stream.errors import ConfigError
+from sales_stream.store import DATABASE
 
 ENV_PREFIX = "SALES_STREAM_"
 #: The password ``.env.example`` ships with; never accepted as a real one.
@@ -44,7 +45,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     mongo_uri: SecretStr | None = None
     topic: str = Field(default="sales", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
-    db: str = Field(default="sales_db", min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_-]+$")
+    db: str = Field(default=DATABASE, min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_-]+$")
     partitions: int = Field(default=3, ge=1, le=64)
     state_dir: Path = Path(".sales_stream")
     sql_host: str = "127.0.0.1"
@@ -52,6 +53,18 @@ class Settings(BaseSettings):
     sql_user: str = "tableau"
     sql_password: SecretStr | None = None
     sql_rollups: bool = True
+    #: Runtime knobs: most records per checkpoint, how long records accumulate (seconds).
+    consumer_max_batch: int = Field(default=5000, ge=1)
+    #: How often the consumer flushes its rollups and commits: each flush inserts one row per
+    #: cell touched (`sales_stream.rollups`), so rarer flushes serve more sales per row.
+    rollup_flush_s: float = Field(default=2.0, ge=0)
+    lake_max_batch: int = Field(default=10_000, ge=1)
+    lake_flush_s: float = Field(default=5.0, ge=0)
+    hyper_max_batch: int = Field(default=200_000, ge=1)
+    hyper_flush_s: float = Field(default=1.0, ge=0)
+    #: Most of the time the extract may spend writing: each publication copies the whole file
+    #: (`sales_stream.export.extract_sink`), so a large extract is published less often.
+    hyper_write_share: float = Field(default=0.25, gt=0, le=1)
     mongo_user: str | None = None
     mongo_password: SecretStr | None = None
     compose_file: Path = Path("docker-compose.yml")

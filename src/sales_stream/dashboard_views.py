@@ -31,8 +31,7 @@ from pymongo.database import Database
 
 from sales_stream import queries
 from sales_stream.frames import BUCKET_FREQ, region_frame, top_frame, zero_filled
-from sales_stream.rollups import DAILY, HOURLY
-from sales_stream.sinks.mongo import SALES
+from sales_stream.store import DAILY, HOURLY, SALES
 
 #: The live view: sales of the last hour before the latest sale, per minute.
 LIVE_WINDOW = timedelta(hours=1)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, get_type_hints
 
 from sales_stream.events import InvalidEvent, SaleEvent, encode
+from sales_stream.identity import kafka_key
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,11 +48,6 @@ def storable_text(text: str, limit: int) -> str:
 def sha256_hex(data: bytes | None) -> str:
     """Hex SHA-256 of ``data`` (of the empty string for ``None``)."""
     return hashlib.sha256(data or b"").hexdigest()
-
-
-def event_hash(event: SaleEvent) -> str:
-    """Hex SHA-256 of the event's canonical encoding (its content identity)."""
-    return sha256_hex(encode(event))
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +210,7 @@ def conflict_letter(
         topic=topic,
         partition=position[0],
         offset=position[1],
-        key=event.region.encode(),
+        key=kafka_key(event),
         value=value,
         reason=CONFLICTING_DUPLICATE,
         detail=(

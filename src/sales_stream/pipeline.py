@@ -41,8 +41,8 @@ from sales_stream.generator import (
 )
 from sales_stream.lake.tree import lake_stats
 from sales_stream.producer import ProducerThread, backfill
-from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
 from sales_stream.sql.schema import setup_endpoint
+from sales_stream.store import DEAD_LETTERS, SALES
 from sales_stream.stream import StreamWorker
 
 Progress = Callable[[str], None]

@@ -49,6 +49,7 @@ from sales_stream.badevents import make_bad_payload
 from sales_stream.errors import InfraError
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import DEFAULT_EVENTS_PER_DAY, SaleGenerator, SimulatedClock
+from sales_stream.identity import kafka_key
 
 log = logging.getLogger(__name__)
 
@@ -574,7 +575,7 @@ class ProducerThread:
             event = generator.next_event()
             bad = rng.random() < self._bad_ratio
             value = make_bad_payload(rng, base=event)[0] if bad else encode(event)
-            key = event.region.encode()
+            key = kafka_key(event)
             try:
                 future = producer.send(topic, key=key, value=value, partition=partition_of(key))
             except KafkaError as exc:
@@ -684,7 +685,7 @@ def _send_all(
     topic = partition_of.topic
     sent = 0
     for event in events:
-        key = event.region.encode()
+        key = kafka_key(event)
         future = producer.send(
             topic,
             key=key,

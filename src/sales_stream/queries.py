@@ -2,7 +2,7 @@
 
 One implementation, reused by the notebook dashboards, the Hyper export checks, the report and
 the SQL comparison. Every query works on SecantusDB and on MongoDB (>= 5.0, for
-``$dateTrunc``), and every filter is served by an index of `sales_stream.sinks.mongo`.
+``$dateTrunc``), and every filter is served by an index of `sales_stream.store`.
 
 Revenue is the sum of ``amount`` rounded to the cent; time buckets are UTC. Only non-empty
 buckets are returned (like SQL ``GROUP BY date_trunc``).
@@ -27,7 +27,7 @@ from pymongo.database import Database
 from sales_stream.contract import INGESTED_AT
 from sales_stream.events import FIELDS, TS_MIN
 from sales_stream.frames import region_frame, top_frame, zero_filled
-from sales_stream.sinks.mongo import DEAD_LETTERS, SALES
+from sales_stream.store import DEAD_LETTERS, SALES
 
 Unit = Literal["minute", "hour", "day"]
 UNITS: tuple[str, ...] = get_args(Unit)

@@ -1,22 +1,23 @@
 """Incremental rollups of the sales, in the consumer's chain: insert-only, exact, compacted.
 
 Two collections, also SQL tables (`sales_stream.sql.schema`), answer the dashboard from a few
-thousand rows instead of every sale: `HOURLY` (``ventes_par_heure``: hour × region) and
-`DAILY` (``ventes_par_jour``: day × region × product). A row holds ``sales`` (number of
-sales), ``quantity``, ``amount`` (revenue), the UTC start of its bucket (``hour_start`` /
-``day_start``), its dimensions and the region's ``lat``/``lon`` (its capital, as
-`sales_stream.queries.revenue_by_region`). A cell (a bucket and its dimensions) may have
-several rows for a while: readers sum them (SQL ``SUM … GROUP BY``, Tableau, the dashboard).
+thousand rows instead of every sale, both declared in `sales_stream.store`: ``HOURLY``
+(``ventes_par_heure``: hour × region) and ``DAILY`` (``ventes_par_jour``: day × region ×
+product). A row holds ``sales`` (number of sales), ``quantity``, ``amount`` (revenue), the
+UTC start of its bucket (``hour_start`` / ``day_start``), its dimensions and the region's
+``lat``/``lon`` (its capital, as `sales_stream.queries.revenue_by_region`). A cell (a bucket
+and its dimensions) may have several rows for a while: readers sum them (SQL ``SUM … GROUP
+BY``, Tableau, the dashboard).
 
 `RollupSink` follows `sales_stream.sinks.mongo.MongoSink` in the consumer's runtime: it
 receives the sales the consumer kept from these very records (never a re-send, a conflicting
 version or a dead letter) without reading or decoding the stream again. It is a *deferred*
 sink (`sales_stream.stream.sink.DeferredSink`): `RollupSink.write` adds a batch to memory and
 `RollupSink.flush`, which the runtime calls before it commits (every
-`sales_stream.app.ROLLUP_FLUSH_S`), writes them. On the embedded database an update costs
+`Settings.rollup_flush_s`), writes them. On the embedded database an update costs
 about ten inserts, so a flush only inserts: one row per cell touched and partition (its
 contribution, a *delta*), in one transaction with each partition's **fence**
-(`FENCES`: the next offset not yet counted, per topic incarnation, partition and database).
+(``FENCES``: the next offset not yet counted, per topic incarnation, partition and database).
 The transaction moves a fence only from the value it read, so every offset is counted once
 whatever crashes, replays, rebalances or concurrent members do: rows below the fence are
 skipped, and a fence moved meanwhile aborts the transaction, which is then tried again. A fence
@@ -48,7 +49,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any
 
 from bson import Decimal128, Int64
 from pymongo.client_session import ClientSession
@@ -58,13 +59,11 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from sales_stream.events import SaleEvent
 from sales_stream.reference import REGION_BY_NAME
-from sales_stream.sinks.mongo import is_transient, unavailable
+from sales_stream.sinks.mongo import unavailable
+from sales_stream.store import DEFAULT_ROLLUPS, FENCES, Rollup, is_transient
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.sink import Prepared, SinkResult
 
-#: Collection of the fences: ``_id`` a `fence_key`, ``next`` the next offset not counted,
-#: ``moved_to`` the value the last flush set (another value in ``next``: moved outside a flush).
-FENCES = "rollup_fences"
 #: Flush transactions tried before the flush fails (a fence moved by another member, a
 #: write conflict): the next attempt reads the fences again.
 MAX_ATTEMPTS = 5
@@ -77,57 +76,6 @@ _MEASURES = ("sales", "quantity", "amount")
 
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Rollup:
-    """One rollup collection: sums of the sales per time bucket and dimension values.
-
-    Attributes:
-        collection: MongoDB collection of the rollup (also its SQL table).
-        unit: UTC time bucket, ``"hour"`` or ``"day"``.
-        dimensions: Sale fields that, with the bucket, identify a cell.
-    """
-
-    collection: str
-    unit: Literal["hour", "day"]
-    dimensions: tuple[str, ...]
-
-    @property
-    def time_field(self) -> str:
-        """Field holding the UTC start of a cell's bucket: ``hour_start`` or ``day_start``."""
-        return f"{self.unit}_start"
-
-    def bucket(self, ts: datetime) -> datetime:
-        """The UTC start of the bucket holding ``ts``."""
-        start = ts.replace(minute=0, second=0, microsecond=0)
-        return start.replace(hour=0) if self.unit == "day" else start
-
-    def cell(self, event: SaleEvent) -> tuple[str, dict[str, Any]]:
-        """The cell of ``event``: its key (a compacted row's ``_id``) and identifying fields."""
-        bucket = self.bucket(event.ts)
-        values = {name: getattr(event, name) for name in self.dimensions}
-        key = _KEY_SEPARATOR.join([bucket.strftime("%Y-%m-%dT%H"), *values.values()])
-        fields: dict[str, Any] = {self.time_field: bucket, **values}
-        if "region" in self.dimensions:
-            region = REGION_BY_NAME[event.region]
-            fields["lat"], fields["lon"] = region.lat, region.lon
-        return key, fields
-
-    def deltas(self, sums: _Sums, starts: dict[str, int]) -> list[dict[str, Any]]:
-        """One row per cell and partition: ``_id`` the cell key, the partition and its start."""
-        docs = []
-        for (part, *_), (first, sales, quantity, amount) in sums.items():
-            key, fields = self.cell(first)
-            suffix = f"{part}:{starts[part]}"
-            docs.append(
-                {
-                    "_id": f"{key}{DELTA_SEPARATOR}{suffix}",
-                    **fields,
-                    **_sums(sales, quantity, amount),
-                }
-            )
-        return docs
 
 
 #: Per cell group (fence key, bucket, dimensions): [a sale of it, sales, quantity, cents].
@@ -147,11 +95,32 @@ def _merge(into: _Sums, sums: _Sums, parts: set[str]) -> None:
             cell[3] += amount
 
 
-#: Revenue over time and per region (the map), any period filter on whole UTC hours.
-HOURLY = Rollup("ventes_par_heure", "hour", ("region",))
-#: Top products, with region and product filters, any period filter on whole UTC days.
-DAILY = Rollup("ventes_par_jour", "day", ("region", "product", "category"))
-DEFAULT_ROLLUPS: tuple[Rollup, ...] = (HOURLY, DAILY)
+def _cell(rollup: Rollup, event: SaleEvent) -> tuple[str, dict[str, Any]]:
+    """The cell of ``event``: its key (a compacted row's ``_id``) and identifying fields."""
+    bucket = rollup.bucket(event.ts)
+    values = {name: getattr(event, name) for name in rollup.dimensions}
+    key = _KEY_SEPARATOR.join([bucket.strftime("%Y-%m-%dT%H"), *values.values()])
+    fields: dict[str, Any] = {rollup.time_field: bucket, **values}
+    if "region" in rollup.dimensions:
+        region = REGION_BY_NAME[event.region]
+        fields["lat"], fields["lon"] = region.lat, region.lon
+    return key, fields
+
+
+def _deltas(rollup: Rollup, sums: _Sums, starts: dict[str, int]) -> list[dict[str, Any]]:
+    """One row per cell and partition: ``_id`` the cell key, the partition and its start."""
+    docs = []
+    for (part, *_), (first, sales, quantity, amount) in sums.items():
+        key, fields = _cell(rollup, first)
+        suffix = f"{part}:{starts[part]}"
+        docs.append(
+            {
+                "_id": f"{key}{DELTA_SEPARATOR}{suffix}",
+                **fields,
+                **_sums(sales, quantity, amount),
+            }
+        )
+    return docs
 
 
 def _sums(sales: int, quantity: int, cents: int) -> dict[str, Any]:
@@ -320,7 +289,7 @@ class RollupSink:
                     self._move(session, part, fence, span.next)
             sums = self._sums(starts)
             docs = {
-                rollup.collection: rollup.deltas(cells, starts)
+                rollup.collection: _deltas(rollup, cells, starts)
                 for rollup, cells in zip(self._rollups, sums, strict=True)
             }
             for collection, deltas in docs.items():

@@ -42,10 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     lake.add_argument("--max-events", type=positive_int, metavar="N", help="run: stop after N")
     lake.add_argument(
-        "--flush-events", type=positive_int, default=10_000, metavar="N", help="run: flush size"
+        "--flush-events", type=positive_int, metavar="N", help="run: flush size (default: settings)"
     )
     lake.add_argument(
-        "--flush-seconds", type=positive_float, default=30.0, metavar="S", help="run: flush age"
+        "--flush-seconds",
+        type=positive_float,
+        metavar="S",
+        help="run: flush age (default: settings)",
     )
     lake.add_argument("--group", default=LAKE_GROUP, help="run: consumer group")
     lake.add_argument(

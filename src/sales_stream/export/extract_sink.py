@@ -19,7 +19,7 @@ Publication stays atomic: the working copy is copied to a temporary file that re
 extract with `os.replace`, so Tableau opens the previous or the next complete version. That
 file copy (the kernel's, no Hyper work) is the one cost that follows the extract's size;
 the runtime paces the checkpoints so that writing takes at most a share of the time
-(`sales_stream.app.HYPER_WRITE_SHARE`). See ``bench/hyper_sink.py``.
+(`Settings.hyper_write_share`). See ``bench/hyper_sink.py``.
 
 **State.** The published extract is the truth: at its first write (and after any failed
 write) the sink copies it into a fresh working copy and reads its ids once. The runtime

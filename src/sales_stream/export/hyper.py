@@ -98,6 +98,7 @@ from tableauhyperapi import (
 
 from sales_stream.clients import mongo_client
 from sales_stream.contract import INGESTED_AT, extract_arrow_schema, hyper_columns
+from sales_stream.store import DATABASE, SALES
 
 __all__ = [
     "ARROW_SCHEMA",
@@ -348,8 +349,8 @@ class HyperExporter:
         mongo_uri: str,
         hyper_path: Path | str,
         *,
-        db: str = "sales_db",
-        collection: str = "sales",
+        db: str = DATABASE,
+        collection: str = SALES,
         late_window_s: float = DEFAULT_LATE_WINDOW_S,
         batch_size: int = DEFAULT_BATCH_SIZE,
         clock: Callable[[], datetime] | None = None,

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sales_stream.contract import tableau_fields
-from sales_stream.sinks.mongo import SALES
+from sales_stream.store import SALES
 
 __all__ = [
     "CITY_SHEET",

@@ -50,6 +50,7 @@ from secantus.sql.pgserver import SecantusPGServer
 from sqlglot import exp
 
 from sales_stream.sql.readonly import ReadOnlyPolicy, Refused
+from sales_stream.store import DATABASE
 
 _STARTUP = threading.local()  # the startup packet of the connection this thread serves
 _INSUFFICIENT_PRIVILEGE = "42501"
@@ -272,7 +273,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mongo-user", required=True)
     parser.add_argument("--sql-host", default="127.0.0.1")
     parser.add_argument("--sql-port", type=int, required=True)
-    parser.add_argument("--sql-database", default="sales_db")
+    parser.add_argument("--sql-database", default=DATABASE)
     parser.add_argument("--sql-user", default="tableau")
     parser.add_argument("--sql-admin-user", required=True)
     parser.add_argument("--sql-readable", required=True, help="comma-separated relations")

@@ -29,6 +29,7 @@ from sales_stream.infra import embedded, objectstore
 from sales_stream.infra.health import port_open
 from sales_stream.infra.ports import stable_ports
 from sales_stream.infra.process import pid_alive, pid_start_time, reap, terminate
+from sales_stream.store import DATABASE
 
 POLL_S = 0.2
 #: Seconds between two restarts of the same server, doubling up to `MAX_BACKOFF_S`.
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sql-host", default="127.0.0.1")
     parser.add_argument("--sql-port", type=int, default=0)
     parser.add_argument("--sql-user", default="tableau")
-    parser.add_argument("--db", default="sales_db")
+    parser.add_argument("--db", default=DATABASE)
     args = parser.parse_args(argv)
     supervisor = Supervisor(
         args.state_dir,

@@ -30,20 +30,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson.errors import BSONError
-from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import (
     BulkWriteError,
-    ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
-    ExecutionTimeout,
     InvalidDocument,
     OperationFailure,
     PyMongoError,
-    WriteConcernError,
-    WTimeoutError,
 )
 
 from sales_stream.contract import INGESTED_AT
@@ -53,48 +48,23 @@ from sales_stream.deadletters import (
     DeadLetter,
     conflict_letter,
     dead_letter,
-    event_hash,
 )
 from sales_stream.events import encode, event_from_document
+from sales_stream.identity import event_hash, kafka_key
+from sales_stream.store import (
+    DEAD_LETTERS,
+    DUPLICATE_KEY,
+    SALES,
+    SOURCE_FIELD,
+    TOO_LARGE_CODES,
+    ensure_indexes,
+    is_transient,
+)
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.sink import MONGODB_SERVICE, Prepared, SinkResult, SinkUnavailable
 
-SALES = "sales"
-DEAD_LETTERS = "dead_letters"
-DUPLICATE_KEY = 11000
-#: Field of a sale document: the ``incarnation:partition:offset`` that first stored it.
-SOURCE_FIELD = "src"
-#: Server codes of failures that pass (shutdown, not primary, timeouts, network).
-TRANSIENT_CODES = frozenset(
-    {6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64, 112, 117}
-)
-#: Server codes of a document that is too large.
-TOO_LARGE_CODES = frozenset({10334, 17419, 2_000_000})
-DEAD_LETTER_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
-    (("received_at", ASCENDING),),
-    (("reason", ASCENDING),),
-)
 #: ``$in`` lists longer than this are split (SecantusDB's cost grows with the list's square).
 IN_CHUNK = 100
-
-
-def ensure_indexes(db: Database) -> None:
-    """Create the indexes of ``dead_letters`` (idempotent); ``sales`` keeps only ``_id``."""
-    for keys in DEAD_LETTER_INDEXES:
-        db[DEAD_LETTERS].create_index(list(keys))
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a MongoDB error may pass by itself (retry) rather than be about the data."""
-    if isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError | WriteConcernError):
-        return True
-    if isinstance(exc, BulkWriteError):
-        details = exc.details or {}
-        errors = details.get("writeErrors", [])
-        return bool(details.get("writeConcernErrors")) or any(
-            e.get("code") in TRANSIENT_CODES for e in errors
-        )
-    return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
 
 
 def unavailable(exc: PyMongoError) -> SinkUnavailable:
@@ -267,7 +237,7 @@ class MongoSink:
                     topic=batch.topic,
                     partition=partition,
                     offset=offset,
-                    key=events[index].region.encode(),
+                    key=kafka_key(events[index]),
                     value=value,
                     reason=reason,
                     detail=f"the sale cannot be stored in MongoDB: {detail}",

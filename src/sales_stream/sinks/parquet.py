@@ -26,7 +26,6 @@ several files appear at once:
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import suppress
@@ -36,7 +35,8 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from sales_stream.deadletters import DeadLetter, conflict_letter
-from sales_stream.events import SaleEvent, encode
+from sales_stream.events import SaleEvent
+from sales_stream.identity import event_digest
 from sales_stream.lake.files import read_part, write_table_atomic
 from sales_stream.lake.layout import (
     DEAD_LETTERS_DIR,
@@ -128,7 +128,7 @@ class LakeSink:
             if offset <= self._fences.get((directory, incarnation, topic, partition), -1):
                 duplicates += 1  # written before a crash or a rebalance
                 continue
-            digest = _digest(event)
+            digest = event_digest(event)
             stored = self._ids.get(event.event_id) or batch_ids.get(event.event_id)
             if stored is None:
                 batch_ids[event.event_id] = digest
@@ -190,8 +190,4 @@ class LakeSink:
         region = unquote(directory.rpartition("region=")[2])
         for row in table.to_pylist():
             event = SaleEvent(region=region, **row)
-            self._ids[event.event_id] = _digest(event)
-
-
-def _digest(event: SaleEvent) -> bytes:
-    return hashlib.sha256(encode(event)).digest()
+            self._ids[event.event_id] = event_digest(event)

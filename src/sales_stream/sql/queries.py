@@ -26,8 +26,7 @@ import psycopg
 
 from sales_stream.frames import region_frame, top_frame
 from sales_stream.queries import UNITS, Filters, Unit, filled
-from sales_stream.rollups import DAILY, HOURLY
-from sales_stream.sinks.mongo import SALES
+from sales_stream.store import DAILY, HOURLY, SALES
 
 
 @dataclass(frozen=True)

@@ -25,18 +25,32 @@ checkpoints them with an ``fsync`` through MongoDB: a SIGKILL right after cannot
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import psycopg
+from pydantic import SecretStr
 from pymongo.database import Database
 
 from sales_stream.contract import sql_table_columns
 from sales_stream.errors import InfraError
-from sales_stream.infra import Endpoints
-from sales_stream.rollups import DAILY, HOURLY
-from sales_stream.sinks.mongo import SALES
 from sales_stream.sql import connect
+from sales_stream.store import DAILY, HOURLY, SALES
 
 HOURLY_TABLE = HOURLY.collection
 DAILY_TABLE = DAILY.collection
+
+
+class SqlLogins(Protocol):
+    """The SQL endpoint's two logins (`sales_stream.infra.Endpoints` has them)."""
+
+    @property
+    def sql_uri(self) -> str | None:
+        """The read-only BI login, if there is an endpoint."""
+
+    @property
+    def sql_admin_uri(self) -> SecretStr | None:
+        """The admin login that declares the schema."""
+
 
 _ROLLUP_MEASURES = "lat double precision, lon double precision, sales bigint, quantity bigint, "
 #: Declared table → its columns (documents may hold more fields, e.g. a sale's ``src``).
@@ -78,7 +92,7 @@ def ensure_schema(conn: psycopg.Connection, db: Database) -> tuple[str, ...]:
     return tuple(TABLES)
 
 
-def setup_endpoint(endpoints: Endpoints, db: Database) -> tuple[str, ...]:
+def setup_endpoint(endpoints: SqlLogins, db: Database) -> tuple[str, ...]:
     """Declare the schema in ``db`` through the SQL admin login; () without SQL endpoint.
 
     The BI login (``endpoints.sql_uri``) is read-only: only the admin login of

@@ -2,11 +2,13 @@
 
 Public API: `StreamRuntime`, `StreamWorker` (its thread), the `Sink` contract (`SinkResult`,
 `SinkUnavailable`, `DeferredSink`, `PreparingSink`), `Batch`, typed stats (`StreamStats`,
-`StreamState`), and the sources (`KafkaSource`, and `MemoryLog`/`MemorySource` for fast tests).
+`StreamState`), the `KafkaSource`, and the in-memory ends for fast tests (`MemoryLog`,
+`MemorySource`, `MemorySink`).
 """
 
 from sales_stream.stream.batch import Batch
-from sales_stream.stream.runtime import Backoff, StreamRuntime
+from sales_stream.stream.memory import MemoryLog, MemorySink, MemorySource
+from sales_stream.stream.runtime import StreamRuntime
 from sales_stream.stream.sink import (
     DeferredSink,
     PreparingSink,
@@ -14,9 +16,10 @@ from sales_stream.stream.sink import (
     SinkResult,
     SinkUnavailable,
 )
-from sales_stream.stream.source import KafkaSource, MemoryLog, MemorySource, Source
+from sales_stream.stream.source import KafkaSource, Source
 from sales_stream.stream.stats import SinkTotals, StreamState, StreamStats
 from sales_stream.stream.worker import StreamWorker
+from sales_stream.stream.writer import Backoff
 
 __all__ = [
     "Backoff",
@@ -24,6 +27,7 @@ __all__ = [
     "DeferredSink",
     "KafkaSource",
     "MemoryLog",
+    "MemorySink",
     "MemorySource",
     "PreparingSink",
     "Sink",
