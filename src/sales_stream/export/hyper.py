@@ -224,6 +224,18 @@ def read_extract(path: Path | str) -> pd.DataFrame:
     return pa.table(table).to_pandas()
 
 
+def extract_revenue_by_region(path: Path | str) -> pd.DataFrame:
+    """Revenue and number of sales per region in the extract (``region``, ``revenue``, ``sales``).
+
+    The same columns as `sales_stream.queries.revenue_by_region`, to compare with MongoDB.
+    """
+    return (
+        read_extract(path)
+        .groupby("region", as_index=False)
+        .agg(revenue=("amount", "sum"), sales=("amount", "size"))
+    )
+
+
 def naive_utc(moment: datetime) -> datetime:
     """``moment`` as a naive datetime meaning UTC (Hyper timestamps carry no zone)."""
     return moment.astimezone(UTC).replace(tzinfo=None)
