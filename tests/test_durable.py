@@ -28,7 +28,8 @@ from sales_stream.infra import embedded, ports
 from sales_stream.infra.process import pid_alive, wait_until
 from sales_stream.lake.read import read_lake
 from sales_stream.producer import ProducerThread, backfill, topic_has_records
-from sales_stream.store import SALES
+from sales_stream.rollups import totals
+from sales_stream.store import HOURLY, SALES
 
 
 class Cli:
@@ -115,6 +116,11 @@ def test_a_killed_server_loses_no_acknowledged_sale(cli: Cli, server: str) -> No
     mongo, lake = cli.mongo_ids(endpoints), cli.lake_ids()
     assert len(set(mongo)) == len(mongo) == 2500
     assert sorted(lake) == sorted(mongo)
+    client = mongo_client(endpoints.mongo_uri.get_secret_value())
+    try:  # the rollups count every sale once
+        assert totals(client[cli.settings.db], HOURLY)[0] == 2500
+    finally:
+        client.close()
 
 
 def test_a_port_taken_by_another_program_is_named(cli: Cli) -> None:
@@ -206,3 +212,32 @@ def test_the_object_store_takes_writes_only_from_its_own_clients(cli: Cli) -> No
     )  # fmt: skip
     with pytest.raises(OSError, match="INVALID_ACCESS_KEY_ID"):
         stranger.get_file_info(pafs.FileSelector("lake"))
+
+
+def test_down_stops_the_kernels_producer_and_lets_the_consumer_catch_up(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sales_stream.ui import live
+
+    monkeypatch.setenv("SALES_STREAM_STATE_DIR", str(cli.settings.state_dir))
+    stack = Stack(cli.settings, cli.up())
+    stack.ensure_topic()
+    producer = live.replace(  # as notebook 02 registers it
+        live.PRODUCER, ProducerThread(stack.endpoints.kafka_bootstrap, "sales", rate=200, seed=9)
+    )
+    producer.start()
+    consumer = stack.consumer_worker()
+    consumer.start()
+    try:
+        assert wait_until(lambda: consumer.stats.stored > 100, timeout=60)
+        said = cli("down", "--drain-timeout", "60")
+        assert producer.stats.state == "stopped"  # before the services stopped
+        assert "behind" not in said  # the running consumer caught up
+    finally:
+        live.stop(live.PRODUCER)
+        consumer.stop()
+        stack.close()
+    again = cli.up()
+    assert not (cli.settings.state_dir / "stopping").exists()
+    assert sorted(cli.mongo_ids(again)) == sorted(set(cli.mongo_ids(again)))
+    assert len(cli.mongo_ids(again)) == producer.stats.acked

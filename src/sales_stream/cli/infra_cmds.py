@@ -101,13 +101,17 @@ def _stopped_for_good(settings: Settings) -> bool:
 
 
 def _drain_then_down(settings: Settings, *, timeout_s: float) -> list[str]:
-    """Let the pipeline's consumer groups catch up (embedded mode), then stop."""
-    from sales_stream.drain import drain
+    """Stop the kernels' producers, let the consumer groups catch up (embedded mode), stop."""
+    from sales_stream.drain import clear_stop, drain, request_stop
 
     endpoints = infra.status(settings) if settings.mode is Mode.EMBEDDED else None
     if endpoints is not None and timeout_s > 0:
+        request_stop(endpoints.state_dir)
         drain(endpoints.kafka_bootstrap, settings.topic, timeout_s=timeout_s)
-    return infra.down(settings)
+    stopped = infra.down(settings)
+    if endpoints is not None:
+        clear_stop(endpoints.state_dir)
+    return stopped
 
 
 def _down(args: argparse.Namespace) -> int:

@@ -144,6 +144,9 @@ def start(
         _reap_supervisors()
         supervisor = None
         if not _supervisor_alive(read_state(state_dir)):
+            from sales_stream.drain import clear_stop
+
+            clear_stop(state_dir)  # a `down` that died half-way must not stop this session
             chosen = ports.stable_ports(state_dir, sql_port=settings.sql_port)
             ports.require_free(chosen, sql_host=settings.sql_host)
             supervisor = _launch_supervisor(state_dir, settings, owner_pid or default_owner())

@@ -6,7 +6,8 @@ before under that kind is stopped first, so a second Run All never leaves two pr
 two consumers holding partitions) behind a single panel.
 
 Anything with a ``stop()`` (or ``close()``) method can be registered; the registry is
-per process, i.e. per kernel.
+per process, i.e. per kernel. A registered producer also stops when ``python -m sales_stream
+down`` asks (`sales_stream.drain.request_stop`), so the consumers can catch up before the stop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ T = TypeVar("T")
 
 _lock = threading.Lock()
 _live: dict[str, Any] = {}
+#: The kind a stop request stops, and how often it is looked for.
+PRODUCER = "producer"
+STOP_POLL_S = 0.5
+_watcher: threading.Thread | None = None
 
 
 def _halt(kind: str, obj: Any) -> None:
@@ -49,7 +54,34 @@ def replace(kind: str, obj: T) -> T:
         _live[kind] = obj
     if previous is not None and previous is not obj:
         _halt(kind, previous)
+    if kind == PRODUCER:
+        _watch_stop_requests()
     return obj
+
+
+def _watch_stop_requests() -> None:
+    """Start (once per kernel) the thread that stops the producer when ``down`` asks."""
+    global _watcher
+    with _lock:
+        if _watcher is not None:
+            return
+        _watcher = threading.Thread(target=_stop_on_request, name="stop-request", daemon=True)
+    _watcher.start()
+
+
+def _stop_on_request() -> None:
+    from sales_stream.config import load_settings
+    from sales_stream.drain import stop_requested
+
+    state_dir = load_settings().state_dir.resolve()
+    while True:
+        if stop_requested(state_dir) and get(PRODUCER) is not None:
+            log.info("python -m sales_stream down asked the producer to stop")
+            producer = get(PRODUCER)
+            stop_method = getattr(producer, "stop", None)
+            if callable(stop_method):
+                stop_method()
+        threading.Event().wait(STOP_POLL_S)
 
 
 def get(kind: str) -> Any | None:
