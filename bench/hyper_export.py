@@ -38,6 +38,7 @@ from sales_stream.export.hyper import (
     DEFAULT_BATCH_SIZE,
     EXTRACT_TABLE,
     HyperExporter,
+    Writer,
     documents_to_arrow,
     read_extract,
     write_extract,
@@ -115,7 +116,7 @@ def main() -> None:
                     scratch = target.with_name(".ours.tmp.hyper")
 
                     def ours() -> None:
-                        write_extract(hyper, scratch, table, watermark=end)
+                        write_extract(hyper, scratch, table, writer=Writer.MONGODB, watermark=end)
                         os.replace(scratch, target)
 
                     write_times, pantab_times = [], []

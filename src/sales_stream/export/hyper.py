@@ -37,6 +37,9 @@ in Hyper against the whole extract, plus an in-memory set of the ids exported wi
 window, so that an idle refresh writes nothing). The watermark is stored inside the extract,
 in the one-row table ``"sales_stream"."export_state"``, and published atomically with the
 rows: an exporter restarted on an existing extract carries on without duplicates or gaps.
+That table also names the extract's one writer (`Writer`): the exporter refuses to continue
+the live extract, whose sink keeps no watermark, and the sink refuses an exported one
+(`ExtractOwnedError`).
 Documents without ``ingested_at`` (not written by the sink) are only picked up by
 `HyperExporter.full_export`.
 
@@ -74,6 +77,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
@@ -98,6 +102,7 @@ from tableauhyperapi import (
 
 from sales_stream.clients import mongo_client
 from sales_stream.contract import INGESTED_AT, extract_arrow_schema, hyper_columns
+from sales_stream.errors import SalesStreamError
 from sales_stream.store import DATABASE, SALES
 
 __all__ = [
@@ -106,10 +111,13 @@ __all__ = [
     "HYPER_PARAMETERS",
     "STATE_TABLE",
     "WATERMARK_FIELD",
+    "ExtractOwnedError",
     "HyperExporter",
     "RefreshResult",
+    "Writer",
     "append_to_extract",
     "documents_to_arrow",
+    "extract_writer",
     "layout_matches",
     "naive_utc",
     "read_extract",
@@ -138,7 +146,8 @@ _DEFINITION = TableDefinition(
 _STATE_DEFINITION = TableDefinition(
     STATE_TABLE,
     [
-        TableDefinition.Column("watermark", SqlType.timestamp(), NOT_NULLABLE),
+        TableDefinition.Column("writer", SqlType.text(), NOT_NULLABLE),
+        TableDefinition.Column("watermark", SqlType.timestamp(), NULLABLE),
         TableDefinition.Column("updated_at", SqlType.timestamp(), NOT_NULLABLE),
     ],
 )
@@ -148,6 +157,24 @@ _COLUMN_LIST = ", ".join(f'"{name}"' for name in ARROW_SCHEMA.names)
 #: Options of every Hyper process started here: no hyperd.log in the working directory.
 HYPER_PARAMETERS = {"log_config": ""}
 _DONE = object()
+
+
+class Writer(StrEnum):
+    """Who writes an extract; only its owner continues it."""
+
+    MONGODB = "mongodb"  # HyperExporter: polls MongoDB, keeps an ``ingested_at`` watermark
+    STREAM = "stream"  # the live extract's HyperSink: fed from Kafka, no watermark
+    SNAPSHOT = "snapshot"  # a generated, finished workbook extract
+
+
+class ExtractOwnedError(SalesStreamError):
+    """An extract written by one writer was handed to another."""
+
+    def __init__(self, path: Path, owner: str, writer: Writer) -> None:
+        super().__init__(
+            f"{path} is written by the {owner} writer, not the {writer} one: "
+            "give this one another path or delete the file"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +260,15 @@ def _timestamp_literal(moment: datetime) -> str:
     return f"TIMESTAMP {escape_string_literal(naive_utc(moment).isoformat(sep=' '))}"
 
 
-def write_extract(hyper: HyperProcess, path: Path, table: pa.Table, *, watermark: datetime) -> None:
-    """Create (or replace) the extract ``path`` with the rows of ``table`` and a watermark.
+def write_extract(
+    hyper: HyperProcess,
+    path: Path,
+    table: pa.Table,
+    *,
+    writer: Writer,
+    watermark: datetime | None = None,
+) -> None:
+    """Create (or replace) the extract ``path`` with the rows of ``table``, owned by ``writer``.
 
     The rows go through a temporary Parquet file beside ``path`` that Hyper loads with
     ``COPY``. ``path`` is written in place: publish it with `os.replace`.
@@ -243,7 +277,8 @@ def write_extract(hyper: HyperProcess, path: Path, table: pa.Table, *, watermark
         hyper: A running Hyper process (reused across calls).
         path: The ``.hyper`` file to create.
         table: Rows with the schema `ARROW_SCHEMA`.
-        watermark: Stored in `STATE_TABLE` (aware UTC).
+        writer: The extract's owner, stored in `STATE_TABLE`.
+        watermark: Stored in `STATE_TABLE` (aware UTC); only the MongoDB writer has one.
     """
     with Connection(hyper.endpoint, path, CreateMode.CREATE_AND_REPLACE) as conn:
         for definition in (_DEFINITION, _STATE_DEFINITION):
@@ -254,7 +289,7 @@ def write_extract(hyper: HyperProcess, path: Path, table: pa.Table, *, watermark
                 conn.execute_command(
                     f"COPY {EXTRACT_TABLE} FROM {source} WITH (FORMAT => 'parquet')"
                 )
-        _store_watermark(conn, watermark)
+        _store_state(conn, writer, watermark)
 
 
 def append_to_extract(
@@ -262,16 +297,18 @@ def append_to_extract(
     path: Path,
     table: pa.Table,
     *,
-    watermark: datetime,
+    writer: Writer,
+    watermark: datetime | None = None,
     skip_known: bool = True,
 ) -> int:
-    """Append the rows of ``table`` whose ``event_id`` the extract lacks; store the watermark.
+    """Append the rows of ``table`` whose ``event_id`` the extract lacks; store the state.
 
     Args:
         hyper: A running Hyper process.
         path: An extract written by `write_extract` (modified in place).
         table: Rows with the schema `ARROW_SCHEMA`, one per ``event_id``.
-        watermark: The new watermark (aware UTC).
+        writer: The extract's owner.
+        watermark: The new watermark (aware UTC), if ``writer`` keeps one.
         skip_known: Leave out the rows whose ``event_id`` the extract holds (an anti-join
             that scans the whole table). ``False`` appends every row: only for rows known
             to be new.
@@ -289,7 +326,7 @@ def append_to_extract(
             f"INSERT INTO {EXTRACT_TABLE} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} "
             f"FROM external({source}, FORMAT => 'parquet') AS s{anti_join}"
         )
-        _store_watermark(conn, watermark)
+        _store_state(conn, writer, watermark)
     return added
 
 
@@ -314,12 +351,32 @@ def start_hyper() -> HyperProcess:
     return HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=HYPER_PARAMETERS)
 
 
-def _store_watermark(conn: Connection, watermark: datetime) -> None:
+def _store_state(conn: Connection, writer: Writer, watermark: datetime | None) -> None:
+    stored = "NULL" if watermark is None else _timestamp_literal(watermark)
     conn.execute_command(f"DELETE FROM {STATE_TABLE}")
     conn.execute_command(
-        f"INSERT INTO {STATE_TABLE} VALUES "
-        f"({_timestamp_literal(watermark)}, {_timestamp_literal(datetime.now(UTC))})"
+        f"INSERT INTO {STATE_TABLE} VALUES ({escape_string_literal(writer)}, "
+        f"{stored}, {_timestamp_literal(datetime.now(UTC))})"
     )
+
+
+def extract_writer(conn: Connection, path: Path, writer: Writer) -> bool:
+    """Whether ``writer`` may continue the attached extract ``path``.
+
+    Returns:
+        False for another layout (to be rebuilt).
+
+    Raises:
+        ExtractOwnedError: The extract belongs to another writer.
+    """
+    if not layout_matches(conn):
+        return False
+    owner = conn.execute_scalar_query(f"SELECT MAX(writer) FROM {STATE_TABLE}")
+    if owner is None:
+        return False
+    if owner != writer:
+        raise ExtractOwnedError(path, owner, writer)
+    return True
 
 
 class HyperExporter:
@@ -435,7 +492,7 @@ class HyperExporter:
         watermark = read_at - self.late_window
         table, skipped, recent = self._read_all(naive_utc(watermark))
         with self._scratch(copy_published=False) as scratch:
-            write_extract(self._hyper(), scratch, table, watermark=watermark)
+            write_extract(self._hyper(), scratch, table, writer=Writer.MONGODB, watermark=watermark)
             self._publish(scratch)
         self._watermark, self._total_rows, self._loaded = watermark, table.num_rows, True
         self._recent = recent
@@ -460,7 +517,7 @@ class HyperExporter:
             if table.num_rows:
                 with self._scratch(copy_published=True) as scratch:
                     rows_added = append_to_extract(
-                        self._hyper(), scratch, table, watermark=watermark
+                        self._hyper(), scratch, table, writer=Writer.MONGODB, watermark=watermark
                     )
                     self._publish(scratch)
                 self._total_rows += rows_added
@@ -566,7 +623,7 @@ class HyperExporter:
                 Connection(self._hyper().endpoint, scratch) as conn,
             ):
                 stored = None
-                if layout_matches(conn):
+                if extract_writer(conn, self.path, Writer.MONGODB):
                     stored = conn.execute_scalar_query(f"SELECT MAX(watermark) FROM {STATE_TABLE}")
                 if stored is None:
                     log.warning("%s has another layout or no watermark: rebuilding it", self.path)
@@ -581,9 +638,12 @@ class HyperExporter:
 def layout_matches(conn: Connection) -> bool:
     """Whether the attached extract has this module's table and state table."""
     catalog = conn.catalog
-    if not (catalog.has_table(EXTRACT_TABLE) and catalog.has_table(STATE_TABLE)):
-        return False
-    columns = catalog.get_table_definition(EXTRACT_TABLE).columns
-    return [(c.name.unescaped, c.type) for c in columns] == [
-        (c.name.unescaped, c.type) for c in _DEFINITION.columns
-    ]
+    return all(
+        catalog.has_table(definition.table_name)
+        and [
+            (c.name.unescaped, c.type)
+            for c in catalog.get_table_definition(definition.table_name).columns
+        ]
+        == [(c.name.unescaped, c.type) for c in definition.columns]
+        for definition in (_DEFINITION, _STATE_DEFINITION)
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tableauhyperapi import HyperProcess, Telemetry
 
-from sales_stream.export.hyper import documents_to_arrow, write_extract
+from sales_stream.export.hyper import Writer, documents_to_arrow, write_extract
 from sales_stream.export.package import write_packaged_workbook
 from sales_stream.generator import SaleGenerator
 
@@ -62,6 +62,6 @@ def write_snapshot(
         extract = Path(scratch) / "ventes.hyper"
         parameters = {"log_config": ""}
         with HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=parameters) as hp:
-            write_extract(hp, extract, table, watermark=end)
+            write_extract(hp, extract, table, writer=Writer.SNAPSHOT)
         write_packaged_workbook(path, extract_path=extract)
     return Snapshot(path=path, rows=table.num_rows, first=events[0].ts, last=events[-1].ts)
