@@ -34,10 +34,9 @@ from tableauhyperapi import HyperProcess, Telemetry
 from sales_stream import infra
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
-from sales_stream.export.hyper import (
-    DEFAULT_BATCH_SIZE,
+from sales_stream.export.hyper import DEFAULT_BATCH_SIZE, HyperExporter
+from sales_stream.extract import (
     EXTRACT_TABLE,
-    HyperExporter,
     Writer,
     documents_to_arrow,
     read_extract,

@@ -28,16 +28,16 @@ from tableauhyperapi import (
 from sales_stream import infra
 from sales_stream.config import Settings
 from sales_stream.events import SaleEvent
-from sales_stream.export.extract_sink import HyperSink
-from sales_stream.export.hyper import (
+from sales_stream.export.hyper import HyperExporter
+from sales_stream.extract import (
     ARROW_SCHEMA,
     EXTRACT_TABLE,
     STATE_TABLE,
     ExtractOwnedError,
-    HyperExporter,
     read_extract,
 )
 from sales_stream.generator import SaleGenerator
+from sales_stream.sinks.hyper import HyperSink
 from sales_stream.sinks.mongo import MongoSink
 from sales_stream.stream import Batch, StreamState
 from sales_stream.ui.export_panel import export_panel, summary_text

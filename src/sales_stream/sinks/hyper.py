@@ -10,7 +10,7 @@ conflicting version of one adds nothing.
 * The sink appends to a private *working copy* beside the extract
   (``.<name>.work.hyper``), in place, instead of copying the published file into Hyper
   again at every batch.
-* Duplicates are found without scanning the extract: `sales_stream.export.ids.IdHashes`
+* Duplicates are found without scanning the extract: `sales_stream.sinks.id_hashes.IdHashes`
   holds the hashes of its ids. A batch none of whose ids is known is appended as it is; only
   a batch with a known hash (a real duplicate, or a collision) runs the exact anti-join on
   ``event_id`` over the whole table.
@@ -42,7 +42,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from tableauhyperapi import Connection, HyperProcess, escape_string_literal
 
-from sales_stream.export.hyper import (
+from sales_stream.extract import (
     ARROW_SCHEMA,
     EXTRACT_TABLE,
     Writer,
@@ -54,7 +54,7 @@ from sales_stream.export.hyper import (
     start_hyper,
     write_extract,
 )
-from sales_stream.export.ids import IdHashes
+from sales_stream.sinks.id_hashes import IdHashes
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.sink import HYPER_SERVICE, SinkResult, SinkUnavailable
 
