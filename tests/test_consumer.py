@@ -304,8 +304,8 @@ def test_summary_text_in_french() -> None:
     assert summary_text(stats, now=now) == (
         "Consommateur : MongoDB injoignable depuis 8 s, nouvel essai du lot.\n"
         "6\u202f020 messages traités en 4 lots : 5\u202f020 ventes enregistrées, "
-        "0 doublons ignorés, 1\u202f000 lettres mortes.\n"
-        "Retard : 7 messages ; dernier commit : 2024-06-01 12:30:05 UTC.\n"
+        "0 doublon ignoré, 1\u202f000 lettres mortes.\n"
+        "Retard : 7 messages ; dernier commit : 01/06/2024 à 12:30:05 UTC.\n"
         "Dernière erreur : MongoDB unavailable: AutoReconnect: connection refused"
     )
     stalled = dataclasses.replace(

@@ -388,7 +388,7 @@ def test_export_panel_shows_the_extract_runtime_and_its_recovery(
     text = summary_text(worker.stats, path=path)
     assert text.splitlines()[0] == f"Extrait Hyper : arrêté ({path})."
     assert "Lignes écrites : 65" in text
-    assert "Retard : 0 messages" in text
+    assert "Retard : 0 message ;" in text
     assert sorted(read_extract(path)["event_id"]) == sorted(e.event_id for e in events)
 
 

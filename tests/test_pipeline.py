@@ -131,3 +131,14 @@ def test_no_secret_or_error_in_outputs(run) -> None:
         text = (work / name).read_text()
         assert '"output_type": "error"' not in text, name
         assert "Traceback" not in text, name
+
+
+def test_visible_outputs_are_french(run) -> None:
+    """What a reader of the executed notebooks sees holds no English (`ENGLISH_IN_OUTPUTS`).
+
+    The check itself is tested in ``test_notebooks.py``; it runs here on the notebooks this
+    module's run executed (one pipeline run for the whole file).
+    """
+    _, work, _ = run
+    found = [f for name in notebooks.NOTEBOOKS for f in notebooks.english_in_outputs(work / name)]
+    assert found == []

@@ -11,8 +11,10 @@ from enum import StrEnum
 from sales_stream.events import (
     FIELDS,
     MAX_PAYLOAD_BYTES,
+    InvalidEvent,
     InvalidReason,
     SaleEvent,
+    decode,
     encode,
 )
 
@@ -110,3 +112,20 @@ def make_bad_payload(
         case BadEventKind.NONE:
             return None, kind
     return _dump(fields), kind
+
+
+def verdicts(base: SaleEvent, *, seed: int) -> list[tuple[BadEventKind, InvalidEvent]]:
+    """Each `BadEventKind` built from ``base`` (seeded) and what `decode` says of it.
+
+    Raises:
+        AssertionError: If `decode` accepts one of them (the contract would be broken).
+    """
+    rng = random.Random(seed)
+    found = []
+    for kind in BadEventKind:
+        payload, _ = make_bad_payload(rng, base=base, kind=kind)
+        verdict = decode(payload)
+        if not isinstance(verdict, InvalidEvent):
+            raise AssertionError(f"{kind} was accepted by decode")
+        found.append((kind, verdict))
+    return found

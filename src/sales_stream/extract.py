@@ -51,6 +51,7 @@ __all__ = [
     "Writer",
     "append_to_extract",
     "documents_to_arrow",
+    "extract_revenue_by_region",
     "extract_writer",
     "layout_matches",
     "naive_utc",
@@ -156,6 +157,19 @@ def read_extract(path: Path | str) -> pd.DataFrame:
     """
     table = pantab.frame_from_hyper(Path(path), table=EXTRACT_TABLE, return_type="pyarrow")
     return pa.table(table).to_pandas()
+
+
+def extract_revenue_by_region(path: Path | str) -> pd.DataFrame:
+    """Revenue and number of sales per region in the extract (``region``, ``revenue``, ``sales``).
+
+    The same columns as `sales_stream.read.mongo_queries.revenue_by_region`, to compare with
+    MongoDB.
+    """
+    return (
+        read_extract(path)
+        .groupby("region", as_index=False)
+        .agg(revenue=("amount", "sum"), sales=("amount", "size"))
+    )
 
 
 def naive_utc(moment: datetime) -> datetime:

@@ -240,6 +240,28 @@ def catch_up_run(
     return catch_up_clock(live_seconds=events / rate, speedup=speedup, now=now), rate
 
 
+def live_clock(
+    real_time: bool,
+    events: int,
+    *,
+    events_per_day: float = DEFAULT_EVENTS_PER_DAY,
+    speedup: float = CATCH_UP_SPEEDUP,
+    now: datetime | None = None,
+) -> tuple[SimulatedClock | None, float]:
+    """The clock and send rate of notebook 02's live sales.
+
+    Real time (``real_time``, interactive): no simulated clock, at the history's intensity at
+    this hour (`live_rate` at ``now``). Otherwise ``events`` sales that end at ``now``
+    (`catch_up_run`).
+
+    Returns:
+        The clock (``None``: the sales carry the real time) and the rate in events per second.
+    """
+    if real_time:
+        return None, live_rate(events_per_day=events_per_day, at=now or datetime.now(UTC))
+    return catch_up_run(events, events_per_day=events_per_day, speedup=speedup, now=now)
+
+
 def new_event_id() -> str:
     """A fresh random event id (UUID v4 from the OS's random source, never seeded)."""
     return str(uuid.uuid4())

@@ -13,6 +13,7 @@ Run ``python -m sales_stream.notebooks SOURCE_DIR DEST_DIR`` (``make notebooks``
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import re
@@ -44,6 +45,23 @@ MAX_NOTEBOOK_BYTES = 2_000_000
 WAIT_POLL_S = 0.25
 
 T = TypeVar("T")
+
+#: Longest code cell of a course notebook (the logic lives in the package).
+MAX_CELL_LINES = 25
+
+#: English a reader must not see in a notebook's outputs (they are in French): words that are
+#: never French (word-bounded, any case), ``sales_…`` / ``revenue…`` column names (not the
+#: ``sales_db`` database nor the ``sales_stream`` package), « minute(s) » plurals and raw floats
+#: such as ``104.16666666666667``.
+ENGLISH_IN_OUTPUTS = re.compile(
+    r"\b(?:files|rows|bytes|more lines?|publishing|needs|waiting|stored|revenue\w*|the|and|"
+    r"with|expected|got|invalid|missing|payload|limit|error|running|stopped|idle|failed|"
+    r"not configured|sent|received)\b"
+    r"|\bsales_(?!db\b|stream\b|live\b)\w+"
+    r"|\w\(s\)"
+    r"|\d\.\d{6,}",
+    re.IGNORECASE,
+)
 
 
 def execute(
@@ -129,6 +147,50 @@ def wait_for(
             print(f"En attente : {waiting} (rien après {timeout_s:.0f} s ; relancez la cellule).")
             return None
         time.sleep(poll_s)
+
+
+def visible_outputs(notebook: Path) -> list[tuple[int, str]]:
+    """What a reader sees of each output of ``notebook``: ``(cell index, text)`` pairs.
+
+    Per output: its ``text/html`` without tags (a widget's static snapshot, a table), else its
+    ``text/markdown`` or ``text/plain``; a stream's text; an error's name and value.
+    """
+    seen = []
+    for index, cell in enumerate(nbformat.read(notebook, as_version=4).cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                seen.append((index, str(out.get("text", ""))))
+            elif out.get("output_type") == "error":
+                seen.append((index, f"{out.get('ename')}: {out.get('evalue')}"))
+            data = out.get("data", {})
+            for mime in ("text/html", "text/markdown", "text/plain"):
+                if mime in data:
+                    text = str(data[mime])
+                    if mime == "text/html":
+                        text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+                    seen.append((index, text))
+                    break
+    return seen
+
+
+def english_in_outputs(notebook: Path) -> list[str]:
+    """Each match of `ENGLISH_IN_OUTPUTS` in ``notebook``'s `visible_outputs`, with context."""
+    found = []
+    for index, text in visible_outputs(notebook):
+        for match in ENGLISH_IN_OUTPUTS.finditer(text):
+            context = " ".join(text[max(0, match.start() - 40) : match.end() + 40].split())
+            found.append(f"{notebook.name} cell {index}: {match.group(0)!r} in « {context} »")
+    return found
+
+
+def long_cells(notebook: Path, *, max_lines: int = MAX_CELL_LINES) -> list[str]:
+    """The code cells of ``notebook`` longer than ``max_lines`` lines."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    return [
+        f"{notebook.name} cell {index}: {len(cell.source.splitlines())} lines"
+        for index, cell in enumerate(cells)
+        if cell.cell_type == "code" and len(cell.source.splitlines()) > max_lines
+    ]
 
 
 def _strip_papermill_noise(path: Path) -> None:

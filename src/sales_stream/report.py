@@ -208,6 +208,19 @@ def bench_figures(root: Path) -> dict[str, str]:
     met = float(naive_ratio) >= float(naive_target) and float(raw_ratio) >= float(raw_target)
     f["conso_verdict"] = verdict("met" if met else "missed")
 
+    cm = bench(root, "consumer_marginal")
+    f["marge_date"] = bench_date(cm)
+    n1, n2 = cm.find(r"; ([\d,]+) and ([\d,]+) events")
+    f["marge_n1"], f["marge_n2"] = fr_int(int(_number(n1))), fr_int(int(_number(n2)))
+    rounds = cm.find_all(r"^round \d+: .* = ([\d.]+)x raw")
+    f["marge_tours"] = ", ".join(ratio(float(r)) for (r,) in rounds)
+    x, count, target, word = cm.find(
+        r"^marginal / raw\s*= ([\d.]+)\s+\(median of (\d+); target >= ([\d.]+)\): (\w+)"
+    )
+    f["marge_x_brut"], f["marge_cible"] = ratio(float(x)), ratio(float(target), 1)
+    f["marge_n_tours"] = fr_int(int(count))
+    f["marge_verdict"] = verdict(word, plural=False)
+
     ee = bench(root, "end_to_end")
     f["e2e_date"] = bench_date(ee)
     rate, secs = ee.find(r"== (\d+) sales/s for (\d+) s")

@@ -57,6 +57,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from sales_stream.contract import tableau_fields
 from sales_stream.store import SALES
@@ -410,6 +411,23 @@ def write_live_workbook(
         raise ValueError(f"path must be a .twb file, got {path}")
     source = _Source(connection, _TABLE_FIELDS, _sheets(top_n))
     return _replace(path, _render(source, explain_data=explain_data))
+
+
+def write_live_workbook_for(path: Path, *, sql_uri: str, database: str, user: str) -> Path:
+    """`write_live_workbook` for the endpoint ``sql_uri``: its host and port, no typed address.
+
+    Args:
+        path: the ``.twb`` file to write.
+        sql_uri: ``postgresql://USER@HOST:PORT/DB`` (`sales_stream.infra.Endpoints.sql_uri`).
+        database: the database holding ``sales`` (``Settings.db``).
+        user: the BI login (``Settings.sql_user``).
+    """
+    address = urlsplit(sql_uri)
+    if address.hostname is None or address.port is None:
+        raise ValueError(f"{sql_uri!r} names no host and port")
+    return write_live_workbook(
+        path, host=address.hostname, port=address.port, database=database, user=user
+    )
 
 
 def _render(source: _Source, *, explain_data: bool) -> bytes:

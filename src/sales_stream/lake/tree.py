@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -36,12 +37,46 @@ def lake_stats(lake_url: LakeLocation) -> dict[str, int]:
     }
 
 
-def _human(size: float) -> str:
-    for unit in ("B", "kB", "MB"):
+def human_size(
+    size: float,
+    *,
+    units: tuple[str, str, str, str] = ("B", "kB", "MB", "GB"),
+    decimal: Callable[[float], str] = lambda value: f"{value:.1f}",
+) -> str:
+    """A size in bytes for people: ``512 B``, ``52.6 kB``, ``1.2 MB``, ``3.4 GB``.
+
+    Args:
+        size: Bytes.
+        units: The four unit names (French: ``o``, ``ko``, ``Mo``, ``Go``).
+        decimal: Writes a number of kB and above with one decimal.
+    """
+    for unit in units[:3]:
         if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{size:.0f} {unit}" if unit == units[0] else f"{decimal(size)} {unit}"
         size /= 1000
-    return f"{size:.1f} GB"
+    return f"{decimal(size)} {units[3]}"
+
+
+@dataclass(frozen=True)
+class TreeText:
+    """The words of `partition_tree` (English for the CLI; notebooks pass a French one).
+
+    Attributes:
+        files: ``3`` → ``3 files``.
+        size: A size in bytes → ``1.2 MB``.
+        more: How many lines were cut → ``… 12 more lines``.
+    """
+
+    files: Callable[[int], str]
+    size: Callable[[float], str]
+    more: Callable[[int], str]
+
+
+ENGLISH = TreeText(
+    files=lambda n: f"{n} file{'s' if n != 1 else ''}",
+    size=human_size,
+    more=lambda n: f"… {n} more line{'s' if n != 1 else ''}",
+)
 
 
 @dataclass
@@ -56,12 +91,12 @@ class _Node:
             count, size = count + c, size + s
         return count, size
 
-    def summary(self) -> str:
+    def summary(self, text: TreeText) -> str:
         count, size = self.totals()
-        return f"({count} file{'s' if count != 1 else ''}, {_human(size)})"
+        return f"({text.files(count)}, {text.size(size)})"
 
 
-def _render(node: _Node, prefix: str, lines: list[str]) -> None:
+def _render(node: _Node, prefix: str, lines: list[str], text: TreeText) -> None:
     dirs = sorted(node.dirs.items(), key=lambda item: unquote(item[0]))
     entries: list[tuple[str, _Node | PartFile]] = [*dirs]
     files = sorted(node.files, key=lambda f: (f.topic, f.partition, f.first))
@@ -74,13 +109,13 @@ def _render(node: _Node, prefix: str, lines: list[str]) -> None:
             shown = (
                 f"{name}/  = {decoded.partition('=')[2]!r} " if decoded != name else f"{name}/  "
             )
-            lines.append(f"{prefix}{branch}{shown}{entry.summary()}")
-            _render(entry, prefix + ("    " if last else "│   "), lines)
+            lines.append(f"{prefix}{branch}{shown}{entry.summary(text)}")
+            _render(entry, prefix + ("    " if last else "│   "), lines, text)
         else:
-            lines.append(f"{prefix}{branch}{name}  ({_human(entry.size)})")
+            lines.append(f"{prefix}{branch}{name}  ({text.size(entry.size)})")
 
 
-def partition_tree(lake_url: LakeLocation, *, max_lines: int = 40) -> str:
+def partition_tree(lake_url: LakeLocation, *, max_lines: int = 40, text: TreeText = ENGLISH) -> str:
     """A text tree of the lake's directories and live files, with sizes.
 
     Percent-encoded region directories are followed by their decoded name.
@@ -88,6 +123,7 @@ def partition_tree(lake_url: LakeLocation, *, max_lines: int = 40) -> str:
     Args:
         lake_url: Lake root (see `sales_stream.lake.layout.open_lake`).
         max_lines: Longest output; the rest is counted on a last line.
+        text: The words of the tree (`ENGLISH`, or the notebooks' French ones).
 
     Raises:
         ValueError: ``max_lines`` is below 2.
@@ -101,9 +137,9 @@ def partition_tree(lake_url: LakeLocation, *, max_lines: int = 40) -> str:
         for name in part.directory.split("/"):
             node = node.dirs.setdefault(name, _Node())
         node.files.append(part)
-    lines = [f"{lake.url.rstrip('/')}/  {root.summary()}"]
-    _render(root, "", lines)
+    lines = [f"{lake.url.rstrip('/')}/  {root.summary(text)}"]
+    _render(root, "", lines, text)
     if len(lines) > max_lines:
         hidden = len(lines) - max_lines + 1
-        lines = [*lines[: max_lines - 1], f"… {hidden} more lines"]
+        lines = [*lines[: max_lines - 1], text.more(hidden)]
     return "\n".join(lines)

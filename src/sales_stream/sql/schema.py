@@ -108,3 +108,19 @@ def setup_endpoint(endpoints: SqlLogins, db: Database) -> tuple[str, ...]:
             return ensure_schema(conn, db)
     except psycopg.Error as exc:
         raise InfraError(f"{endpoints.sql_uri}: {exc}".strip()) from exc
+
+
+def listed_relations(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """The relations of `TABLES` that ``conn``'s login sees in ``pg_catalog`` (what Tableau lists).
+
+    Returns:
+        ``(name, relkind)`` pairs sorted by name (``relkind`` ``"r"``: table, ``"v"``: view).
+    """
+    names = list(TABLES)
+    placeholders = ", ".join(["%s"] * len(names))
+    rows = conn.execute(
+        "SELECT relname, relkind FROM pg_catalog.pg_class "
+        f"WHERE relname IN ({placeholders}) ORDER BY relname",
+        names,
+    ).fetchall()
+    return [(str(name), str(kind)) for name, kind in rows]

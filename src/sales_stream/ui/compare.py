@@ -13,8 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
+from IPython.display import HTML
+from pandas.io.formats.style import Styler
+from pymongo.database import Database
 
+from sales_stream import sql
 from sales_stream.collation import fr_series_key
+from sales_stream.config import Settings
+from sales_stream.read import mongo_queries, sql_queries
+from sales_stream.sql.schema import listed_relations
+from sales_stream.ui.format import fr_int
+from sales_stream.ui.tables import LABELS, french_table
 
 KEY = "region"
 COLUMNS = ("region", "revenue", "sales")
@@ -29,12 +38,23 @@ class Comparison:
         matches: Same sales and revenue (to the cent) in every region.
         settled: The reference store did not change during the last comparison.
         message: A French verdict for the notebook.
+        names: The labels of the two stores (``frame``'s column suffixes).
     """
 
     frame: pd.DataFrame
     matches: bool
     settled: bool
     message: str
+    names: tuple[str, str] = ("a", "b")
+
+    def table(self) -> Styler | HTML:
+        """`frame` as a French table: « chiffre d'affaires (SQL) », « ventes (MongoDB) »."""
+        labels = {
+            f"{column}_{name}": f"{LABELS[column]} ({name})"
+            for column in ("revenue", "sales")
+            for name in self.names
+        }
+        return french_table(self.frame, labels={**labels, "écart": "écart (€)"})
 
 
 def _merge(left: pd.DataFrame, right: pd.DataFrame, names: tuple[str, str]) -> pd.DataFrame:
@@ -94,10 +114,31 @@ def compare_by_region(
     elif not settled:
         total_before, total_after = int(before["sales"].sum()), int(after["sales"].sum())
         message = (
-            f"le flux tourne encore ({total_before} → {total_after} ventes pendant la lecture) : "
+            f"le flux tourne encore ({fr_int(total_before)} → {fr_int(total_after)} ventes pendant "
+            "la lecture) : "
             f"{a} et {b} ne peuvent pas être comparés à un instant commun ; "
             "relancez la cellule une fois le flux arrêté"
         )
     else:
         message = f"ÉCART entre {a} et {b} alors que le flux est à l'arrêt"
-    return Comparison(frame=frame, matches=matches, settled=settled, message=message)
+    return Comparison(frame=frame, matches=matches, settled=settled, message=message, names=names)
+
+
+def compare_sql_with_mongo(
+    sql_uri: str, *, settings: Settings, db: Database
+) -> tuple[list[tuple[str, str]], Comparison]:
+    """Read the SQL endpoint as Tableau does and compare it with MongoDB (`compare_by_region`).
+
+    Returns:
+        The relations the BI login sees (`sales_stream.sql.schema.listed_relations`) and the
+        comparison of per-region revenue and sales, at a common instant or « le flux tourne
+        encore » (never a false alarm).
+    """
+    with sql.connect(sql_uri, settings=settings) as conn:
+        relations = listed_relations(conn)
+        check = compare_by_region(
+            lambda: sql_queries.revenue_by_region(conn),
+            lambda: mongo_queries.revenue_by_region(db),
+            names=("SQL", "MongoDB"),
+        )
+    return relations, check

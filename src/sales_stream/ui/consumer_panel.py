@@ -11,7 +11,7 @@ import ipywidgets as widgets
 
 from sales_stream.stream import StreamState, StreamStats, StreamWorker
 from sales_stream.stream.sink import HYPER_SERVICE, LAKE_SERVICE
-from sales_stream.ui.format import fr_int
+from sales_stream.ui.format import fr_int, fr_plural, fr_time
 
 _STATE_FR = {
     StreamState.CREATED: "pas démarré",
@@ -46,19 +46,19 @@ def status_fr(stats: StreamStats, *, now: datetime | None = None) -> str:
 
 
 def _last_commit(stats: StreamStats) -> str:
-    if stats.last_commit is None:
-        return "aucun"
-    return stats.last_commit.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return fr_time(stats.last_commit, never="aucun")
 
 
 def summary_text(stats: StreamStats, *, now: datetime | None = None) -> str:
     """A static French summary of the consumer's stats, for notebook outputs."""
     lines = [
         f"Consommateur : {status_fr(stats, now=now)}.",
-        f"{fr_int(stats.consumed)} messages traités en {fr_int(stats.batches)} lots : "
-        f"{fr_int(stats.stored)} ventes enregistrées, {fr_int(stats.duplicates)} doublons ignorés, "
-        f"{fr_int(stats.dead_lettered)} lettres mortes.",
-        f"Retard : {fr_int(stats.total_lag)} messages ; dernier commit : {_last_commit(stats)}.",
+        f"{fr_plural(stats.consumed, 'message traité')} en {fr_plural(stats.batches, 'lot')} : "
+        f"{fr_plural(stats.stored, 'vente enregistrée')}, "
+        f"{fr_plural(stats.duplicates, 'doublon ignoré')}, "
+        f"{fr_plural(stats.dead_lettered, 'lettre morte')}.",
+        f"Retard : {fr_plural(stats.total_lag, 'message')} ; "
+        f"dernier commit : {_last_commit(stats)}.",
     ]
     if stats.last_error:
         lines.append(f"Dernière erreur : {stats.last_error}")
@@ -105,7 +105,7 @@ class ConsumerPanel(widgets.VBox):
         colour = "#060" if stats.state in _HEALTHY else "#b00"
         self.status.value = (
             f"<b>Consommateur</b> : <span style='color:{colour}'>"
-            f"{html.escape(status_fr(stats))}</span> — {fr_int(round(rate))} messages/s"
+            f"{html.escape(status_fr(stats))}</span> — {fr_plural(round(rate), 'message')}/s"
         )
         lag = ", ".join(f"p{p} : {fr_int(v)}" for p, v in sorted(stats.lag.items())) or "—"
         rows = [

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from sales_stream.errors import SalesStreamError
-from sales_stream.export.publish import PublishResult, PublishSettings, publish
+from sales_stream.errors import ConfigError, SalesStreamError
+from sales_stream.export.publish import ENV_VARS, PublishResult, PublishSettings, publish
 from sales_stream.stream import StreamStats, StreamWorker
 from sales_stream.ui.consumer_panel import status_fr
-from sales_stream.ui.format import badge, counters, fr_int, fr_time, warning
+from sales_stream.ui.format import badge, counters, fr_int, fr_plural, fr_time, warning
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def summary_text(stats: StreamStats, *, path: str | Path) -> str:
         f"Extrait Hyper : {status_fr(stats)} ({path}).",
         f"Lignes écrites : {fr_int(stats.stored)} ; déjà présentes : {fr_int(stats.duplicates)} ; "
         f"messages lus : {fr_int(stats.consumed)} ; lots : {fr_int(stats.batches)}.",
-        f"Retard : {fr_int(stats.total_lag)} messages ; dernier point de contrôle : "
+        f"Retard : {fr_plural(stats.total_lag, 'message')} ; dernier point de contrôle : "
         f"{fr_time(stats.last_commit, never='aucun')}.",
     ]
     if stats.last_error:
@@ -156,6 +156,22 @@ def export_panel(worker: StreamWorker, *, refresh_s: float = 1.0) -> ExportPanel
         ValueError: If ``refresh_s`` is not positive.
     """
     return ExportPanel(worker, refresh_s=refresh_s)
+
+
+def publish_missing_text() -> str | None:
+    """``None`` when publishing to Tableau is configured, else the French line saying what to set.
+
+    (`PublishSettings.from_env`'s own message is in English, for the command line.)
+    """
+    try:
+        PublishSettings.from_env()
+    except ConfigError:
+        return (
+            f"publication non configurée : renseignez {', '.join(ENV_VARS[:-1])} et "
+            f"{ENV_VARS[-1]} dans l'environnement ou dans .env (une valeur manque ou est "
+            "invalide ; TABLEAU_SITE peut rester vide pour le site par défaut d'un Tableau Server)"
+        )
+    return None
 
 
 def share_text(result: PublishResult) -> str:

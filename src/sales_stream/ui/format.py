@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -17,6 +18,34 @@ def fr_int(value: int) -> str:
 def fr_float(value: float, digits: int = 1) -> str:
     """``1234.5`` → ``1 234,5``."""
     return f"{value:,.{digits}f}".replace(",", NARROW_NBSP).replace(".", ",")
+
+
+def fr_number(value: float) -> str:
+    """A number as a French reader expects it: ``104.1666…`` → ``104,2``, ``3.0`` → ``3``.
+
+    Integers keep every digit; others get one decimal, or as many as three significant
+    digits need (``1,56``, ``0,0081``); trailing zeros are dropped.
+    """
+    if float(value).is_integer():
+        return fr_int(int(value))
+    digits = max(1, 2 - math.floor(math.log10(abs(value))))
+    return fr_float(value, digits).rstrip("0").rstrip(",")
+
+
+def fr_plural(count: float, singular: str, plural: str | None = None) -> str:
+    """``count`` and the noun agreed in French: ``1 lot``, ``0 lot``, ``2 lots``, ``1,5 minute``.
+
+    French takes the singular below 2 (``0 doublon``, ``1,5 minute``).
+
+    Args:
+        count: The number (formatted with `fr_number`).
+        singular: The singular form, e.g. ``"message"`` or ``"lettre morte"``.
+        plural: The plural form; default ``singular`` + ``"s"`` on each word
+            (``"lettres mortes"``).
+    """
+    if plural is None:
+        plural = " ".join(word + "s" for word in singular.split(" "))
+    return f"{fr_number(count)} {singular if abs(count) < 2 else plural}"
 
 
 def fr_seconds(value: float) -> str:

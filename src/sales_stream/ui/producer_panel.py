@@ -16,14 +16,24 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import ipywidgets as widgets
 
 from sales_stream.events import SaleEvent
 from sales_stream.generator import SimulatedClock
-from sales_stream.producer import ProducerStats, ProducerThread
-from sales_stream.ui.format import badge, counters, fr_float, fr_int, parse_percent, warning
+from sales_stream.producer import ProducerStats, ProducerThread, backfill, topic_has_records
+from sales_stream.ui.format import (
+    badge,
+    counters,
+    fr_float,
+    fr_int,
+    fr_number,
+    fr_plural,
+    parse_percent,
+    warning,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +65,8 @@ _STATE_COLOURS = {
 def _fr_rate(value: float) -> str:
     if math.isinf(value):
         return "maximum"
-    if value.is_integer():
-        return f"{fr_float(value, 0)} év./s"
     # one decimal, or as many as three significant digits need below 1 (0,0081 év./s)
-    digits = max(1, 2 - math.floor(math.log10(abs(value))))
-    return f"{fr_float(value, digits).rstrip('0').rstrip(',')} év./s"
+    return f"{fr_number(value)} év./s"
 
 
 def summary_text(stats: ProducerStats) -> str:
@@ -97,10 +104,45 @@ def _average_line(stats: ProducerStats) -> str:
     if stats.state == "running":
         target += f", actuel : {_fr_rate(stats.current_rate)}"
     if stats.elapsed_s < MIN_AVERAGE_S:
-        return f"Débit moyen : pas encore mesurable (moins d'une seconde d'envoi) ({target})."
+        current = f" ; actuel : {_fr_rate(stats.current_rate)}" if stats.state == "running" else ""
+        return (
+            "Débit moyen : pas encore mesurable (moins d'une seconde d'envoi). "
+            f"Débit cible : {_fr_rate(stats.target_rate)}{current}."
+        )
     return (
         f"Débit moyen : {_fr_rate(stats.average_rate)} sur {fr_float(stats.elapsed_s)} s "
         f"({target})."
+    )
+
+
+def publish_history(
+    bootstrap: str,
+    topic: str,
+    *,
+    days: int,
+    events_per_day: int,
+    seed: int | None,
+    end: datetime | None = None,
+) -> tuple[ProducerStats | None, str]:
+    """Publish ``days`` of history with `backfill`, unless none is asked or already there.
+
+    A topic that already holds sales (notebook run again) is left as it is: every send
+    creates new sales, so a second history would double the first.
+
+    Returns:
+        The backfill's stats (``None`` when nothing was sent) and a French line saying what
+        was done.
+    """
+    if not days:
+        return None, "pas d'historique demandé ici (backfill_days=0) : `make run` l'a déjà publié"
+    if topic_has_records(bootstrap, topic):
+        return None, "le topic contient déjà des ventes : l'historique n'est pas republié"
+    history = backfill(
+        bootstrap, topic, days=days, events_per_day=events_per_day, seed=seed, end=end
+    )
+    return history, (
+        f"historique : {fr_plural(history.acked, 'vente')} sur {fr_plural(days, 'jour')} "
+        f"({fr_plural(history.failed, 'échec')})"
     )
 
 
@@ -110,7 +152,7 @@ def clock_text(clock: object) -> str:
         paused = " (arrêtée pendant la pause)" if clock.paused else ""
         return (
             f"Horloge de rattrapage ×{fr_float(clock.speedup, 0)} : une seconde réelle = "
-            f"{fr_float(clock.speedup / 60, 0)} minute(s) de ventes, jamais au-delà de "
+            f"{fr_plural(clock.speedup / 60, 'minute')} de ventes, jamais au-delà de "
             f"l'heure actuelle · heure des ventes {clock():%d/%m %H:%M} UTC{paused}"
         )
     return "Horloge réelle : les ventes portent l'heure actuelle"

@@ -23,6 +23,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from sales_stream.ui import live
+from sales_stream.ui.format import fr_number
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: The model id of the slot of a kind (the same in every kernel, so in every saved output).
@@ -56,8 +57,9 @@ def snapshot_html(widget: widgets.Widget) -> str:
         data = base64.b64encode(bytes(widget.value)).decode()
         return f"<img style='max-width:100%' src='data:image/{widget.format};base64,{data}'>"
     if isinstance(widget, widgets.Box):
+        # each child on its own block: two inline HTML values never run into each other
         inner = [snapshot_html(child) for child in widget.children]
-        return "<div>" + "".join(part for part in inner if part) + "</div>"
+        return "<div>" + "".join(f"<div>{part}</div>" for part in inner if part) + "</div>"
     if isinstance(widget, widgets.Button):
         return ""
     label = getattr(widget, "description", "")
@@ -65,6 +67,10 @@ def snapshot_html(widget: widgets.Widget) -> str:
         value = getattr(widget, "label", None) or widget.value
         if isinstance(value, tuple):
             value = ", ".join(map(str, value)) or "tous"
+        elif isinstance(value, bool):
+            value = "oui" if value else "non"
+        elif isinstance(value, int | float):
+            value = fr_number(value)  # « 104,2 », never « 104.16666666666667 »
         return f"<div><small>{html.escape(label)} : {html.escape(str(value))}</small></div>"
     return ""
 

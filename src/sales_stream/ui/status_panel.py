@@ -13,7 +13,7 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from sales_stream.stream import StreamStats, StreamWorker
-from sales_stream.ui.format import badge, counters, fr_int, warning
+from sales_stream.ui.format import badge, counters, fr_int, fr_plural, warning
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,11 @@ def lake_status_html(lake: StreamWorker) -> str:
 def lake_summary_text(stats: StreamStats) -> str:
     """One French line of the lake writer's counters, for static outputs."""
     return (
-        f"Lac Parquet : {fr_int(stats.consumed)} messages lus, {fr_int(stats.stored)} ventes "
-        f"écrites, {fr_int(stats.dead_lettered)} lettres mortes, {fr_int(stats.duplicates)} "
-        f"déjà présents, {fr_int(stats.batches)} lots."
+        f"Lac Parquet : {fr_plural(stats.consumed, 'message lu')}, "
+        f"{fr_plural(stats.stored, 'vente écrite')}, "
+        f"{fr_plural(stats.dead_lettered, 'lettre morte')}, "
+        f"{fr_plural(stats.duplicates, 'message déjà présent', 'messages déjà présents')}, "
+        f"en {fr_plural(stats.batches, 'lot')}."
     )
 
 
