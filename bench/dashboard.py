@@ -5,8 +5,8 @@ into MongoDB with the rollup hook (as notebook 03 does), then time, over a fixed
 selections (period / regions / products):
 
 * baseline: the previous dashboard's refresh, three ``$group`` aggregations over ``sales``
-  (`sales_stream.queries`), without drawing anything;
-* refresh: `sales_stream.dashboard_views.load_snapshot` (rollup cells + live window), the
+  (`sales_stream.read.mongo_queries`), without drawing anything;
+* refresh: `sales_stream.read.dashboard_views.load_snapshot` (rollup cells + live window), the
   view and the plotly figures serialised to JSON (`sales_stream.ui.dashboard.figures`): what
   the worker does every few seconds before the browser draws;
 * filter change: the view and the figures from the snapshot held: what a click costs;
@@ -31,12 +31,13 @@ from pathlib import Path
 from common import produce
 from pymongo.database import Database
 
-from sales_stream import infra, queries
+from sales_stream import infra
 from sales_stream.app import Stack
 from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import Settings
-from sales_stream.dashboard_views import PERIODS, DashboardSnapshot, Selection, load_snapshot
 from sales_stream.generator import SaleGenerator
+from sales_stream.read import mongo_queries as queries
+from sales_stream.read.dashboard_views import PERIODS, DashboardSnapshot, Selection, load_snapshot
 from sales_stream.ui.dashboard import figures, render
 
 TARGET_S = 1.0

@@ -34,10 +34,10 @@ from tableauhyperapi import HyperProcess, Telemetry
 from sales_stream import infra
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
-from sales_stream.export.hyper import (
-    DEFAULT_BATCH_SIZE,
+from sales_stream.export.hyper import DEFAULT_BATCH_SIZE, HyperExporter
+from sales_stream.extract import (
     EXTRACT_TABLE,
-    HyperExporter,
+    Writer,
     documents_to_arrow,
     read_extract,
     write_extract,
@@ -115,7 +115,7 @@ def main() -> None:
                     scratch = target.with_name(".ours.tmp.hyper")
 
                     def ours() -> None:
-                        write_extract(hyper, scratch, table, watermark=end)
+                        write_extract(hyper, scratch, table, writer=Writer.MONGODB, watermark=end)
                         os.replace(scratch, target)
 
                     write_times, pantab_times = [], []

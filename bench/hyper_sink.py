@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sales_stream.events import SaleEvent
-from sales_stream.export.extract_sink import HyperSink
-from sales_stream.export.hyper import append_to_extract, documents_to_arrow, naive_utc
+from sales_stream.extract import Writer, append_to_extract, documents_to_arrow, naive_utc
 from sales_stream.generator import SaleGenerator
+from sales_stream.sinks.hyper import HyperSink
 from sales_stream.stream import Batch
 
 FLAT_TARGET = 1.5
@@ -51,7 +51,7 @@ def previous_design(sink: HyperSink, events: list[SaleEvent]) -> None:
     table, _ = documents_to_arrow(docs)
     scratch = sink.path.with_name(".baseline.tmp.hyper")
     shutil.copyfile(sink.path, scratch)
-    append_to_extract(sink._hyper(), scratch, table, watermark=datetime.now(UTC))
+    append_to_extract(sink._hyper(), scratch, table, writer=Writer.STREAM)
     os.replace(scratch, sink.path)
 
 

@@ -3,8 +3,9 @@
 On a fresh embedded instance: produce N sales to Kafka (key = region), consume them into
 MongoDB with the rollup sink, declare the SQL tables, then run revenue over time (by hour),
 revenue per region and the top 10 products, each with a region filter, through
-`sales_stream.queries` (``$group`` over the raw ``sales`` collection, indexed) and through
-`sales_stream.sql.queries` (SQL over the declared rollup tables). The answers must be equal;
+`sales_stream.read.mongo_queries` (``$group`` over the raw ``sales`` collection, indexed) and
+through
+`sales_stream.read.sql_queries` (SQL over the declared rollup tables). The answers must be equal;
 the ratio SQL / Mongo is printed (target <= 1.5). For context: the region query in SQL without
 rollups, over the declared raw table ``sales`` (what the live workbook reads), and the consumer's
 throughput with and without the rollup hook. Usage::
@@ -27,14 +28,15 @@ import psycopg
 from kafka import KafkaProducer
 from pymongo.database import Database
 
-from sales_stream import infra, queries
+from sales_stream import infra
 from sales_stream.app import Stack
 from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import Settings
 from sales_stream.events import encode
 from sales_stream.generator import SaleGenerator
+from sales_stream.read import mongo_queries as queries
+from sales_stream.read import sql_queries
 from sales_stream.sql import connect
-from sales_stream.sql import queries as sql_queries
 from sales_stream.sql.schema import ensure_schema
 from sales_stream.store import DAILY, HOURLY, SALES
 

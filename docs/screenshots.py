@@ -33,8 +33,8 @@ from sales_stream import infra  # noqa: E402
 from sales_stream.charts import save_charts  # noqa: E402
 from sales_stream.clients import mongo_client  # noqa: E402
 from sales_stream.config import Settings  # noqa: E402
-from sales_stream.dashboard_views import Selection, load_snapshot  # noqa: E402
 from sales_stream.infra.process import terminate  # noqa: E402
+from sales_stream.read.dashboard_views import Selection, load_snapshot  # noqa: E402
 
 IMG = REPO / "docs" / "img"
 NOTEBOOKS = ("02_producer.ipynb", "03_consumer.ipynb", "04_export_tableau.ipynb")

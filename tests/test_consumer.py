@@ -20,7 +20,7 @@ from sales_stream.config import Settings
 from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY
 from sales_stream.events import SaleEvent, encode, event_from_document
 from sales_stream.generator import SaleGenerator
-from sales_stream.rollups import totals
+from sales_stream.sinks.rollups import totals
 from sales_stream.store import DAILY, DEAD_LETTERS, FENCES, HOURLY, SALES
 from sales_stream.stream import Backoff, StreamRuntime, StreamState, StreamStats, StreamWorker
 from sales_stream.stream.sink import HYPER_SERVICE, LAKE_SERVICE

@@ -26,7 +26,7 @@ from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
 from sales_stream.infra import embedded
 from sales_stream.infra.process import wait_until
-from sales_stream.rollups import totals
+from sales_stream.sinks.rollups import totals
 from sales_stream.store import DAILY, HOURLY, SALES
 from sales_stream.stream import StreamState
 from sales_stream.ui.consumer_panel import status_fr, summary_text

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from tableauhyperapi import Connection, HyperProcess, Telemetry
 
-from sales_stream import contract
+from sales_stream import contract, extract
 from sales_stream.contract import COLUMNS, INGESTED_AT, Lake, Origin
 from sales_stream.deadletters import DeadLetter, dead_letter
 from sales_stream.events import InvalidReason, SaleEvent, decode, encode
@@ -158,12 +158,18 @@ def test_hyper_table_is_the_tableau_columns(tmp_path: Path) -> None:
     with HyperProcess(
         Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters={"log_config": ""}
     ) as p:
-        hyper.write_extract(p, path, hyper.ARROW_SCHEMA.empty_table(), watermark=datetime.now(UTC))
+        extract.write_extract(
+            p,
+            path,
+            extract.ARROW_SCHEMA.empty_table(),
+            writer=extract.Writer.MONGODB,
+            watermark=datetime.now(UTC),
+        )
         with Connection(p.endpoint, path) as conn:
-            written = conn.catalog.get_table_definition(hyper.EXTRACT_TABLE).columns
+            written = conn.catalog.get_table_definition(extract.EXTRACT_TABLE).columns
     expected = [(name, sql) for name, sql, _ in contract.hyper_columns()]
     assert [(c.name.unescaped, c.type) for c in written] == expected
-    assert [name for name, _ in expected] == hyper.ARROW_SCHEMA.names == TABLEAU
+    assert [name for name, _ in expected] == extract.ARROW_SCHEMA.names == TABLEAU
     assert hyper.WATERMARK_FIELD == INGESTED_AT
 
 

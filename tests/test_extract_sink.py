@@ -20,12 +20,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from sales_stream import infra
 from sales_stream.events import encode
-from sales_stream.export import ids as ids_module
-from sales_stream.export.extract_sink import HyperSink
-from sales_stream.export.hyper import EXTRACT_TABLE, read_extract
-from sales_stream.export.ids import IdHashes
+from sales_stream.extract import EXTRACT_TABLE, read_extract
 from sales_stream.generator import SaleGenerator, new_event_id
 from sales_stream.infra.process import wait_until
+from sales_stream.sinks import id_hashes as ids_module
+from sales_stream.sinks.hyper import HyperSink
+from sales_stream.sinks.id_hashes import IdHashes
 from sales_stream.stream import Batch, SinkUnavailable
 
 
@@ -153,7 +153,7 @@ def test_a_reader_always_opens_a_complete_extract(sink: HyperSink) -> None:
 WRITER = """
 import sys
 from sales_stream.app import kafka_runtime
-from sales_stream.export.extract_sink import HyperSink
+from sales_stream.sinks.hyper import HyperSink
 bootstrap, topic, group, path, idle = sys.argv[1:]
 runtime = kafka_runtime(bootstrap, topic, group, [HyperSink(path)], name="hyper", max_batch=150)
 runtime.run(until_idle=float(idle))

@@ -28,13 +28,16 @@ from tableauhyperapi import (
 from sales_stream import infra
 from sales_stream.config import Settings
 from sales_stream.events import SaleEvent
-from sales_stream.export.hyper import (
+from sales_stream.export.hyper import HyperExporter
+from sales_stream.extract import (
     ARROW_SCHEMA,
     EXTRACT_TABLE,
-    HyperExporter,
+    STATE_TABLE,
+    ExtractOwnedError,
     read_extract,
 )
 from sales_stream.generator import SaleGenerator
+from sales_stream.sinks.hyper import HyperSink
 from sales_stream.sinks.mongo import MongoSink
 from sales_stream.stream import Batch, StreamState
 from sales_stream.ui.export_panel import export_panel, summary_text
@@ -290,6 +293,43 @@ def test_a_file_of_another_layout_is_rebuilt(
         result = exporter.refresh()
     assert (result.full, result.total_rows) == (True, 12)
     assert_same_as_mongo(db, path)
+
+
+def test_one_writer_per_extract_and_no_false_watermark(
+    db: Database, uri: str, gen: SaleGenerator, tmp_path: Path, hyper: HyperProcess
+):
+    """The live extract (Kafka) keeps no watermark; the MongoDB exporter refuses to continue it.
+
+    Before: the sink stored ``watermark = now`` and ``export`` trusted it, skipping every sale
+    MongoDB ingested before that moment.
+    """
+    earlier = gen.events(40)
+    write(db, earlier)  # in MongoDB before the live extract existed
+    live = tmp_path / "live.hyper"
+    sink = HyperSink(live)
+    try:
+        assert sink.write(Batch.of(gen.events(10))).stored == 10
+    finally:
+        sink.close()
+    with Connection(hyper.endpoint, live) as conn:
+        state = conn.execute_list_query(f"SELECT writer, watermark FROM {STATE_TABLE}")
+    assert [(row[0], row[1]) for row in state] == [("stream", None)]
+    with HyperExporter(uri, live, db=db.name) as exporter, pytest.raises(ExtractOwnedError) as err:
+        exporter.refresh()
+    assert str(err.value).count("\n") == 0
+    assert "stream" in str(err.value)
+    assert len(read_extract(live)) == 10  # left as it was
+
+    exported = tmp_path / "exported.hyper"
+    with HyperExporter(uri, exported, db=db.name) as exporter:
+        assert exporter.refresh().total_rows == 40
+    sink = HyperSink(exported)
+    try:
+        with pytest.raises(ExtractOwnedError, match="mongodb"):
+            sink.write(Batch.of(gen.events(5)))
+    finally:
+        sink.close()
+    assert_same_as_mongo(db, exported)
 
 
 def test_malformed_documents_are_skipped_and_reported(

@@ -24,13 +24,14 @@ import psycopg
 import pytest
 from pymongo.database import Database
 
-from sales_stream import infra, queries
+from sales_stream import infra
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
 from sales_stream.generator import SaleGenerator
-from sales_stream.queries import Filters
-from sales_stream.rollups import RollupSink
+from sales_stream.read import mongo_queries as queries
+from sales_stream.read.mongo_queries import Filters
 from sales_stream.sinks.mongo import MongoSink
+from sales_stream.sinks.rollups import RollupSink
 from sales_stream.sql import connect
 from sales_stream.sql.schema import DAILY_TABLE, HOURLY_TABLE, TABLES
 from sales_stream.store import DEAD_LETTERS, SALES, ensure_indexes

@@ -40,7 +40,7 @@ from sales_stream.lake.read import lake_files, read_dead_letters, read_lake, rev
 from sales_stream.lake.tables import TS_TYPE
 from sales_stream.lake.tree import lake_stats, partition_tree
 from sales_stream.reference import REGION_BY_NAME
-from sales_stream.sinks.parquet import LakeSink
+from sales_stream.sinks.lake import LakeSink
 from sales_stream.stream import StreamRuntime, StreamState, StreamWorker
 
 ACCENTED = ("Provence-Alpes-Côte d'Azur", "Île-de-France")

@@ -11,7 +11,6 @@ import pytest
 import tableaudocumentapi
 from conftest import validate_twb
 
-from sales_stream.export.hyper import EXTRACT_TABLE
 from sales_stream.export.package import (
     package_workbook,
     packaged_extracts,
@@ -26,6 +25,7 @@ from sales_stream.export.workbook import (
     TOP_SHEET,
     write_extract_workbook,
 )
+from sales_stream.extract import EXTRACT_TABLE
 
 SHEETS = [TIME_SHEET, MAP_SHEET, CITY_SHEET, TOP_SHEET]
 

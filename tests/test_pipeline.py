@@ -15,7 +15,7 @@ import pytest
 
 from sales_stream import notebooks, pipeline
 from sales_stream.config import Settings
-from sales_stream.export.hyper import read_extract
+from sales_stream.extract import read_extract
 
 REPO = Path(__file__).resolve().parents[1]
 LIVE_EVENTS = 150

@@ -17,7 +17,6 @@ import pytest
 import tableau_rest as rest
 
 from sales_stream.errors import ConfigError
-from sales_stream.export.hyper import EXTRACT_TABLE
 from sales_stream.export.package import write_workbooks
 from sales_stream.export.publish import (
     ENV_VARS,
@@ -28,6 +27,7 @@ from sales_stream.export.publish import (
     WatchPublisher,
     publish,
 )
+from sales_stream.extract import EXTRACT_TABLE
 
 API = "{http://tableau.com/api}"
 

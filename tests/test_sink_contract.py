@@ -20,7 +20,7 @@ from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
 from sales_stream.lake.read import read_dead_letters, read_lake
 from sales_stream.lake.tree import lake_stats
-from sales_stream.rollups import totals
+from sales_stream.sinks.rollups import totals
 from sales_stream.store import DAILY, DEAD_LETTERS, HOURLY, SALES
 
 pytestmark = pytest.mark.slow

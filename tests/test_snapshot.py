@@ -10,9 +10,9 @@ from pathlib import Path
 import pantab
 import tableaudocumentapi
 
-from sales_stream.export.hyper import EXTRACT_TABLE
 from sales_stream.export.package import packaged_extracts
 from sales_stream.export.snapshot import SNAPSHOT_DAYS, write_snapshot
+from sales_stream.extract import EXTRACT_TABLE
 
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = REPO / "tableau" / "ventes.twbx"

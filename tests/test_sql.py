@@ -14,17 +14,18 @@ from bson import Decimal128
 from kafka import KafkaProducer
 from pymongo.database import Database
 
-from sales_stream import cli, infra, queries
+from sales_stream import cli, infra
 from sales_stream.app import Stack
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import SaleGenerator
-from sales_stream.queries import Filters
-from sales_stream.rollups import DELTA_SEPARATOR, RollupSink, compact
+from sales_stream.read import mongo_queries as queries
+from sales_stream.read import sql_queries
+from sales_stream.read.mongo_queries import Filters
 from sales_stream.sinks.mongo import MongoSink
+from sales_stream.sinks.rollups import DELTA_SEPARATOR, RollupSink, compact
 from sales_stream.sql import connect
-from sales_stream.sql import queries as sql_queries
 from sales_stream.sql.schema import (
     DAILY_TABLE,
     HOURLY_TABLE,

@@ -113,7 +113,7 @@ class Stack:
         database = self.mongo[db or self.settings.db]
         sinks: list[Sink] = [MongoSink(database)]
         if self.settings.sql_rollups:
-            from sales_stream.rollups import RollupSink
+            from sales_stream.sinks.rollups import RollupSink
 
             sinks.append(RollupSink(database))
         settings = self.settings
@@ -162,7 +162,7 @@ class Stack:
         A file holds at most ``flush_events`` sales, accumulated for ``flush_seconds``
         (defaults: the settings').
         """
-        from sales_stream.sinks.parquet import LakeSink
+        from sales_stream.sinks.lake import LakeSink
 
         sink = LakeSink(self.lake_location(path))
         settings = self.settings
@@ -181,7 +181,7 @@ class Stack:
 
         Default: the settings' ``hyper_flush_s``.
         """
-        from sales_stream.export.extract_sink import HyperSink
+        from sales_stream.sinks.hyper import HyperSink
 
         return self._runtime(
             "hyper",

@@ -56,14 +56,14 @@ class Settings(BaseSettings):
     #: Runtime knobs: most records per checkpoint, how long records accumulate (seconds).
     consumer_max_batch: int = Field(default=5000, ge=1)
     #: How often the consumer flushes its rollups and commits: each flush inserts one row per
-    #: cell touched (`sales_stream.rollups`), so rarer flushes serve more sales per row.
+    #: cell touched (`sales_stream.sinks.rollups`), so rarer flushes serve more sales per row.
     rollup_flush_s: float = Field(default=2.0, ge=0)
     lake_max_batch: int = Field(default=10_000, ge=1)
     lake_flush_s: float = Field(default=5.0, ge=0)
     hyper_max_batch: int = Field(default=200_000, ge=1)
     hyper_flush_s: float = Field(default=1.0, ge=0)
     #: Most of the time the extract may spend writing: each publication copies the whole file
-    #: (`sales_stream.export.extract_sink`), so a large extract is published less often.
+    #: (`sales_stream.sinks.hyper`), so a large extract is published less often.
     hyper_write_share: float = Field(default=0.25, gt=0, le=1)
     mongo_user: str | None = None
     mongo_password: SecretStr | None = None

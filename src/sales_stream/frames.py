@@ -80,7 +80,7 @@ def events_frame(events: Sequence[SaleEvent]) -> pd.DataFrame:
     return frame
 
 
-#: pandas frequency of each time bucket unit of `sales_stream.queries.UNITS`.
+#: pandas frequency of each time bucket unit of `sales_stream.read.mongo_queries.UNITS`.
 BUCKET_FREQ = {"minute": "min", "hour": "h", "day": "D"}
 
 

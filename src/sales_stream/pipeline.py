@@ -29,9 +29,9 @@ from sales_stream import infra, notebooks
 from sales_stream.app import Stack
 from sales_stream.config import Mode, Settings
 from sales_stream.errors import SalesStreamError
-from sales_stream.export.hyper import read_extract
 from sales_stream.export.package import write_workbooks
 from sales_stream.export.workbook import write_live_workbook
+from sales_stream.extract import read_extract
 from sales_stream.generator import (
     SaleGenerator,
     SimulatedClock,

@@ -8,7 +8,8 @@ repository, from generated sales (no server needed).
 
 The extract is read from MongoDB (`HyperExporter`): ``sales`` carries no index but ``_id``, so
 each refresh is one server-side scan, fine for an occasional export. The live extract of
-``make run`` and the notebooks is fed from Kafka instead (`sales_stream.app.Stack.hyper_worker`).
+``make run`` and the notebooks is fed from Kafka instead (`sales_stream.app.Stack.hyper_worker`);
+each extract has one writer, so ``export`` refuses that one (`ExtractOwnedError`).
 
 Heavy modules are imported inside the commands so that ``python -m sales_stream`` starts fast.
 """

@@ -1,64 +1,19 @@
-"""MongoDB → Tableau Hyper extract: full export, incremental refresh, atomic publication.
+"""MongoDB → Tableau extract, polled: `HyperExporter`, behind ``python -m sales_stream export``.
 
-The extract holds one table, ``"Extract"."Extract"`` (what Tableau expects of a single-table
-extract), one row per sale, every column ``NOT NULL``:
+**Watermark.** The MongoDB sink stamps each document with ``ingested_at`` (event time is no
+watermark: sales arrive out of ``ts`` order). Each refresh reads ``ingested_at > watermark``;
+after a read started at ``r``, the watermark becomes ``max(watermark, r - late_window_s)``,
+where ``late_window_s`` bounds how late a stamped document becomes visible. The window is read
+again next time and deduplicated on ``event_id`` (an anti-join, plus the ids exported within
+the window in memory, so an idle refresh writes nothing). The watermark is published inside
+the extract with the rows (`sales_stream.extract`), so a restarted exporter carries on;
+documents without ``ingested_at`` only come with `HyperExporter.full_export`.
 
-========== ============== =====================================================
-column     Hyper type     meaning
-========== ============== =====================================================
-event_id   TEXT           the event id (Mongo ``_id``)
-ts         TIMESTAMP      sale time in **UTC** (Hyper timestamps carry no zone)
-date       DATE           UTC date of ``ts``
-hour       SMALLINT       UTC hour of ``ts`` (0–23)
-product    TEXT
-category   TEXT
-region     TEXT
-city       TEXT
-lat, lon   DOUBLE         coordinates of the city (Tableau latitude/longitude)
-quantity   INT
-unit_price DOUBLE         EUR
-amount     DOUBLE         EUR, ``quantity × unit_price`` (a measure Tableau sums)
-currency   TEXT
-channel    TEXT
-========== ============== =====================================================
-
-**Watermark.** The sink (`sales_stream.sinks.mongo`) stamps every document with
-``ingested_at``, its clock when the batch was written, once per write attempt. Event time
-(``ts``) is no watermark: the consumer writes events out of ``ts`` order (partitions are
-consumed unevenly, a backfill arrives after live sales), so a ``ts`` watermark would skip late
-events for good. The exporter keeps ``watermark`` = a time such that every document stamped at
-or before it has been exported, and each refresh reads ``ingested_at > watermark``. A
-document becomes visible a little after its stamp (the duration of its batch's ``insert_many``,
-plus any clock skew between the sink and the exporter); ``late_window_s``
-bounds that delay. So after a read that started at time ``r`` (exporter clock), the new
-watermark is ``max(watermark, r - late_window_s)``: the last ``late_window_s`` seconds of
-ingestion are read again at the next refresh and deduplicated on ``event_id`` (an anti-join
-in Hyper against the whole extract, plus an in-memory set of the ids exported within the
-window, so that an idle refresh writes nothing). The watermark is stored inside the extract,
-in the one-row table ``"sales_stream"."export_state"``, and published atomically with the
-rows: an exporter restarted on an existing extract carries on without duplicates or gaps.
-Documents without ``ingested_at`` (not written by the sink) are only picked up by
-`HyperExporter.full_export`.
-
-**No index on ``sales``.** The hot collection carries only ``_id`` (each secondary index costs
-about one insert per sale, see `sales_stream.sinks.mongo`), so a refresh is one server-side scan
-of ``sales`` that returns only the new documents: fine for the occasional export of the CLI
-(``python -m sales_stream export``), not for a live extract. The live extract is
-`sales_stream.export.extract_sink.HyperSink`, fed from Kafka by its own runtime
-(`sales_stream.app.Stack.hyper_worker`), which never reads MongoDB.
-
-**Atomic publication.** A refresh copies the published file to a temporary file in the same
-folder, appends to the copy and moves it over the target with `os.replace`: a reader opens
-either the previous or the next complete version, never a half-written file, and never one
-with fewer rows. (On Windows, ``os.replace`` fails while another program holds the target
-open; the write then fails and is retried: at the next ``export --watch`` tick, or by the
-live extract's runtime.) Only one writer may write a given extract.
-
-**Speed.** Reading: ``find`` without projection or sort (both measured slower on the embedded
-server), large batches, converted to Arrow column by column while the next batch is fetched.
-Writing: the Arrow table goes to a temporary Parquet file that Hyper loads with ``COPY``
-(about as fast as `pantab.frame_to_hyper`, but through one `HyperProcess` kept for the
-exporter's lifetime). See ``bench/hyper_export.py``.
+**Cost.** ``sales`` carries only ``_id``, so a refresh is one server-side scan: fine for an
+occasional export, not for a live extract, which is the Kafka-fed `sales_stream.sinks.hyper`
+(and the file's one writer). Each refresh copies the published file, appends to the copy and
+replaces the target with `os.replace`: readers see the previous or the next complete version.
+See ``bench/hyper_export.py``.
 """
 
 from __future__ import annotations
@@ -77,76 +32,40 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
-import pandas as pd
-import pantab
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pymongo.cursor import Cursor
-from tableauhyperapi import (
-    NOT_NULLABLE,
-    NULLABLE,
-    Connection,
-    CreateMode,
-    HyperProcess,
-    SqlType,
-    TableDefinition,
-    TableName,
-    Telemetry,
-    escape_string_literal,
-)
+from tableauhyperapi import Connection, HyperProcess
 
 from sales_stream.clients import mongo_client
-from sales_stream.contract import INGESTED_AT, extract_arrow_schema, hyper_columns
+from sales_stream.contract import INGESTED_AT
+from sales_stream.extract import (
+    ARROW_SCHEMA,
+    EXTRACT_TABLE,
+    STATE_TABLE,
+    Writer,
+    append_to_extract,
+    documents_to_arrow,
+    extract_writer,
+    naive_utc,
+    scratch_name,
+    start_hyper,
+    write_extract,
+)
 from sales_stream.store import DATABASE, SALES
 
 __all__ = [
-    "ARROW_SCHEMA",
-    "EXTRACT_TABLE",
-    "HYPER_PARAMETERS",
-    "STATE_TABLE",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_LATE_WINDOW_S",
     "WATERMARK_FIELD",
     "HyperExporter",
     "RefreshResult",
-    "append_to_extract",
-    "documents_to_arrow",
-    "layout_matches",
-    "naive_utc",
-    "read_extract",
-    "scratch_name",
-    "start_hyper",
-    "write_extract",
 ]
 
 log = logging.getLogger(__name__)
 
-EXTRACT_TABLE = TableName("Extract", "Extract")
-STATE_TABLE = TableName("sales_stream", "export_state")
 WATERMARK_FIELD = INGESTED_AT
 DEFAULT_LATE_WINDOW_S = 5.0
 DEFAULT_BATCH_SIZE = 10_000
-
-#: Arrow schema of the extract's rows, in table order.
-ARROW_SCHEMA = extract_arrow_schema()
-_DEFINITION = TableDefinition(
-    EXTRACT_TABLE,
-    [
-        TableDefinition.Column(name, sql, NULLABLE if nullable else NOT_NULLABLE)
-        for name, sql, nullable in hyper_columns()
-    ],
-)
-_STATE_DEFINITION = TableDefinition(
-    STATE_TABLE,
-    [
-        TableDefinition.Column("watermark", SqlType.timestamp(), NOT_NULLABLE),
-        TableDefinition.Column("updated_at", SqlType.timestamp(), NOT_NULLABLE),
-    ],
-)
-# Document fields copied as they are (all but ``event_id``, ``ts`` and the derived columns).
-_COPIED = tuple((field.name, field.type) for field in ARROW_SCHEMA)[4:]
-_COLUMN_LIST = ", ".join(f'"{name}"' for name in ARROW_SCHEMA.names)
-#: Options of every Hyper process started here: no hyperd.log in the working directory.
-HYPER_PARAMETERS = {"log_config": ""}
 _DONE = object()
 
 
@@ -171,167 +90,6 @@ class RefreshResult:
     watermark: datetime
     full: bool = False
     skipped: int = 0
-
-
-def documents_to_arrow(docs: list[dict[str, Any]]) -> tuple[pa.Table, int]:
-    """Convert sale documents to rows of the extract; skip (and log) the malformed ones.
-
-    Args:
-        docs: Documents as stored by the sink, ``ts`` as a naive UTC datetime (a client with
-            ``tz_aware=False``) or an aware one.
-
-    Returns:
-        The table (schema `ARROW_SCHEMA`) and the number of documents skipped.
-    """
-    try:
-        return _columns(docs), 0
-    except (KeyError, TypeError, ValueError, pa.ArrowException):
-        good = [doc for doc in docs if _exportable(doc)]
-        bad = [str(doc.get("_id")) for doc in docs if not _exportable(doc)]
-        log.warning("skipped %d malformed sale document(s): %s", len(bad), ", ".join(bad[:20]))
-        return _columns(good), len(bad)
-
-
-def _columns(docs: list[dict[str, Any]]) -> pa.Table:
-    ts = pa.array([d["ts"] for d in docs], pa.timestamp("us", tz=None))
-    arrays = [
-        pa.array([d["_id"] for d in docs], pa.string()),
-        ts,
-        pc.cast(ts, pa.date32()),
-        pc.cast(pc.hour(ts), pa.int16()),
-    ]
-    arrays.extend(pa.array([d[name] for d in docs], kind) for name, kind in _COPIED)
-    if any(array.null_count for array in arrays):
-        raise ValueError("null value in a NOT NULL column")
-    return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
-
-
-def _exportable(doc: dict[str, Any]) -> bool:
-    try:
-        _columns([doc])
-    except (KeyError, TypeError, ValueError, pa.ArrowException):
-        return False
-    return True
-
-
-def read_extract(path: Path | str) -> pd.DataFrame:
-    """Read the ``"Extract"."Extract"`` table of a Hyper file (tests, notebooks).
-
-    Returns:
-        One row per sale; ``ts`` is naive and means UTC, ``date`` holds `datetime.date`.
-    """
-    table = pantab.frame_from_hyper(Path(path), table=EXTRACT_TABLE, return_type="pyarrow")
-    return pa.table(table).to_pandas()
-
-
-def extract_revenue_by_region(path: Path | str) -> pd.DataFrame:
-    """Revenue and number of sales per region in the extract (``region``, ``revenue``, ``sales``).
-
-    The same columns as `sales_stream.queries.revenue_by_region`, to compare with MongoDB.
-    """
-    return (
-        read_extract(path)
-        .groupby("region", as_index=False)
-        .agg(revenue=("amount", "sum"), sales=("amount", "size"))
-    )
-
-
-def naive_utc(moment: datetime) -> datetime:
-    """``moment`` as a naive datetime meaning UTC (Hyper timestamps carry no zone)."""
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _timestamp_literal(moment: datetime) -> str:
-    return f"TIMESTAMP {escape_string_literal(naive_utc(moment).isoformat(sep=' '))}"
-
-
-def write_extract(hyper: HyperProcess, path: Path, table: pa.Table, *, watermark: datetime) -> None:
-    """Create (or replace) the extract ``path`` with the rows of ``table`` and a watermark.
-
-    The rows go through a temporary Parquet file beside ``path`` that Hyper loads with
-    ``COPY``. ``path`` is written in place: publish it with `os.replace`.
-
-    Args:
-        hyper: A running Hyper process (reused across calls).
-        path: The ``.hyper`` file to create.
-        table: Rows with the schema `ARROW_SCHEMA`.
-        watermark: Stored in `STATE_TABLE` (aware UTC).
-    """
-    with Connection(hyper.endpoint, path, CreateMode.CREATE_AND_REPLACE) as conn:
-        for definition in (_DEFINITION, _STATE_DEFINITION):
-            conn.catalog.create_schema_if_not_exists(definition.table_name.schema_name)
-            conn.catalog.create_table(definition)
-        if table.num_rows:
-            with _parquet(path, table) as source:
-                conn.execute_command(
-                    f"COPY {EXTRACT_TABLE} FROM {source} WITH (FORMAT => 'parquet')"
-                )
-        _store_watermark(conn, watermark)
-
-
-def append_to_extract(
-    hyper: HyperProcess,
-    path: Path,
-    table: pa.Table,
-    *,
-    watermark: datetime,
-    skip_known: bool = True,
-) -> int:
-    """Append the rows of ``table`` whose ``event_id`` the extract lacks; store the watermark.
-
-    Args:
-        hyper: A running Hyper process.
-        path: An extract written by `write_extract` (modified in place).
-        table: Rows with the schema `ARROW_SCHEMA`, one per ``event_id``.
-        watermark: The new watermark (aware UTC).
-        skip_known: Leave out the rows whose ``event_id`` the extract holds (an anti-join
-            that scans the whole table). ``False`` appends every row: only for rows known
-            to be new.
-
-    Returns:
-        The number of rows added.
-    """
-    anti_join = (
-        f" WHERE NOT EXISTS (SELECT 1 FROM {EXTRACT_TABLE} AS e WHERE e.event_id = s.event_id)"
-        if skip_known
-        else ""
-    )
-    with Connection(hyper.endpoint, path) as conn, _parquet(path, table) as source:
-        added = conn.execute_command(
-            f"INSERT INTO {EXTRACT_TABLE} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} "
-            f"FROM external({source}, FORMAT => 'parquet') AS s{anti_join}"
-        )
-        _store_watermark(conn, watermark)
-    return added
-
-
-@contextlib.contextmanager
-def _parquet(path: Path, table: pa.Table) -> Iterator[str]:
-    """Write ``table`` to a Parquet file beside ``path``; yield its path as a SQL literal."""
-    parquet = path.with_suffix(".parquet")
-    try:
-        pq.write_table(table, parquet, compression="none")
-        yield escape_string_literal(str(parquet))
-    finally:
-        parquet.unlink(missing_ok=True)
-
-
-def scratch_name(path: Path, tag: str) -> str:
-    """Name of a temporary file published over ``path`` (``tag``: unique, or a glob)."""
-    return f".{path.stem}.{tag}.tmp.hyper"
-
-
-def start_hyper() -> HyperProcess:
-    """A Hyper process for this module's writers (close it when done)."""
-    return HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=HYPER_PARAMETERS)
-
-
-def _store_watermark(conn: Connection, watermark: datetime) -> None:
-    conn.execute_command(f"DELETE FROM {STATE_TABLE}")
-    conn.execute_command(
-        f"INSERT INTO {STATE_TABLE} VALUES "
-        f"({_timestamp_literal(watermark)}, {_timestamp_literal(datetime.now(UTC))})"
-    )
 
 
 class HyperExporter:
@@ -447,7 +205,7 @@ class HyperExporter:
         watermark = read_at - self.late_window
         table, skipped, recent = self._read_all(naive_utc(watermark))
         with self._scratch(copy_published=False) as scratch:
-            write_extract(self._hyper(), scratch, table, watermark=watermark)
+            write_extract(self._hyper(), scratch, table, writer=Writer.MONGODB, watermark=watermark)
             self._publish(scratch)
         self._watermark, self._total_rows, self._loaded = watermark, table.num_rows, True
         self._recent = recent
@@ -472,7 +230,7 @@ class HyperExporter:
             if table.num_rows:
                 with self._scratch(copy_published=True) as scratch:
                     rows_added = append_to_extract(
-                        self._hyper(), scratch, table, watermark=watermark
+                        self._hyper(), scratch, table, writer=Writer.MONGODB, watermark=watermark
                     )
                     self._publish(scratch)
                 self._total_rows += rows_added
@@ -496,7 +254,7 @@ class HyperExporter:
         skipped = 0
         recent: dict[str, datetime] = {}
         cursor = self._collection.find({}, batch_size=self._batch_size)
-        for chunk in self._chunks(cursor):
+        for chunk in _prefetched(cursor, self._batch_size):
             table, bad = documents_to_arrow(chunk)
             tables.append(table)
             skipped += bad
@@ -506,52 +264,6 @@ class HyperExporter:
                     recent[str(doc["_id"])] = stamp
         table = pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
         return table, skipped, recent
-
-    def _chunks(self, cursor: Cursor) -> Iterator[list[dict[str, Any]]]:
-        """Yield lists of ``batch_size`` documents, fetched by a thread one chunk ahead.
-
-        The fetch waits on the server most of the time (the GIL is free then), so the
-        caller's conversion of one chunk overlaps the fetch of the next.
-        """
-        chunks: queue.Queue[object] = queue.Queue(maxsize=2)
-        stop = threading.Event()
-        size = self._batch_size
-
-        def put(item: object) -> bool:
-            while not stop.is_set():
-                try:
-                    chunks.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def fetch() -> None:
-            try:
-                chunk: list[dict[str, Any]] = []
-                for doc in cursor:
-                    chunk.append(doc)
-                    if len(chunk) == size:
-                        if not put(chunk):
-                            return
-                        chunk = []
-                if chunk and not put(chunk):
-                    return
-                put(_DONE)
-            except BaseException as exc:  # handed over to the caller's thread
-                put(exc)
-
-        worker = threading.Thread(target=fetch, name="hyper-export-fetch", daemon=True)
-        worker.start()
-        try:
-            while (item := chunks.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item  # type: ignore[misc]
-        finally:
-            stop.set()
-            worker.join()
-            cursor.close()
 
     # Hyper side ---------------------------------------------------------------------------
 
@@ -578,7 +290,7 @@ class HyperExporter:
                 Connection(self._hyper().endpoint, scratch) as conn,
             ):
                 stored = None
-                if layout_matches(conn):
+                if extract_writer(conn, self.path, Writer.MONGODB):
                     stored = conn.execute_scalar_query(f"SELECT MAX(watermark) FROM {STATE_TABLE}")
                 if stored is None:
                     log.warning("%s has another layout or no watermark: rebuilding it", self.path)
@@ -590,12 +302,47 @@ class HyperExporter:
         self._loaded = True
 
 
-def layout_matches(conn: Connection) -> bool:
-    """Whether the attached extract has this module's table and state table."""
-    catalog = conn.catalog
-    if not (catalog.has_table(EXTRACT_TABLE) and catalog.has_table(STATE_TABLE)):
+def _prefetched(cursor: Cursor, size: int) -> Iterator[list[dict[str, Any]]]:
+    """Yield lists of ``size`` documents, fetched by a thread one chunk ahead.
+
+    The fetch waits on the server most of the time (the GIL is free then), so the
+    caller's conversion of one chunk overlaps the fetch of the next.
+    """
+    chunks: queue.Queue[object] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
         return False
-    columns = catalog.get_table_definition(EXTRACT_TABLE).columns
-    return [(c.name.unescaped, c.type) for c in columns] == [
-        (c.name.unescaped, c.type) for c in _DEFINITION.columns
-    ]
+
+    def fetch() -> None:
+        try:
+            chunk: list[dict[str, Any]] = []
+            for doc in cursor:
+                chunk.append(doc)
+                if len(chunk) == size:
+                    if not put(chunk):
+                        return
+                    chunk = []
+            if chunk and not put(chunk):
+                return
+            put(_DONE)
+        except BaseException as exc:  # handed over to the caller's thread
+            put(exc)
+
+    worker = threading.Thread(target=fetch, name="hyper-export-fetch", daemon=True)
+    worker.start()
+    try:
+        while (item := chunks.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join()
+        cursor.close()

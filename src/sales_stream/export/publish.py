@@ -63,8 +63,8 @@ from tableauserverclient.server.endpoint.exceptions import (
 )
 
 from sales_stream.errors import ConfigError, SalesStreamError
-from sales_stream.export.hyper import EXTRACT_TABLE
 from sales_stream.export.package import package_workbook
+from sales_stream.extract import EXTRACT_TABLE
 
 ENV_PREFIX = "TABLEAU_"
 ENV_VARS = ("TABLEAU_SERVER_URL", "TABLEAU_SITE", "TABLEAU_PAT_NAME", "TABLEAU_PAT_SECRET")

@@ -2,7 +2,7 @@
 
 `write_snapshot` needs no server: it generates ``days`` days of sales with
 `sales_stream.generator.SaleGenerator` (fixed seed and end date, so the same arguments give
-the same rows), writes them to a Hyper extract with `sales_stream.export.hyper.write_extract`
+the same rows), writes them to a Hyper extract with `sales_stream.extract.write_extract`
 (the extract layout of the live exporter) and packages it with the extract workbook. Command:
 ``python -m sales_stream export --snapshot tableau/ventes.twbx``.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tableauhyperapi import HyperProcess, Telemetry
 
-from sales_stream.export.hyper import documents_to_arrow, write_extract
 from sales_stream.export.package import write_packaged_workbook
+from sales_stream.extract import Writer, documents_to_arrow, write_extract
 from sales_stream.generator import SaleGenerator
 
 __all__ = ["SNAPSHOT_DAYS", "SNAPSHOT_END", "SNAPSHOT_SEED", "Snapshot", "write_snapshot"]
@@ -62,6 +62,6 @@ def write_snapshot(
         extract = Path(scratch) / "ventes.hyper"
         parameters = {"log_config": ""}
         with HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=parameters) as hp:
-            write_extract(hp, extract, table, watermark=end)
+            write_extract(hp, extract, table, writer=Writer.SNAPSHOT)
         write_packaged_workbook(path, extract_path=extract)
     return Snapshot(path=path, rows=table.num_rows, first=events[0].ts, last=events[-1].ts)

@@ -15,7 +15,7 @@ with ``.`` or ``_``: hence ``_dead_letters`` and the ``.part-….tmp`` temporary
 
 A file holds the rows of one Kafka topic incarnation and partition for one directory, and its
 name gives the offsets of its first and last rows and the incarnation ``<inc>`` (the sink's
-exactly-once rule relies on it, see `sales_stream.sinks.parquet`). Compaction merges the files
+exactly-once rule relies on it, see `sales_stream.sinks.lake`). Compaction merges the files
 of a closed partition into one file per topic-partition named after the whole range it covers.
 
 Schema: ``ts`` is ``timestamp[ms, tz=UTC]``; low-cardinality strings are dictionary-encoded;

@@ -171,7 +171,7 @@ def revenue_by_region_lake(
 ) -> pd.DataFrame:
     """Revenue, sales and units per region over the lake, with the region's map position.
 
-    The same frame as `sales_stream.queries.revenue_by_region` over MongoDB (columns,
+    The same frame as `sales_stream.read.mongo_queries.revenue_by_region` over MongoDB (columns,
     dtypes, order, revenue rounded to the cent), so the two stores compare directly.
 
     Returns:

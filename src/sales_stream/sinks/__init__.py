@@ -1,1 +1,1 @@
-"""Sinks: where consumed sale events are stored (MongoDB, the Parquet data lake)."""
+"""Sinks: where consumed sale events are stored (MongoDB and its rollups, the lake, the extract)."""

@@ -15,7 +15,7 @@ unencodable) is permanent: a sale becomes a dead letter, a dead letter falls bac
 minimal form (`DeadLetter.minimal`), and the batch moves on.
 
 The hot ``sales`` collection carries no secondary index (each costs about one insert on the
-embedded server): dashboards and SQL read the rollups (`sales_stream.rollups`, the next sink
+embedded server): dashboards and SQL read the rollups (`sales_stream.sinks.rollups`, the next sink
 of the consumer's chain, which counts the sales this sink keeps), the Hyper extract is fed by
 its own runtime. Every sale also gets ``ingested_at`` (the sink's UTC clock at the write, for
 freshness) and ``src`` (the position that first stored it): a batch re-read with other
@@ -24,7 +24,6 @@ boundaries keeps the same sales.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +50,7 @@ from sales_stream.deadletters import (
 )
 from sales_stream.events import encode, event_from_document
 from sales_stream.identity import event_hash, kafka_key
+from sales_stream.sinks.mongo_errors import unavailable
 from sales_stream.store import (
     DEAD_LETTERS,
     DUPLICATE_KEY,
@@ -61,24 +61,10 @@ from sales_stream.store import (
     is_transient,
 )
 from sales_stream.stream.batch import Batch
-from sales_stream.stream.sink import MONGODB_SERVICE, Prepared, SinkResult, SinkUnavailable
+from sales_stream.stream.sink import Prepared, SinkResult
 
 #: ``$in`` lists longer than this are split (SecantusDB's cost grows with the list's square).
 IN_CHUNK = 100
-
-
-def unavailable(exc: PyMongoError) -> SinkUnavailable:
-    """The runtime's transient error for a MongoDB failure, with a short reason.
-
-    pymongo's server-selection errors append their timeouts and the whole topology description
-    (hundreds of characters); the reason keeps what precedes them, e.g. ``AutoReconnect:
-    127.0.0.1:41235: [Errno 111] Connection refused``.
-    """
-    head = _DRIVER_DETAILS.split(str(exc), maxsplit=1)[0]
-    return SinkUnavailable(MONGODB_SERVICE, exc, reason=f"{type(exc).__name__}: {head}")
-
-
-_DRIVER_DETAILS = re.compile(r" \(configured timeouts|, Timeout: |, Topology Description: ")
 
 
 def _permanent_reason(exc: BaseException | int | None) -> str:

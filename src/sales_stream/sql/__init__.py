@@ -3,7 +3,7 @@
 In embedded mode SecantusDB serves the MongoDB data over the PostgreSQL wire protocol too
 (`sales_stream.infra.secantus_launcher`): a collection reads as a table of the same name in the
 database of the same name. `schema` declares the tables Tableau lists and reads; `queries` runs
-the dashboard's aggregations over them, with the results of `sales_stream.queries`.
+the dashboard's aggregations over them, with the results of `sales_stream.read.mongo_queries`.
 """
 
 from __future__ import annotations

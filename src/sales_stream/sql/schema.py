@@ -9,7 +9,7 @@ the field of the same name, other fields are ignored, writes are not checked) an
 on indexed fields becomes an index lookup. So every collection Tableau reads is declared:
 
 * ``sales``: the raw sales (``_id`` is the event id).
-* ``ventes_par_heure`` and ``ventes_par_jour``: the rollups of `sales_stream.rollups`, the
+* ``ventes_par_heure`` and ``ventes_par_jour``: the rollups of `sales_stream.sinks.rollups`, the
   fast path of the dashboard (a few thousand rows: one per cell, plus the latest deltas).
 
 No view: Tableau reads a relation through a server-side cursor (``DECLARE … CURSOR WITH HOLD

@@ -17,10 +17,10 @@ from IPython.display import HTML
 from pandas.io.formats.style import Styler
 from pymongo.database import Database
 
-from sales_stream import queries, sql
+from sales_stream import sql
 from sales_stream.collation import fr_series_key
 from sales_stream.config import Settings
-from sales_stream.sql import queries as sql_queries
+from sales_stream.read import mongo_queries, sql_queries
 from sales_stream.sql.schema import listed_relations
 from sales_stream.ui.format import fr_int
 from sales_stream.ui.tables import LABELS, french_table
@@ -138,7 +138,7 @@ def compare_sql_with_mongo(
         relations = listed_relations(conn)
         check = compare_by_region(
             lambda: sql_queries.revenue_by_region(conn),
-            lambda: queries.revenue_by_region(db),
+            lambda: mongo_queries.revenue_by_region(db),
             names=("SQL", "MongoDB"),
         )
     return relations, check

@@ -1,6 +1,6 @@
 """Live dashboard in the notebook: the three Tableau views with period/region/product filters.
 
-The data comes from `sales_stream.dashboard_views` (the rollups plus the live window, read
+The data comes from `sales_stream.read.dashboard_views` (the rollups plus the live window, read
 once per refresh; filters applied in memory). Everything runs on one background worker
 thread, never on the kernel's main thread:
 
@@ -33,8 +33,14 @@ from pymongo.database import Database
 
 from sales_stream import charts
 from sales_stream.collation import fr_sorted
-from sales_stream.dashboard_views import PERIODS, DashboardSnapshot, Selection, View, load_snapshot
 from sales_stream.frames import BUCKET_FREQ
+from sales_stream.read.dashboard_views import (
+    PERIODS,
+    DashboardSnapshot,
+    Selection,
+    View,
+    load_snapshot,
+)
 from sales_stream.reference import CATALOGUE, REGIONS
 from sales_stream.ui.format import fr_day, fr_float, fr_int, fr_moment, fr_time
 from sales_stream.ui.snapshot import displayed

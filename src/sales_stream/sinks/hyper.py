@@ -10,7 +10,7 @@ conflicting version of one adds nothing.
 * The sink appends to a private *working copy* beside the extract
   (``.<name>.work.hyper``), in place, instead of copying the published file into Hyper
   again at every batch.
-* Duplicates are found without scanning the extract: `sales_stream.export.ids.IdHashes`
+* Duplicates are found without scanning the extract: `sales_stream.sinks.id_hashes.IdHashes`
   holds the hashes of its ids. A batch none of whose ids is known is appended as it is; only
   a batch with a known hash (a real duplicate, or a collision) runs the exact anti-join on
   ``event_id`` over the whole table.
@@ -25,7 +25,9 @@ the runtime paces the checkpoints so that writing takes at most a share of the t
 write) the sink copies it into a fresh working copy and reads its ids once. The runtime
 commits the offsets only after a publication, so rows of a failed or interrupted write were
 never committed and are read again. `close` removes the working copy; the next start
-removes what a crash left (a working copy, a publication's temporary file).
+removes what a crash left (a working copy, a publication's temporary file). The extract is
+owned by the stream (`Writer.STREAM`, no watermark): the sink refuses to continue one
+exported from MongoDB (`ExtractOwnedError`, a write that fails until the path changes).
 """
 
 from __future__ import annotations
@@ -35,24 +37,24 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from tableauhyperapi import Connection, HyperProcess, escape_string_literal
 
-from sales_stream.export.hyper import (
+from sales_stream.extract import (
     ARROW_SCHEMA,
     EXTRACT_TABLE,
+    Writer,
     append_to_extract,
     documents_to_arrow,
-    layout_matches,
+    extract_writer,
     naive_utc,
     scratch_name,
     start_hyper,
     write_extract,
 )
-from sales_stream.export.ids import IdHashes
+from sales_stream.sinks.id_hashes import IdHashes
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.sink import HYPER_SERVICE, SinkResult, SinkUnavailable
 
@@ -109,7 +111,7 @@ class HyperSink:
                 self._hyper(),
                 self.working_path,
                 table,
-                watermark=datetime.now(UTC),
+                writer=Writer.STREAM,
                 skip_known=known,
             )
             ids.add(seen)
@@ -143,15 +145,19 @@ class HyperSink:
                 return IdHashes(ids)
             log.warning("%s has another layout: rebuilding it from the stream", self.path)
         empty = ARROW_SCHEMA.empty_table()
-        write_extract(self._hyper(), self.working_path, empty, watermark=datetime.now(UTC))
+        write_extract(self._hyper(), self.working_path, empty, writer=Writer.STREAM)
         return IdHashes()
 
     def _read_ids(self) -> list[str] | None:
-        """The working copy's event ids; None if it is not an extract of this layout."""
+        """The working copy's event ids; None if it is not an extract of this layout.
+
+        Raises:
+            ExtractOwnedError: The extract was exported from MongoDB.
+        """
         dump = self.working_path.with_suffix(".ids.parquet")
         try:
             with Connection(self._hyper().endpoint, self.working_path) as conn:
-                if not layout_matches(conn):
+                if not extract_writer(conn, self.path, Writer.STREAM):
                     return None
                 conn.execute_command(
                     f"COPY (SELECT event_id FROM {EXTRACT_TABLE}) TO "

@@ -1,44 +1,22 @@
 """Incremental rollups of the sales, in the consumer's chain: insert-only, exact, compacted.
 
-Two collections, also SQL tables (`sales_stream.sql.schema`), answer the dashboard from a few
-thousand rows instead of every sale, both declared in `sales_stream.store`: ``HOURLY``
-(``ventes_par_heure``: hour × region) and ``DAILY`` (``ventes_par_jour``: day × region ×
-product). A row holds ``sales`` (number of sales), ``quantity``, ``amount`` (revenue), the
-UTC start of its bucket (``hour_start`` / ``day_start``), its dimensions and the region's
-``lat``/``lon`` (its capital, as `sales_stream.queries.revenue_by_region`). A cell (a bucket
-and its dimensions) may have several rows for a while: readers sum them (SQL ``SUM … GROUP
-BY``, Tableau, the dashboard).
+Two collections (also SQL tables), named in `sales_stream.store`: ``HOURLY`` (hour × region)
+and ``DAILY`` (day × region × product). A row holds ``sales``, ``quantity``, ``amount``, the
+UTC start of its bucket, its dimensions and the region's ``lat``/``lon``; a cell may have
+several rows for a while, which readers sum (SQL ``SUM … GROUP BY``, Tableau, the dashboard).
 
-`RollupSink` follows `sales_stream.sinks.mongo.MongoSink` in the consumer's runtime: it
-receives the sales the consumer kept from these very records (never a re-send, a conflicting
-version or a dead letter) without reading or decoding the stream again. It is a *deferred*
-sink (`sales_stream.stream.sink.DeferredSink`): `RollupSink.write` adds a batch to memory and
-`RollupSink.flush`, which the runtime calls before it commits (every
-`Settings.rollup_flush_s`), writes them. On the embedded database an update costs
-about ten inserts, so a flush only inserts: one row per cell touched and partition (its
-contribution, a *delta*), in one transaction with each partition's **fence**
-(``FENCES``: the next offset not yet counted, per topic incarnation, partition and database).
-The transaction moves a fence only from the value it read, so every offset is counted once
-whatever crashes, replays, rebalances or concurrent members do: rows below the fence are
-skipped, and a fence moved meanwhile aborts the transaction, which is then tried again. A fence
-that no flush wrote — moved outside one (``moved_to`` differs), or beyond its partition's end
-at assignment (`RollupSink.check_ends`) — is logged and kept in `RollupSink.anomaly`, which the
-runtime shows in its status: the sales it hides are never skipped silently. The
-sums of a batch are computed on the runtime's loop thread while the previous batch is written
-(`RollupSink.prepare`), so a flush mostly inserts.
+`RollupSink` follows `sales_stream.sinks.mongo.MongoSink` and receives only the sales it kept
+(no re-send, conflict or dead letter). It is *deferred*: `write` adds a batch to memory,
+`flush` (before each commit, every `Settings.rollup_flush_s`) inserts one row per cell touched
+and partition in one transaction with each partition's **fence** (``FENCES``: the next offset
+not yet counted), moved only from the value it read, so every offset is counted once whatever
+crashes, replays or rebalances do. A fence no flush wrote (moved outside one, or beyond its
+partition's end at assignment) is logged and kept in `RollupSink.anomaly`, shown in the status.
+Compaction rewrites the buckets written since, one row per cell, in one transaction, once the
+deltas reach the rows of the last compaction (at least `COMPACT_EVERY`).
 
-At a sink's first flush (for what earlier runs left), then each time its deltas reach the rows
-of the last compaction (and at least `COMPACT_EVERY`), the rollups are compacted: the buckets
-it wrote deltas to since (the current hour and day, when live) are rewritten with one row
-per cell (``_id``: the cell key) in one transaction, so readers never see a cell counted twice
-or not at all, and the rows stay about twice the cells at most.
-
-Sums are exact: ``sales`` and ``quantity`` are int64, ``amount`` is a decimal128 sum of the
-sales' amounts rounded to the cent, so any order and any batching give the same value, equal to
-the cent-rounded revenue of `sales_stream.queries`. Buckets are UTC, like `queries`.
-
-Limits: only sales that went through the sink are counted; buckets are whole UTC hours (by
-region) and whole UTC days (by region and product).
+Sums are exact (int64, and decimal128 of cent-rounded amounts), whatever the order or the
+batching, equal to `sales_stream.read.mongo_queries`'s revenue.
 """
 
 from __future__ import annotations
@@ -59,7 +37,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from sales_stream.events import SaleEvent
 from sales_stream.reference import REGION_BY_NAME
-from sales_stream.sinks.mongo import unavailable
+from sales_stream.sinks.mongo_errors import unavailable
 from sales_stream.store import DEFAULT_ROLLUPS, FENCES, Rollup, is_transient
 from sales_stream.stream.batch import Batch
 from sales_stream.stream.sink import Prepared, SinkResult

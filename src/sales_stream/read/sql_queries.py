@@ -1,4 +1,4 @@
-"""The dashboard's aggregations through the PostgreSQL endpoint, as `sales_stream.queries` does.
+"""The dashboard's aggregations through the PostgreSQL endpoint, as `mongo_queries` does.
 
 Same signatures (a connection instead of a database), same `Filters`, same DataFrames: a
 notebook or a test can compare the two side by side. Each query reads the smallest table that
@@ -10,7 +10,7 @@ answers it exactly (`sales_stream.sql.schema`):
 * ``sales`` (one row per sale) otherwise: minutes, or bounds inside an hour (or a day, for
   products).
 
-The rollups only count sales consumed through a `sales_stream.rollups.RollupSink`; a cell may
+The rollups only count sales consumed through a `sales_stream.sinks.rollups.RollupSink`; a cell may
 have several rows between two compactions, which every query sums.
 """
 
@@ -25,7 +25,7 @@ import pandas as pd
 import psycopg
 
 from sales_stream.frames import region_frame, top_frame
-from sales_stream.queries import UNITS, Filters, Unit, filled
+from sales_stream.read.mongo_queries import UNITS, Filters, Unit, filled
 from sales_stream.store import DAILY, HOURLY, SALES
 
 
@@ -52,10 +52,10 @@ def revenue_over_time(
 
     Returns:
         Columns ``bucket`` (UTC start), ``revenue``, ``sales``; sorted by bucket, zero-filled
-        (`sales_stream.queries.filled`).
+        (`sales_stream.read.mongo_queries.filled`).
 
     Raises:
-        ValueError: If ``unit`` is not one of `sales_stream.queries.UNITS`.
+        ValueError: If ``unit`` is not one of `sales_stream.read.mongo_queries.UNITS`.
     """
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")

@@ -1,7 +1,7 @@
 """A compact in-memory set of the event ids an extract holds, to skip Hyper's anti-join.
 
 Hyper has no index, so "is this id already in the extract?" is a scan of every row. The
-live extract (`sales_stream.export.extract_sink.HyperSink`) asks it of every batch, so it
+live extract (`sales_stream.sinks.hyper.HyperSink`) asks it of every batch, so it
 keeps the 64-bit hashes of the extract's ids here: a batch with no known hash is new for
 sure (a plain append), and only a batch where some hash matches (a re-sent sale, a batch
 re-read after a crash, or a hash collision) pays the exact anti-join in Hyper. Correctness

@@ -1,6 +1,6 @@
 """The dashboard's three views from the rollups, filtered in memory: no rescan of ``sales``.
 
-`load_snapshot` reads the two rollup collections of `sales_stream.rollups` (a few thousand
+`load_snapshot` reads the two rollup collections of `sales_stream.sinks.rollups` (a few thousand
 cells: hour × region and day × region × product) and the sales of the last `EXACT_WINDOW`
 (24 hours) before the latest sale, read through the ``ts`` index. `DashboardSnapshot.view`
 then answers any period / region / product selection from those frames in milliseconds, so a
@@ -15,7 +15,7 @@ without sales is at 0) up to the latest sale, whose bucket is still incomplete
 (`View.latest`).
 
 When the rollups are empty (no SQL endpoint, so the consumer does not maintain them) the
-snapshot says so (``source == "sales"``) and the views come from `sales_stream.queries`
+snapshot says so (``source == "sales"``) and the views come from `sales_stream.read.mongo_queries`
 aggregations over ``sales`` instead: correct, but a rescan per refresh.
 """
 
@@ -29,8 +29,8 @@ from typing import Literal
 import pandas as pd
 from pymongo.database import Database
 
-from sales_stream import queries
 from sales_stream.frames import BUCKET_FREQ, region_frame, top_frame, zero_filled
+from sales_stream.read import mongo_queries as queries
 from sales_stream.store import DAILY, HOURLY, SALES
 
 #: The live view: sales of the last hour before the latest sale, per minute.
