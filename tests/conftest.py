@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: The longest files (``pytest --durations``), run first: ``make test`` spreads whole files
 #: over two workers (``-n 2 --dist loadfile``), so they must not be the last ones handed out.
 LONGEST_FIRST = (
+    "test_durable.py",
     "test_pipeline.py",
     "test_browser.py",
     "test_consumer_faults.py",
