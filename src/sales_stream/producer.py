@@ -1,12 +1,8 @@
 """Kafka producers of sale events: a controllable live `ProducerThread` and a fast `backfill`.
 
 `ProducerThread` sends generated sales at a target rate from a daemon worker thread that a
-notebook starts, pauses, resumes and stops while the kernel stays free. Rate control follows
-an absolute schedule on ``time.monotonic()``: after an anchor, event *k* is due at
-``anchor + k / rate``; the worker sends every due event in small bursts and sleeps until the
-next one, so timer jitter never accumulates. A rate change or a resume re-anchors the
-schedule; a worker more than `MAX_LAG_S` behind (a target above what the machine can send)
-re-anchors instead of bursting to catch up.
+notebook starts, pauses, resumes and stops while the kernel stays free; its schedule is
+`sales_stream.send_schedule`, its counters and measured rate `sales_stream.send_meter`.
 
 Kafka key = region (per-region order); value = `sales_stream.events.encode` of the event or,
 at ``bad_ratio``, a malformed payload from `sales_stream.badevents.make_bad_payload`.
@@ -27,11 +23,9 @@ import math
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any, Literal
 
 from kafka import KafkaProducer
@@ -50,6 +44,8 @@ from sales_stream.errors import InfraError
 from sales_stream.events import SaleEvent, encode
 from sales_stream.generator import DEFAULT_EVENTS_PER_DAY, SaleGenerator, SimulatedClock
 from sales_stream.identity import kafka_key
+from sales_stream.send_meter import SendMeter
+from sales_stream.send_schedule import MAX_BURST, SendSchedule
 
 log = logging.getLogger(__name__)
 
@@ -85,20 +81,15 @@ BACKFILL_CONFIG: dict[str, Any] = {
     "request_timeout_ms": 10_000,
     "delivery_timeout_ms": 30_000,
 }
-MAX_BURST = 500
 #: Records sent but not settled above which the live worker waits (back-pressure).
 MAX_IN_FLIGHT = 5_000
 #: Same bound for `backfill`, checked every `BACKFILL_CHECK_EVERY` records.
 BACKFILL_MAX_IN_FLIGHT = 50_000
 BACKFILL_CHECK_EVERY = 1_000
 MIN_SLEEP_S = 0.001
-MAX_LAG_S = 1.0
-RATE_WINDOW_S = 2.0
-SAMPLE_EVERY_S = 0.1
 PAUSED_POLL_S = 0.25
 PAUSE_ACK_TIMEOUT_S = 1.0
 CLOSE_GRACE_S = 5.0
-RECENT_CAPACITY = 100
 
 _UNREACHABLE = (
     KafkaConnectionError,
@@ -273,13 +264,8 @@ class ProducerThread:
         self._state: State = "idle"
         self._stop_requested = False
         self._pause_requested = False
-        self._sent = self._valid_sent = self._bad_sent = 0
         self._fatal_error: str | None = None
-        self._started_at: datetime | None = None
-        self._active_since: float | None = None
-        self._active_total = 0.0
-        self._samples: deque[tuple[float, int]] = deque()
-        self._recent: deque[SaleEvent] = deque(maxlen=RECENT_CAPACITY)
+        self._meter = SendMeter()
 
     @property
     def topic(self) -> str:
@@ -348,12 +334,8 @@ class ProducerThread:
         self._fatal_error = None
         self._done.clear()
         self._paused_ack.clear()
-        if self._started_at is None:
-            self._started_at = datetime.now(UTC)
-        self._active_since = now
+        self._meter.begin(now)
         self._hold_clock(held=False)
-        self._samples.clear()
-        self._samples.append((now, self._sent))
         self._worker = threading.Thread(
             target=self._run, name=f"producer-{self._topic}", daemon=True
         )
@@ -367,7 +349,7 @@ class ProducerThread:
             self._state = "paused"
             self._pause_requested = True
             self._paused_ack.clear()
-            self._end_active(time.monotonic())
+            self._meter.end(time.monotonic())
             self._hold_clock(held=True)
         self._wake.set()
         self._paused_ack.wait(PAUSE_ACK_TIMEOUT_S)
@@ -379,7 +361,7 @@ class ProducerThread:
                 return
             self._state = "running"
             self._pause_requested = False
-            self._active_since = time.monotonic()
+            self._meter.resume(time.monotonic())
             self._hold_clock(held=False)
         self._wake.set()
 
@@ -396,7 +378,7 @@ class ProducerThread:
         deadline = time.monotonic() + timeout
         with self._lock:
             if self._state in ("running", "paused"):
-                self._end_active(time.monotonic())
+                self._meter.end(time.monotonic())
                 self._state = "stopped"
             self._stop_requested = True
             self._hold_clock(held=True)
@@ -426,21 +408,19 @@ class ProducerThread:
         acked, failed, delivery_error = self._tally.snapshot()  # read before ``sent``
         now = time.monotonic()
         with self._lock:
-            active = self._active_total
-            if self._active_since is not None:
-                active += now - self._active_since
+            meter = self._meter
             return ProducerStats(
                 state=self._state,
-                sent=self._sent,
+                sent=meter.sent,
                 acked=acked,
                 failed=failed,
-                valid_sent=self._valid_sent,
-                bad_sent=self._bad_sent,
+                valid_sent=meter.valid_sent,
+                bad_sent=meter.bad_sent,
                 target_rate=self._rate,
-                current_rate=self._measured_rate(now) if self._state == "running" else 0.0,
+                current_rate=meter.rate(now) if self._state == "running" else 0.0,
                 last_error=self._fatal_error or delivery_error,
-                started_at=self._started_at,
-                elapsed_s=active,
+                started_at=meter.started_at,
+                elapsed_s=meter.active(now),
             )
 
     def recent(self, n: int = 10) -> list[SaleEvent]:
@@ -452,34 +432,18 @@ class ProducerThread:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         with self._lock:
-            return list(islice(reversed(self._recent), n))
+            return self._meter.recent(n)
 
     # --- worker side -------------------------------------------------------------------
 
-    def _end_active(self, now: float) -> None:
-        if self._active_since is not None:
-            self._active_total += now - self._active_since
-            self._active_since = None
-
-    def _measured_rate(self, now: float) -> float:
-        samples = self._samples
-        while len(samples) > 1 and samples[1][0] <= now - RATE_WINDOW_S:
-            samples.popleft()
-        if not samples or now <= samples[0][0]:
-            return 0.0
-        base_t, base_sent = samples[0]
-        # over a full window even just after a start: one sale 60 ms in is not 17 sales/s
-        return (self._sent - base_sent) / max(now - base_t, RATE_WINDOW_S)
-
     def _sample(self, now: float) -> None:
         with self._lock:
-            if not self._samples or now - self._samples[-1][0] >= SAMPLE_EVERY_S:
-                self._samples.append((now, self._sent))
+            self._meter.sample(now)
 
     def _fail(self, message: str) -> None:
         log.error("producer of topic %r failed: %s", self._topic, message)
         with self._lock:
-            self._end_active(time.monotonic())
+            self._meter.end(time.monotonic())
             self._state = "failed"
             self._fatal_error = message
         self._paused_ack.set()
@@ -512,7 +476,7 @@ class ProducerThread:
         except KafkaTimeoutError:
             acked, failed, _ = self._tally.snapshot()
             message = (
-                f"{self._sent - acked - failed} record(s) still unsettled {timeout:.0f} s "
+                f"{self._meter.sent - acked - failed} record(s) still unsettled {timeout:.0f} s "
                 "after the last send; the Kafka client was abandoned"
             )
             log.error("producer of topic %r: %s", self._topic, message)
@@ -523,24 +487,20 @@ class ProducerThread:
         self._done.set()
 
     def _send_loop(self, producer: KafkaProducer, partition_of: _KeyPartitioner) -> None:
-        rate = 0.0  # the rate the schedule is anchored on; 0 forces a re-anchor
-        anchor_t = 0.0
-        anchor_n = n = 0
+        schedule = SendSchedule()
         with self._lock:  # sending time starts now, not before the connection
-            if self._active_since is not None:
-                self._active_since = time.monotonic()
+            self._meter.restart(time.monotonic())
         while True:
             self._wake.clear()
             with self._lock:
                 if self._stop_requested:
                     return
-                paused = self._pause_requested
-                target = self._rate
+                paused, target = self._pause_requested, self._rate
                 remaining = MAX_BURST
                 if self._max_events is not None:
-                    remaining = min(remaining, self._max_events - self._sent)
+                    remaining = min(remaining, self._max_events - self._meter.sent)
                     if remaining <= 0:
-                        self._end_active(time.monotonic())
+                        self._meter.end(time.monotonic())
                         self._state = "stopped"
                         return
             now = time.monotonic()
@@ -548,23 +508,18 @@ class ProducerThread:
                 self._paused_ack.set()
                 self._sample(now)
                 self._wake.wait(PAUSED_POLL_S)
-                rate = 0.0
+                schedule.reset()
                 continue
-            if target != rate:
-                rate, anchor_t, anchor_n = target, now, n
-            due = int((now - anchor_t) * rate) + 1 - (n - anchor_n)
+            due = schedule.due(now, target)
             if due <= 0:
-                next_t = anchor_t + (n - anchor_n) / rate
-                self._wake.wait(max(next_t - now, MIN_SLEEP_S))
+                self._wake.wait(max(schedule.wait(now), MIN_SLEEP_S))
                 continue
-            if self._sent - self._tally.settled() >= MAX_IN_FLIGHT:
+            if self._meter.sent - self._tally.settled() >= MAX_IN_FLIGHT:
                 self._wake.wait(MIN_SLEEP_S)  # the client lags behind: let it catch up
                 continue
-            if due > rate * MAX_LAG_S + MAX_BURST:
-                anchor_t, anchor_n, due = now, n, 1
             burst = min(due, remaining)
             self._send_burst(producer, partition_of, burst)
-            n += burst
+            schedule.sent(burst)
             self._sample(time.monotonic())
 
     def _send_burst(
@@ -588,12 +543,7 @@ class ProducerThread:
 
     def _count_sent(self, event: SaleEvent, bad: bool) -> None:
         with self._lock:
-            self._sent += 1
-            if bad:
-                self._bad_sent += 1
-            else:
-                self._valid_sent += 1
-                self._recent.append(event)
+            self._meter.count(event, bad=bad)
 
 
 def backfill(
