@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sales_stream.notebooks import NOTEBOOKS
 from sales_stream.ui.format import fr_float, fr_int
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,13 +40,6 @@ DOCUMENTS = {
 #: The report's body may not exceed this many words (`body_words`).
 MAX_BODY_WORDS = 3500
 
-NOTEBOOKS = (
-    "01_setup.ipynb",
-    "02_producer.ipynb",
-    "03_consumer.ipynb",
-    "04_export_tableau.ipynb",
-    "05_data_lake.ipynb",
-)
 RESULT_KEY = "sales_stream"  # notebooks.RESULT_KEY (not imported: that module needs nbformat)
 
 
