@@ -389,7 +389,7 @@ class LiveDashboard:
     @staticmethod
     def _status_html(view: View, snapshot: DashboardSnapshot) -> str:
         source = (
-            "agrégats par heure et par jour (rollups)"
+            "agrégats par heure et par jour"
             if snapshot.source == "rollups"
             else "collection sales (pas d'agrégats : recalcul complet)"
         )
