@@ -1,7 +1,8 @@
 """Before a stop: stop the producers, let the consumer groups reach the end of the topic.
 
-``down`` first asks the producers of the notebooks' kernels to stop (`request_stop`: a file in
-the state directory that `sales_stream.ui.live` watches), then calls `drain`, so MongoDB (and
+``down`` first asks the producers of the notebooks' kernels to stop (the state directory's
+`sales_stream.infra.embedded.stop_file`, which `sales_stream.ui.live` watches), then calls
+`drain`, so MongoDB (and
 its rollups), the lake and the extract agree when the services stop. It waits while some
 group is behind *and* moving; a group that made no progress for `STALL_S` (no consumer runs)
 is named with what it still has to read, which the durable broker keeps for its next start.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -20,25 +20,8 @@ from kafka.errors import KafkaError
 from sales_stream.groups import HYPER_GROUP, LAKE_GROUP, MONGO_GROUP
 
 PIPELINE_GROUPS = (MONGO_GROUP, LAKE_GROUP, HYPER_GROUP)
-#: While this file exists in a state directory, the producers of its kernels stop.
-STOP_FILE = "stopping"
 #: Seconds without progress after which a group is taken as not running.
 STALL_S = 5.0
-
-
-def request_stop(state_dir: Path) -> None:
-    """Ask every producer registered on ``state_dir`` (`sales_stream.ui.live`) to stop."""
-    (state_dir / STOP_FILE).touch()
-
-
-def stop_requested(state_dir: Path) -> bool:
-    """Whether a ``down`` of ``state_dir`` is under way."""
-    return (state_dir / STOP_FILE).exists()
-
-
-def clear_stop(state_dir: Path) -> None:
-    """Forget a stop request (at the end of ``down`` and at every start)."""
-    (state_dir / STOP_FILE).unlink(missing_ok=True)
 
 
 def highwaters(bootstrap: str, topic: str, *, timeout_s: float = 10.0) -> dict[int, int]:

@@ -102,15 +102,15 @@ def _stopped_for_good(settings: Settings) -> bool:
 
 def _drain_then_down(settings: Settings, *, timeout_s: float) -> list[str]:
     """Stop the kernels' producers, let the consumer groups catch up (embedded mode), stop."""
-    from sales_stream.drain import clear_stop, drain, request_stop
+    from sales_stream.drain import drain
 
     endpoints = infra.status(settings) if settings.mode is Mode.EMBEDDED else None
     if endpoints is not None and timeout_s > 0:
-        request_stop(endpoints.state_dir)
+        infra.embedded.stop_file(endpoints.state_dir).touch()
         drain(endpoints.kafka_bootstrap, settings.topic, timeout_s=timeout_s)
     stopped = infra.down(settings)
     if endpoints is not None:
-        clear_stop(endpoints.state_dir)
+        infra.embedded.stop_file(endpoints.state_dir).unlink(missing_ok=True)
     return stopped
 
 

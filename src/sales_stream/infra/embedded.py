@@ -144,9 +144,7 @@ def start(
         _reap_supervisors()
         supervisor = None
         if not _supervisor_alive(read_state(state_dir)):
-            from sales_stream.drain import clear_stop
-
-            clear_stop(state_dir)  # a `down` that died half-way must not stop this session
+            stop_file(state_dir).unlink(missing_ok=True)  # left by a `down` that died
             chosen = ports.stable_ports(state_dir, sql_port=settings.sql_port)
             ports.require_free(chosen, sql_host=settings.sql_host)
             supervisor = _launch_supervisor(state_dir, settings, owner_pid or default_owner())
@@ -265,6 +263,11 @@ def log_path(state_dir: Path, name: str) -> Path:
 def hold_file(state_dir: Path, name: str) -> Path:
     """While this file exists, the supervisor does not restart server ``name``."""
     return state_dir / f"hold-{name}"
+
+
+def stop_file(state_dir: Path) -> Path:
+    """While this file exists, a ``down`` is under way: the kernels' producers stop."""
+    return state_dir / "stopping"
 
 
 def read_state(state_dir: Path) -> dict[str, Any]:
@@ -415,8 +418,12 @@ def _seelog(state_dir: Path) -> str:
 
 
 def _marker(name: str) -> str:
-    markers = {"kafka": "tansu", "objectstore": "weed", "database": _LAUNCHER}
-    return {**markers, "supervisor": _SUPERVISOR}[name]
+    return {
+        "kafka": "tansu",
+        "objectstore": "weed",
+        "database": _LAUNCHER,
+        "supervisor": _SUPERVISOR,
+    }[name]
 
 
 def _alive(entry: dict[str, Any] | None, name: str) -> bool:

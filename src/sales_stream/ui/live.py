@@ -7,13 +7,14 @@ two consumers holding partitions) behind a single panel.
 
 Anything with a ``stop()`` (or ``close()``) method can be registered; the registry is
 per process, i.e. per kernel. A registered producer also stops when ``python -m sales_stream
-down`` asks (`sales_stream.drain.request_stop`), so the consumers can catch up before the stop.
+down`` asks (`sales_stream.infra.embedded.stop_file`), so the consumers catch up before the stop.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -71,17 +72,17 @@ def _watch_stop_requests() -> None:
 
 def _stop_on_request() -> None:
     from sales_stream.config import load_settings
-    from sales_stream.drain import stop_requested
+    from sales_stream.infra.embedded import stop_file
 
-    state_dir = load_settings().state_dir.resolve()
+    requested = stop_file(load_settings().state_dir.resolve())
+    stopped = None  # the producer stopped last: each is stopped once
     while True:
-        if stop_requested(state_dir) and get(PRODUCER) is not None:
+        producer = get(PRODUCER)
+        if producer is not None and producer is not stopped and requested.exists():
             log.info("python -m sales_stream down asked the producer to stop")
-            producer = get(PRODUCER)
-            stop_method = getattr(producer, "stop", None)
-            if callable(stop_method):
-                stop_method()
-        threading.Event().wait(STOP_POLL_S)
+            _halt(PRODUCER, producer)
+            stopped = producer
+        time.sleep(STOP_POLL_S)
 
 
 def get(kind: str) -> Any | None:
