@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import pandas as pd
 import pantab
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from tableauhyperapi import Connection, HyperProcess, Telemetry
 
 from sales_stream import infra
 from sales_stream.events import encode
@@ -57,35 +57,53 @@ def test_id_hashes_know_every_id_added_and_not_others(monkeypatch: pytest.Monkey
 
 def test_leftovers_of_a_crash_are_removed_at_the_next_start(sink: HyperSink) -> None:
     sink.path.parent.mkdir(parents=True)
-    stale = [sink.working_path, sink.path.with_name(".sales.0123456789ab.tmp.hyper")]
+    stale = [*sink.working_paths, sink.path.with_name(".sales.0123456789ab.tmp.hyper")]
     for path in stale:
         path.write_bytes(b"left by a killed writer")
     events = SaleGenerator(80).events(5)
     assert sink.write(Batch.of(events)).stored == 5
-    assert not stale[1].exists()
+    assert not stale[2].exists()
     sink.close()
     assert [p.name for p in sink.path.parent.iterdir()] == ["sales.hyper"]
 
 
 def test_batches_are_appended_once_each_and_published_whole(sink: HyperSink) -> None:
-    events = SaleGenerator(81).events(300)
+    events = SaleGenerator(81).events(400)
     first = sink.write(Batch.of(events[:200]))
     assert (first.stored, first.duplicates) == (200, 0)
-    working = sink.working_path.open("rb")  # the same file all along, appended in place
+    inodes = [path.stat().st_ino for path in sink.working_paths]
     # A replayed batch, a re-send inside a batch and a conflicting version add nothing.
     changed = dataclasses.replace(events[10], quantity=events[10].quantity + 1)
     second = sink.write(Batch.of([*events[150:300], events[250], changed]))
     assert (second.stored, second.duplicates) == (100, 52)
+    third = sink.write(Batch.of([*events[290:400], events[160]]))  # the second file lags
+    assert (third.stored, third.duplicates) == (100, 11)
     frame = read_extract(sink.path)
     assert sorted(frame["event_id"]) == sorted(e.event_id for e in events)
     quantity = frame.set_index("event_id").loc[events[10].event_id, "quantity"]
     assert quantity == events[10].quantity  # the first version stays, as in MongoDB
-    with working:
-        assert os.fstat(working.fileno()).st_nlink == 1
-        assert os.fstat(working.fileno()).st_ino == sink.working_path.stat().st_ino
+    # the two working files take turns, appended in place: the extract is never copied
+    assert [path.stat().st_ino for path in sink.working_paths] == inodes
+    assert sink.path.stat().st_ino == inodes[0]
+    assert sink.path.stat().st_nlink == 2
     sink.close()
-    assert not sink.working_path.exists()
+    assert not any(path.exists() for path in sink.working_paths)
     assert [p.name for p in sink.path.parent.iterdir()] == ["sales.hyper"]
+    assert len(read_extract(sink.path)) == 400
+
+
+def test_a_reader_holding_an_older_version_keeps_it_whole(sink: HyperSink) -> None:
+    events = SaleGenerator(88).events(300)
+    sink.write(Batch.of(events[:100]))
+    with (
+        HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU) as hyper,
+        Connection(hyper.endpoint, sink.path) as reader,  # e.g. Tableau with the extract open
+    ):
+        count = f"SELECT count(*) FROM {EXTRACT_TABLE}"
+        sink.write(Batch.of(events[100:200]))
+        sink.write(Batch.of(events[200:300]))  # due on the reader's file: it gets a new one
+        assert reader.execute_scalar_query(count) == 100
+    assert sorted(read_extract(sink.path)["event_id"]) == sorted(e.event_id for e in events)
 
 
 def test_a_new_sink_on_an_existing_extract_adds_only_what_it_lacks(tmp_path: Path) -> None:

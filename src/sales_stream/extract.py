@@ -53,6 +53,7 @@ __all__ = [
     "documents_to_arrow",
     "extract_revenue_by_region",
     "extract_writer",
+    "held_ids",
     "layout_matches",
     "naive_utc",
     "read_extract",
@@ -249,6 +250,16 @@ def append_to_extract(
         )
         _store_state(conn, writer, watermark)
     return added
+
+
+def held_ids(hyper: HyperProcess, path: Path, table: pa.Table) -> set[str]:
+    """The ``event_id`` values of ``table`` that the extract ``path`` already holds."""
+    with Connection(hyper.endpoint, path) as conn, _parquet(path, table) as source:
+        rows = conn.execute_list_query(
+            f"SELECT s.event_id FROM external({source}, FORMAT => 'parquet') AS s "
+            f"WHERE EXISTS (SELECT 1 FROM {EXTRACT_TABLE} AS e WHERE e.event_id = s.event_id)"
+        )
+    return {row[0] for row in rows}
 
 
 @contextlib.contextmanager

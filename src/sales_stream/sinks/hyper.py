@@ -1,33 +1,11 @@
 """The live Tableau extract: each batch of the stream appended to a Hyper file, no MongoDB scan.
 
-`HyperSink` (a `sales_stream.stream.Sink`) is fed by its own runtime (consumer group
-``sales-hyper``, `sales_stream.app.Stack.hyper`), so the hot ``sales`` collection needs no
-``ingested_at`` index. One row per sale, like MongoDB: a re-read batch, a re-sent sale or a
-conflicting version of one adds nothing.
-
-**What a write costs.** Hyper's work follows the new rows, not the extract's size:
-
-* The sink appends to a private *working copy* beside the extract
-  (``.<name>.work.hyper``), in place, instead of copying the published file into Hyper
-  again at every batch.
-* Duplicates are found without scanning the extract: `sales_stream.sinks.id_hashes.IdHashes`
-  holds the hashes of its ids. A batch none of whose ids is known is appended as it is; only
-  a batch with a known hash (a real duplicate, or a collision) runs the exact anti-join on
-  ``event_id`` over the whole table.
-
-Publication stays atomic: the working copy is copied to a temporary file that replaces the
-extract with `os.replace`, so Tableau opens the previous or the next complete version. That
-file copy (the kernel's, no Hyper work) is the one cost that follows the extract's size;
-the runtime paces the checkpoints so that writing takes at most a share of the time
-(`Settings.hyper_write_share`). See ``bench/hyper_sink.py``.
-
-**State.** The published extract is the truth: at its first write (and after any failed
-write) the sink copies it into a fresh working copy and reads its ids once. The runtime
-commits the offsets only after a publication, so rows of a failed or interrupted write were
-never committed and are read again. `close` removes the working copy; the next start
-removes what a crash left (a working copy, a publication's temporary file). The extract is
-owned by the stream (`Writer.STREAM`, no watermark): the sink refuses to continue one
-exported from MongoDB (`ExtractOwnedError`, a write that fails until the path changes).
+`HyperSink` is fed by its own runtime (group ``sales-hyper``). One row per sale, as in
+MongoDB: a re-read batch, a re-sent sale or a conflicting version adds nothing. What a write
+costs follows the new rows, never the extract's size: two working files take turns (each
+publication appends to the one not published, then hard-links it over the extract with
+`os.replace`), and duplicates are found through `IdHashes`, not a scan. See
+``bench/hyper_sink.py`` and `HyperSink.write`.
 """
 
 from __future__ import annotations
@@ -39,8 +17,10 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tableauhyperapi import Connection, HyperProcess, escape_string_literal
+from tableauhyperapi import Connection, HyperException, HyperProcess, escape_string_literal
 
 from sales_stream.extract import (
     ARROW_SCHEMA,
@@ -49,6 +29,7 @@ from sales_stream.extract import (
     append_to_extract,
     documents_to_arrow,
     extract_writer,
+    held_ids,
     naive_utc,
     scratch_name,
     start_hyper,
@@ -62,9 +43,26 @@ __all__ = ["HyperSink"]
 
 log = logging.getLogger(__name__)
 
+#: What Hyper says when another Hyper process (a reader: Tableau, pantab) holds a file.
+_LOCKED = "locked by another process"
+
 
 class HyperSink:
-    """Appends each batch's new sales to the extract and publishes it; see the module doc.
+    """Appends each batch's new sales to the extract and publishes it.
+
+    The published extract is always a complete file that is never written again while it
+    is published: a reader opens the previous or the next version. The sink keeps two
+    working files, ``.<name>.a.hyper`` and ``.<name>.b.hyper``; the published extract is a
+    hard link to the last one written. The other one lags by exactly the rows of the last
+    publication, which it receives together with the next batch's new rows before it is
+    linked over the extract in turn. If a reader still holds that older file, it is left to
+    the reader and replaced by a copy of the published one: the only copy of the whole
+    file, besides one at the first write.
+
+    State: the published extract is the truth. At the first write (and after any failed
+    one) the sink starts again from it and reads its ids once; the runtime commits offsets
+    only after a publication. The extract is owned by the stream (`Writer.STREAM`): the sink
+    refuses to continue one exported from MongoDB (`ExtractOwnedError`).
 
     Args:
         hyper_path: The published extract (``.hyper``); its folder is created if needed.
@@ -77,18 +75,22 @@ class HyperSink:
         if path.suffix != ".hyper":
             raise ValueError(f"hyper_path must end with .hyper, got {path}")
         self.path = path.resolve()
-        self.working_path = self.path.with_name(f".{self.path.stem}.work.hyper")
+        self.working_paths = tuple(
+            self.path.with_name(f".{self.path.stem}.{turn}.hyper") for turn in "ab"
+        )
         self._process: HyperProcess | None = None
-        self._ids: IdHashes | None = None  # ids of the working copy; None: not opened
+        self._ids: IdHashes | None = None  # ids of the published extract; None: not opened
+        self._next = 0  # index in working_paths of the file the next write goes to
+        self._lag = ARROW_SCHEMA.empty_table()  # the published rows that file lacks
 
     def assign(self, topic: str, incarnation: str, partitions: Iterable[int]) -> None:
         """Nothing to load: the extract's ids are the state."""
 
     def write(self, batch: Batch) -> SinkResult:
-        """Append the batch's new sales and publish them.
+        """Append the batch's new sales to the file not published, then publish it.
 
         Raises:
-            SinkUnavailable: The file cannot be written now (locked, disk full, not a file).
+            SinkUnavailable: The file cannot be written now (disk full, not a file).
         """
         if not batch.events:
             return SinkResult()
@@ -105,19 +107,10 @@ class HyperSink:
         try:
             if self._ids is None:
                 self._ids = self._open()
-            ids = self._ids
-            known = ids.contains_any(seen)
-            added = append_to_extract(
-                self._hyper(),
-                self.working_path,
-                table,
-                writer=Writer.STREAM,
-                skip_known=known,
-            )
-            ids.add(seen)
-            self._publish()
+            added = self._append(table, known=self._ids.contains_any(seen))
+            self._ids.add(seen)
         except OSError as exc:
-            self._ids = None  # reopen from the published extract at the next attempt
+            self._ids = None  # start again from the published extract at the next attempt
             raise SinkUnavailable(HYPER_SERVICE, exc) from exc
         except BaseException:
             self._ids = None
@@ -125,38 +118,76 @@ class HyperSink:
         return SinkResult(stored=added, duplicates=len(batch.events) - added)
 
     def close(self) -> None:
-        """Stop the Hyper process and remove the working copy."""
+        """Stop the Hyper process and remove the working files (the extract stays)."""
         if self._process is not None:
             self._process.close()
             self._process = None
         self._ids = None
-        self.working_path.unlink(missing_ok=True)
+        for working in self.working_paths:
+            working.unlink(missing_ok=True)
+
+    def _append(self, table: pa.Table, *, known: bool) -> int:
+        """Write the lag and the new rows of ``table`` to the next file, publish it; count them."""
+        target = self.working_paths[self._next]
+        try:
+            new = self._new_rows(target, table, known=known)
+            append_to_extract(
+                self._hyper(),
+                target,
+                pa.concat_tables([self._lag, new]),
+                writer=Writer.STREAM,
+                skip_known=False,
+            )
+        except HyperException as exc:
+            if _LOCKED not in str(exc):
+                raise
+            log.info("a reader holds %s: continuing from a copy of %s", target.name, self.path)
+            self._copy_published(target)
+            self._lag = ARROW_SCHEMA.empty_table()
+            new = self._new_rows(target, table, known=known)
+            append_to_extract(self._hyper(), target, new, writer=Writer.STREAM, skip_known=False)
+        self._publish(target)
+        self._lag, self._next = new, 1 - self._next
+        return new.num_rows
+
+    def _new_rows(self, target: Path, table: pa.Table, *, known: bool) -> pa.Table:
+        """The rows of ``table`` the published extract lacks (``target`` + the lag hold it)."""
+        held = set(self._lag["event_id"].to_pylist())
+        if known:  # some hash matches: ask the file for the exact answer
+            held |= held_ids(self._hyper(), target, table)
+        if not held:
+            return table
+        return table.filter(pc.invert(pc.is_in(table["event_id"], pa.array(list(held)))))
 
     def _open(self) -> IdHashes:
-        """A working copy of the published extract (or a new one) and the hashes of its ids."""
+        """Both working files as copies of the published extract; the hashes of its ids."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.working_path.unlink(missing_ok=True)
-        for stale in self.path.parent.glob(scratch_name(self.path, "*")):
-            stale.unlink(missing_ok=True)  # a publication a crash interrupted
+        first, second = self.working_paths
+        for stale in (*self.working_paths, *self.path.parent.glob(scratch_name(self.path, "*"))):
+            stale.unlink(missing_ok=True)  # left by a crash
+        self._next, self._lag = 0, ARROW_SCHEMA.empty_table()
+        ids = None
         if self.path.exists():
-            shutil.copyfile(self.path, self.working_path)
-            ids = self._read_ids()
-            if ids is not None:
-                return IdHashes(ids)
-            log.warning("%s has another layout: rebuilding it from the stream", self.path)
-        empty = ARROW_SCHEMA.empty_table()
-        write_extract(self._hyper(), self.working_path, empty, writer=Writer.STREAM)
-        return IdHashes()
+            shutil.copyfile(self.path, first)
+            ids = self._read_ids(first)
+            if ids is None:
+                log.warning("%s has another layout: rebuilding it from the stream", self.path)
+        if ids is None:
+            write_extract(self._hyper(), first, ARROW_SCHEMA.empty_table(), writer=Writer.STREAM)
+            shutil.copyfile(first, second)
+            return IdHashes()
+        _link_or_copy(self.path, second)  # the published version: written only after the next
+        return IdHashes(ids)
 
-    def _read_ids(self) -> list[str] | None:
-        """The working copy's event ids; None if it is not an extract of this layout.
+    def _read_ids(self, working: Path) -> list[str] | None:
+        """The event ids of ``working``; None if it is not an extract of this layout.
 
         Raises:
             ExtractOwnedError: The extract was exported from MongoDB.
         """
-        dump = self.working_path.with_suffix(".ids.parquet")
+        dump = working.with_suffix(".ids.parquet")
         try:
-            with Connection(self._hyper().endpoint, self.working_path) as conn:
+            with Connection(self._hyper().endpoint, working) as conn:
                 if not extract_writer(conn, self.path, Writer.STREAM):
                     return None
                 conn.execute_command(
@@ -167,15 +198,36 @@ class HyperSink:
         finally:
             dump.unlink(missing_ok=True)
 
-    def _publish(self) -> None:
-        scratch = self.path.with_name(scratch_name(self.path, uuid.uuid4().hex[:12]))
+    def _copy_published(self, target: Path) -> None:
+        """Replace ``target`` by a new file copied from the extract (a reader keeps the old)."""
+        scratch = self._scratch()
         try:
-            shutil.copyfile(self.working_path, scratch)
+            shutil.copyfile(self.path, scratch)
+            os.replace(scratch, target)
+        finally:
+            scratch.unlink(missing_ok=True)
+
+    def _publish(self, target: Path) -> None:
+        """Make ``target`` the extract, atomically: a hard link renamed over it."""
+        scratch = self._scratch()
+        try:
+            _link_or_copy(target, scratch)
             os.replace(scratch, self.path)
         finally:
             scratch.unlink(missing_ok=True)
+
+    def _scratch(self) -> Path:
+        return self.path.with_name(scratch_name(self.path, uuid.uuid4().hex[:12]))
 
     def _hyper(self) -> HyperProcess:
         if self._process is None:
             self._process = start_hyper()
         return self._process
+
+
+def _link_or_copy(source: Path, link: Path) -> None:
+    """A hard link ``link`` to ``source``; a copy where the file system has no hard links."""
+    try:
+        os.link(source, link)
+    except OSError:
+        shutil.copyfile(source, link)
