@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import statistics
 import tempfile
@@ -14,16 +15,22 @@ from typing import Any
 
 import pantab
 from kafka import KafkaProducer
+from monitor import Monitor, Samples
+from pymongo.database import Database
 
 from sales_stream import infra
 from sales_stream.app import Stack
+from sales_stream.clients import ensure_topic
 from sales_stream.config import Settings
 from sales_stream.contract import INGESTED_AT
 from sales_stream.events import SaleEvent, encode
+from sales_stream.lake.tree import lake_stats
 from sales_stream.producer import ProducerStats, ProducerThread
+from sales_stream.read.dashboard_views import Selection, load_snapshot
 from sales_stream.sinks.rollups import totals
 from sales_stream.sql.schema import setup_endpoint
 from sales_stream.store import HOURLY, SALES
+from sales_stream.ui.dashboard import figures
 
 
 def produce(bootstrap: str, topic: str, events: Sequence[SaleEvent]) -> float:
@@ -115,6 +122,9 @@ class FullRun:
         extract_rows: Rows in the extract at the end.
         drain_s: Seconds from the last send until every runtime had consumed everything.
         rollup_sales: Sales counted in the hourly rollup.
+        lake_rows: Rows in the lake's live files at the end (on the embedded object store).
+        samples: What the `monitor.Monitor` sampled, when asked.
+        dashboard_s: Refreshes of the notebook dashboard on the final data, when monitored.
     """
 
     sent: ProducerStats
@@ -123,13 +133,21 @@ class FullRun:
     extract_rows: int
     drain_s: float
     rollup_sales: int
+    lake_rows: int
+    samples: Samples | None = None
+    dashboard_s: list[float] | None = None
 
 
-def run_every_feature(rate: float, seconds: float) -> FullRun:
+#: The topic the monitor's produce probe writes to (the pipeline does not read it).
+PROBE_TOPIC = "soak-probe"
+
+
+def run_every_feature(rate: float, seconds: float, *, monitor: bool = False) -> FullRun:
     """``make run``'s runtimes on fresh embedded services, fed at ``rate`` for ``seconds``.
 
-    The consumer with its rollups, the lake and the Hyper extract; freshness is read from the
-    stores after the run.
+    The consumer with its rollups, the lake (on the object store, as by default) and the
+    Hyper extract; freshness is read from the stores after the run. With ``monitor``, a
+    `monitor.Monitor` samples the run and the dashboard's refresh is timed at the end.
     """
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -139,8 +157,20 @@ def run_every_feature(rate: float, seconds: float) -> FullRun:
             stack.ensure_topic()
             setup_endpoint(endpoints, stack.db)
             extract = work / "sales.hyper"
-            workers = stack.live_workers(lake=work / "lake", hyper=extract)
+            lake = stack.lake_location()
+            workers = stack.live_workers(lake=lake, hyper=extract)
+            lake_worker = workers[1]
             observer = ExtractObserver(extract)
+            sampler = None
+            if monitor:
+                ensure_topic(endpoints.kafka_bootstrap, PROBE_TOPIC, partitions=1)
+                sampler = Monitor(
+                    lake_count=lambda: lake_worker.stats.stored,
+                    rollup_count=lambda: totals(stack.db, HOURLY)[0],
+                    bootstrap=endpoints.kafka_bootstrap,
+                    probe_topic=PROBE_TOPIC,
+                    state_dir=settings.state_dir,
+                )
             for worker in workers:
                 worker.start()
             observer.start()
@@ -153,6 +183,8 @@ def run_every_feature(rate: float, seconds: float) -> FullRun:
                 max_events=int(rate * seconds),
                 seed=11,
             )
+            if sampler is not None:
+                sampler.start()
             producer.start()
             producer.wait(timeout=seconds * 3 + 30)
             sent = producer.stop()
@@ -163,6 +195,7 @@ def run_every_feature(rate: float, seconds: float) -> FullRun:
                 time.sleep(0.05)
             drain_s = time.monotonic() - ended
             time.sleep(1.5)
+            samples = sampler.stop() if sampler is not None else None
             seen, extract_rows = observer.stop()
             for worker in workers:
                 worker.stop()
@@ -173,5 +206,27 @@ def run_every_feature(rate: float, seconds: float) -> FullRun:
                 for d in docs
             ]
             rollup_sales, _ = totals(stack.db, HOURLY)
+            lake_rows = lake_stats(lake)["rows"]
+            dashboard_s = dashboard_refreshes(stack.db) if monitor else None
             stack.close()
-    return FullRun(sent, mongo, list(seen.values()), extract_rows, drain_s, rollup_sales)
+    return FullRun(
+        sent,
+        mongo,
+        list(seen.values()),
+        extract_rows,
+        drain_s,
+        rollup_sales,
+        lake_rows,
+        samples,
+        dashboard_s,
+    )
+
+
+def dashboard_refreshes(db: Database, *, repeats: int = 5) -> list[float]:
+    """Seconds of the notebook dashboard's refresh (read the data, build the figures' JSON)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        json.dumps(figures(load_snapshot(db).view(Selection())))
+        times.append(time.perf_counter() - start)
+    return times

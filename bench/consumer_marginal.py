@@ -40,7 +40,7 @@ from sales_stream.generator import SaleGenerator
 from sales_stream.sinks.rollups import totals
 from sales_stream.store import HOURLY, SALES
 
-TARGET = 0.8
+TARGET = 0.9
 
 
 def consume(settings: Settings, endpoints: infra.Endpoints, topic: str, n: int) -> float:
@@ -96,9 +96,10 @@ def main() -> None:
         print(f"round {index}: raw {before:,.0f} docs/s before, {after:,.0f} after; consume "
               f"{t1:.2f} s / {t2:.2f} s; marginal {marginal:,.0f} events/s = "
               f"{ratios[-1]:.2f}x raw")  # fmt: skip
-    ratio = statistics.median(ratios)
-    print(f"marginal / raw  = {ratio:.2f}  (median of {args.rounds}; target >= {TARGET}): "
-          f"{'met' if ratio >= TARGET else 'NOT met'}")  # fmt: skip
+    ratio, lowest = statistics.median(ratios), min(ratios)
+    word = "met" if lowest >= TARGET else "NOT met"
+    print(f"marginal / raw  = {ratio:.2f}  (median of {args.rounds}, lowest {lowest:.2f}; "
+          f"target >= {TARGET} in every round): {word}")  # fmt: skip
 
 
 if __name__ == "__main__":

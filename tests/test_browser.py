@@ -10,7 +10,8 @@ One JupyterLab server on copies of the notebooks, one headless chromium; in orde
 4. after a page reload the charts are drawn again;
 5. the panels of 02 and 03 replaced in their kernels after the last save (as a re-run of their
    cell does), then a page reload, then a second browser session: every panel of 02–05 is
-   there, live, and its counters change; nowhere « model not found »;
+   there, live, and its counters change; nowhere « model not found » (but for one more reload
+   where ipywidgets' own race shows it over a model the page does hold: `_live`);
 6. with 01's kernel shut down, 02–04 keep working (the supervised services belong to
    JupyterLab, not to the kernel that started them).
 
@@ -170,7 +171,7 @@ _PANEL = """
   const cell = widget.content.widgets.find(c => c.model.sharedModel.getSource().includes(marker));
   const node = cell.outputArea.node;
   return {live: node.querySelectorAll('.widget-vbox').length, text: node.textContent,
-          missing: widget.node.textContent.includes('model not found')};
+          missing: node.textContent.includes('model not found')};
 }
 """
 _SCROLL = """
@@ -189,22 +190,65 @@ display(show(live.replace({kind!r}, {factory})))
 """
 
 
+#: Whether the page's widget manager of the notebook ``id`` holds the model the output of
+#: the cell with ``marker`` points at, while that output says « model not found ».
+_LATE_RENDER = """
+async ({id, marker}) => {
+  const widget = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.id === id);
+  const cell = widget.content.widgets.find(c => c.model.sharedModel.getSource().includes(marker));
+  if (!cell.outputArea.node.textContent.includes('model not found')) return false;
+  const ids = cell.model.outputs.toJSON()
+    .map(o => (o.data || {})['application/vnd.jupyter.widget-view+json'])
+    .filter(Boolean).map(v => v.model_id);
+  const managers = [];
+  const visit = (w) => {
+    if (w._manager && w._manager.promise) managers.push(w._manager.promise);
+    for (const child of (w.widgets || [])) visit(child);
+  };
+  visit(cell.outputArea);
+  for (const manager of await Promise.all(managers)) {
+    if (ids.length && ids.every(i => manager.has_model(i))) return true;
+  }
+  return false;
+}
+"""
+
+
+def _live(page: Any, notebook: str, marker: str) -> dict[str, str]:
+    """Show the cell; wait until its panel is a live widget; return the cell's locator args.
+
+    « model not found » over a model the page's widget manager does hold is ipywidgets'
+    own race (jupyter-widgets/ipywidgets#4026, unfixed in 8.1.9: an output rendered ~2 s
+    before the restore registers its model stays failed); a student reloads the page once
+    more, and so does this test, once. A model the manager lacks is ours: no second chance.
+    """
+    for attempt in range(2):
+        args = {"id": show_cell(page, notebook, marker), "marker": marker}
+        # a reload reconnects every kernel and fetches every model: slow on a busy machine
+        if wait_until(lambda a=args: page.evaluate(_PANEL, a)["live"], timeout=120):
+            return args
+        if attempt or not page.evaluate(_LATE_RENDER, args):
+            break
+        page.reload()
+        page.wait_for_function("window.jupyterapp && window.jupyterapp.started", timeout=60_000)
+    raise AssertionError(f"the panel of {notebook} ({marker}) is not a live widget")
+
+
 def _panels_live(page: Any, tag: str) -> None:
     """Every panel of 02–05 is a live widget whose text changes; no « model not found »."""
     for notebook, markers in PANELS.items():
         for marker in markers:
             args = {"id": show_cell(page, notebook, marker), "marker": marker}
             try:
-                # a reload reconnects every kernel and fetches every model: slow on a busy machine
-                assert wait_until(lambda a=args: page.evaluate(_PANEL, a)["live"], timeout=120), (
-                    f"{tag}: the panel of {notebook} ({marker}) is not a live widget"
-                )
+                args = _live(page, notebook, marker)
                 before = page.evaluate(_PANEL, args)
                 assert not before["missing"], f"{tag}: « model not found » in {notebook}"
                 assert wait_until(
                     lambda a=args, b=before: page.evaluate(_PANEL, a)["text"] != b["text"],
                     timeout=30,
                 ), f"{tag}: the panel of {notebook} ({marker}) does not update"
+            except AssertionError as exc:
+                raise AssertionError(f"{tag}: {exc}") from exc
             finally:
                 page.evaluate(_SCROLL, args)
                 shot = f"{tag}_{Path(notebook).stem}_{marker.split('(')[0]}.png"
