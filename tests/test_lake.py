@@ -27,18 +27,18 @@ from kafka import KafkaProducer
 
 from sales_stream import infra
 from sales_stream.app import kafka_runtime
-from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
 from sales_stream.cli import main
 from sales_stream.clients import ensure_topic
 from sales_stream.config import Settings
 from sales_stream.deadletters import MAX_KEPT_BYTES
 from sales_stream.events import SaleEvent, encode
-from sales_stream.generator import SaleGenerator
 from sales_stream.lake.compaction import compact, compact_partition
 from sales_stream.lake.layout import list_parts, open_lake
 from sales_stream.lake.read import lake_files, read_dead_letters, read_lake, revenue_by_region_lake
 from sales_stream.lake.tables import TS_TYPE
 from sales_stream.lake.tree import lake_stats, partition_tree
+from sales_stream.produce.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.reference import REGION_BY_NAME
 from sales_stream.sinks.lake import LakeSink
 from sales_stream.stream import StreamRuntime, StreamState, StreamWorker

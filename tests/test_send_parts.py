@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sales_stream.generator import SaleGenerator
-from sales_stream.send_meter import RATE_WINDOW_S, SendMeter
-from sales_stream.send_schedule import MAX_BURST, MAX_LAG_S, SendSchedule
+from sales_stream.produce.generator import SaleGenerator
+from sales_stream.produce.send_meter import RATE_WINDOW_S, SendMeter
+from sales_stream.produce.send_schedule import MAX_BURST, MAX_LAG_S, SendSchedule
 
 
 def test_schedule_sends_what_is_due_and_waits_for_the_next() -> None:

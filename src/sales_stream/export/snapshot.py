@@ -1,7 +1,7 @@
 """The committed workbook snapshot: a packaged workbook over a seeded, generated history.
 
 `write_snapshot` needs no server: it generates ``days`` days of sales with
-`sales_stream.generator.SaleGenerator` (fixed seed and end date, so the same arguments give
+`sales_stream.produce.generator.SaleGenerator` (fixed seed and end date, so the same arguments give
 the same rows), writes them to a Hyper extract with `sales_stream.extract.write_extract`
 (the extract layout of the live exporter) and packages it with the extract workbook. Command:
 ``python -m sales_stream export --snapshot tableau/ventes.twbx``.
@@ -18,7 +18,7 @@ from tableauhyperapi import HyperProcess, Telemetry
 
 from sales_stream.export.package import write_packaged_workbook
 from sales_stream.extract import Writer, documents_to_arrow, write_extract
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 
 __all__ = ["SNAPSHOT_DAYS", "SNAPSHOT_END", "SNAPSHOT_SEED", "Snapshot", "write_snapshot"]
 

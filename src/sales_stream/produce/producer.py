@@ -2,10 +2,10 @@
 
 `ProducerThread` sends generated sales at a target rate from a daemon worker thread that a
 notebook starts, pauses, resumes and stops while the kernel stays free; its schedule is
-`sales_stream.send_schedule`, its counters and measured rate `sales_stream.send_meter`.
+`send_schedule`, its counters and measured rate `send_meter`.
 
 Kafka key = region (per-region order); value = `sales_stream.events.encode` of the event or,
-at ``bad_ratio``, a malformed payload from `sales_stream.badevents.make_bad_payload`.
+at ``bad_ratio``, a malformed payload from `sales_stream.produce.badevents.make_bad_payload`.
 
 Deliveries are counted by the producer's callbacks, so once records settle
 ``acked + failed == sent``. The client timeouts are short (`LIVE_CONFIG`): a broker that
@@ -39,13 +39,13 @@ from kafka.errors import (
 )
 from kafka.partitioner.default import murmur2
 
-from sales_stream.badevents import make_bad_payload
 from sales_stream.errors import InfraError
 from sales_stream.events import SaleEvent, encode
-from sales_stream.generator import DEFAULT_EVENTS_PER_DAY, SaleGenerator, SimulatedClock
 from sales_stream.identity import kafka_key
-from sales_stream.send_meter import SendMeter
-from sales_stream.send_schedule import MAX_BURST, SendSchedule
+from sales_stream.produce.badevents import make_bad_payload
+from sales_stream.produce.generator import DEFAULT_EVENTS_PER_DAY, SaleGenerator, SimulatedClock
+from sales_stream.produce.send_meter import SendMeter
+from sales_stream.produce.send_schedule import MAX_BURST, SendSchedule
 
 log = logging.getLogger(__name__)
 
