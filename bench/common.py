@@ -20,7 +20,8 @@ from sales_stream.app import Stack
 from sales_stream.config import Settings
 from sales_stream.contract import INGESTED_AT
 from sales_stream.events import SaleEvent, encode
-from sales_stream.produce.producer import ProducerStats, ProducerThread
+from sales_stream.produce.producer import ProducerThread
+from sales_stream.produce.stats import ProducerStats
 from sales_stream.sinks.rollups import totals
 from sales_stream.sql.schema import setup_endpoint
 from sales_stream.store import HOURLY, SALES

@@ -154,7 +154,7 @@ def test_summaries_agree_in_number() -> None:
 
 def test_producer_texts_are_readable() -> None:
     from sales_stream.produce.generator import SimulatedClock
-    from sales_stream.produce.producer import ProducerStats
+    from sales_stream.produce.stats import ProducerStats
     from sales_stream.ui.producer_panel import clock_text, summary_text
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
