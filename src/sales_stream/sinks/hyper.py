@@ -1,33 +1,12 @@
 """The live Tableau extract: each batch of the stream appended to a Hyper file, no MongoDB scan.
 
-`HyperSink` (a `sales_stream.stream.Sink`) is fed by its own runtime (consumer group
-``sales-hyper``, `sales_stream.app.Stack.hyper`), so the hot ``sales`` collection needs no
-``ingested_at`` index. One row per sale, like MongoDB: a re-read batch, a re-sent sale or a
-conflicting version of one adds nothing.
-
-**What a write costs.** Hyper's work follows the new rows, not the extract's size:
-
-* The sink appends to a private *working copy* beside the extract
-  (``.<name>.work.hyper``), in place, instead of copying the published file into Hyper
-  again at every batch.
-* Duplicates are found without scanning the extract: `sales_stream.sinks.id_hashes.IdHashes`
-  holds the hashes of its ids. A batch none of whose ids is known is appended as it is; only
-  a batch with a known hash (a real duplicate, or a collision) runs the exact anti-join on
-  ``event_id`` over the whole table.
-
-Publication stays atomic: the working copy is copied to a temporary file that replaces the
-extract with `os.replace`, so Tableau opens the previous or the next complete version. That
-file copy (the kernel's, no Hyper work) is the one cost that follows the extract's size;
-the runtime paces the checkpoints so that writing takes at most a share of the time
-(`Settings.hyper_write_share`). See ``bench/hyper_sink.py``.
-
-**State.** The published extract is the truth: at its first write (and after any failed
-write) the sink copies it into a fresh working copy and reads its ids once. The runtime
-commits the offsets only after a publication, so rows of a failed or interrupted write were
-never committed and are read again. `close` removes the working copy; the next start
-removes what a crash left (a working copy, a publication's temporary file). The extract is
-owned by the stream (`Writer.STREAM`, no watermark): the sink refuses to continue one
-exported from MongoDB (`ExtractOwnedError`, a write that fails until the path changes).
+`HyperSink` (a `sales_stream.stream.Sink`) has its own runtime (group ``sales-hyper``,
+`sales_stream.app.Stack.hyper`). One row per sale, as in MongoDB: a re-read batch, a re-sent
+sale or a conflicting version of one adds nothing. Hyper's work follows the new rows, not the
+extract's size: the sink appends in place to a private working copy and finds duplicates by
+the hashes of its ids (`sales_stream.sinks.id_hashes.IdHashes`); each write then publishes the
+copy atomically (`os.replace`), paced by `Settings.hyper_write_share`. The published extract is
+the truth, owned by the stream (`Writer.STREAM`). See ``bench/hyper_sink.py``.
 """
 
 from __future__ import annotations
