@@ -25,7 +25,8 @@ from sales_stream.config import Settings
 from sales_stream.contract import INGESTED_AT
 from sales_stream.events import SaleEvent, encode
 from sales_stream.lake.tree import lake_stats
-from sales_stream.producer import ProducerStats, ProducerThread
+from sales_stream.produce.producer import ProducerThread
+from sales_stream.produce.stats import ProducerStats
 from sales_stream.read.dashboard_views import Selection, load_snapshot
 from sales_stream.sinks.rollups import totals
 from sales_stream.sql.schema import setup_endpoint

@@ -41,7 +41,7 @@ from sales_stream.app import Stack
 from sales_stream.clients import consumer_config, ensure_topic, mongo_client
 from sales_stream.config import Settings
 from sales_stream.events import SaleEvent, decode
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sinks.rollups import totals
 from sales_stream.store import HOURLY, SALES
 from sales_stream.stream import StreamState, StreamWorker

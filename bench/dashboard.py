@@ -35,7 +35,7 @@ from sales_stream import infra
 from sales_stream.app import Stack
 from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import Settings
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.read import mongo_queries as queries
 from sales_stream.read.dashboard_views import PERIODS, DashboardSnapshot, Selection, load_snapshot
 from sales_stream.ui.dashboard import figures, render

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sales_stream.badevents import make_bad_payload
 from sales_stream.events import SaleEvent, decode, encode
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.badevents import make_bad_payload
+from sales_stream.produce.generator import SaleGenerator
 
 
 def best_rate(func: Callable[[], object], count: int, repeats: int) -> float:

@@ -42,7 +42,7 @@ from sales_stream.extract import (
     read_extract,
     write_extract,
 )
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sinks.mongo import MongoSink
 from sales_stream.stream import Batch
 

@@ -34,7 +34,7 @@ from tableauhyperapi import HyperProcess
 
 from sales_stream.events import SaleEvent
 from sales_stream.extract import Writer, append_to_extract, documents_to_arrow, naive_utc
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sinks.hyper import HyperSink
 from sales_stream.stream import Batch
 

@@ -22,10 +22,10 @@ from sales_stream.app import Stack
 from sales_stream.clients import ensure_topic
 from sales_stream.config import Settings
 from sales_stream.events import SaleEvent
-from sales_stream.generator import SaleGenerator
 from sales_stream.lake.files import COMPRESSION
 from sales_stream.lake.tables import events_table
 from sales_stream.lake.tree import lake_stats
+from sales_stream.produce.generator import SaleGenerator
 
 TOPIC = "bench-lake"
 

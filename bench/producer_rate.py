@@ -28,8 +28,10 @@ from sales_stream import infra
 from sales_stream.clients import ensure_topic
 from sales_stream.config import Settings
 from sales_stream.events import encode
-from sales_stream.generator import SaleGenerator
-from sales_stream.producer import LIVE_CONFIG, MAX_RATE, ProducerThread, backfill
+from sales_stream.produce.backfill import backfill
+from sales_stream.produce.delivery import LIVE_CONFIG
+from sales_stream.produce.generator import SaleGenerator
+from sales_stream.produce.producer import MAX_RATE, ProducerThread
 
 TARGETS = (100.0, 1_000.0, 5_000.0)
 WARM_UP_S = 1.0

@@ -33,7 +33,7 @@ from sales_stream.app import Stack
 from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import Settings
 from sales_stream.events import encode
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.read import mongo_queries as queries
 from sales_stream.read import sql_queries
 from sales_stream.sql import connect

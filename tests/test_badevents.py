@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
 from sales_stream.events import MAX_PAYLOAD_BYTES, InvalidEvent, SaleEvent, decode
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
+from sales_stream.produce.generator import SaleGenerator
 
 NOW = datetime(2024, 5, 15, 10, 30, tzinfo=UTC)
 

@@ -21,7 +21,7 @@ from pymongo.database import Database
 
 from sales_stream import infra
 from sales_stream.config import Settings
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.read import mongo_queries as queries
 from sales_stream.read import sql_queries
 from sales_stream.read.mongo_queries import Filters

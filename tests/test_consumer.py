@@ -15,11 +15,11 @@ from pymongo.database import Database
 
 from sales_stream import infra
 from sales_stream.app import Stack
-from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
 from sales_stream.config import Settings
 from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY
 from sales_stream.events import SaleEvent, encode, event_from_document
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sinks.rollups import totals
 from sales_stream.store import DAILY, DEAD_LETTERS, FENCES, HOURLY, SALES
 from sales_stream.stream import Backoff, StreamRuntime, StreamState, StreamStats, StreamWorker

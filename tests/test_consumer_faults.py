@@ -23,9 +23,9 @@ from sales_stream.app import Stack
 from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import Settings
 from sales_stream.events import SaleEvent, encode
-from sales_stream.generator import SaleGenerator
 from sales_stream.infra import embedded
 from sales_stream.infra.process import wait_until
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sinks.rollups import totals
 from sales_stream.store import DAILY, HOURLY, SALES
 from sales_stream.stream import StreamState

@@ -19,7 +19,6 @@ from sales_stream.contract import COLUMNS, INGESTED_AT, Lake, Origin
 from sales_stream.deadletters import DeadLetter, dead_letter
 from sales_stream.events import InvalidReason, SaleEvent, decode, encode
 from sales_stream.export import hyper, workbook
-from sales_stream.generator import SaleGenerator
 from sales_stream.lake.tables import (
     DATASET_SCHEMA,
     DEAD_LETTER_SCHEMA,
@@ -27,6 +26,7 @@ from sales_stream.lake.tables import (
     PARTITION_SCHEMA,
     dead_letters_table,
 )
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sql.schema import TABLES
 from sales_stream.store import SALES
 from tests.test_events import CASES

@@ -17,8 +17,8 @@ from sales_stream import infra
 from sales_stream.app import Stack
 from sales_stream.config import Settings
 from sales_stream.events import encode
-from sales_stream.generator import SaleGenerator
 from sales_stream.infra.process import wait_until
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.read import mongo_queries as queries
 from sales_stream.read.dashboard_views import DashboardSnapshot, Selection, load_snapshot
 from sales_stream.ui.dashboard import _PLOT_CONFIG, PLOTLY_MIME, LiveDashboard, figures

@@ -22,11 +22,12 @@ from sales_stream import infra
 from sales_stream.app import Stack
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
-from sales_stream.generator import SaleGenerator
 from sales_stream.infra import embedded, ports
 from sales_stream.infra.process import pid_alive, wait_until
 from sales_stream.lake.read import read_lake
-from sales_stream.producer import ProducerThread, backfill, topic_has_records
+from sales_stream.produce.backfill import backfill, topic_has_records
+from sales_stream.produce.generator import SaleGenerator
+from sales_stream.produce.producer import ProducerThread
 from sales_stream.read.dashboard_views import Selection, load_snapshot
 from sales_stream.sinks.rollups import totals
 from sales_stream.store import HOURLY, SALES

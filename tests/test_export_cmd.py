@@ -19,7 +19,7 @@ from sales_stream.cli import main
 from sales_stream.config import Settings
 from sales_stream.export.package import packaged_extracts
 from sales_stream.extract import read_extract
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sinks.mongo import MongoSink
 from sales_stream.stream import Batch
 

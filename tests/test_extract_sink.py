@@ -21,8 +21,8 @@ from tableauhyperapi import Connection, HyperProcess, Telemetry
 from sales_stream import infra
 from sales_stream.events import encode
 from sales_stream.extract import EXTRACT_TABLE, read_extract
-from sales_stream.generator import SaleGenerator, new_event_id
 from sales_stream.infra.process import wait_until
+from sales_stream.produce.generator import SaleGenerator, new_event_id
 from sales_stream.sinks import id_hashes as ids_module
 from sales_stream.sinks.hyper import HyperSink
 from sales_stream.sinks.id_hashes import IdHashes

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from sales_stream.events import SaleEvent, decode, encode
-from sales_stream.generator import (
+from sales_stream.produce.generator import (
     DEFAULT_BACKFILL_DAYS,
     DEFAULT_EVENTS_PER_DAY,
     PARIS,

@@ -36,7 +36,7 @@ from sales_stream.extract import (
     ExtractOwnedError,
     read_extract,
 )
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sinks.hyper import HyperSink
 from sales_stream.sinks.mongo import MongoSink
 from sales_stream.stream import Batch, StreamState

@@ -27,7 +27,7 @@ from pymongo.database import Database
 from sales_stream import infra
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.read import mongo_queries as queries
 from sales_stream.read.mongo_queries import Filters
 from sales_stream.sinks.mongo import MongoSink

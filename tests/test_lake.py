@@ -26,19 +26,19 @@ import pytest
 from kafka import KafkaProducer
 
 from sales_stream import infra
-from sales_stream.app import kafka_runtime
-from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
+from sales_stream.app import EMBEDDED_LAKE, kafka_runtime, lake_url, on_embedded_store
 from sales_stream.cli import main
 from sales_stream.clients import ensure_topic
 from sales_stream.config import Settings
 from sales_stream.deadletters import MAX_KEPT_BYTES
 from sales_stream.events import SaleEvent, encode
-from sales_stream.generator import SaleGenerator
 from sales_stream.lake.compaction import compact, compact_partition
 from sales_stream.lake.layout import list_parts, open_lake
 from sales_stream.lake.read import lake_files, read_dead_letters, read_lake, revenue_by_region_lake
 from sales_stream.lake.tables import TS_TYPE
 from sales_stream.lake.tree import lake_stats, partition_tree
+from sales_stream.produce.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.reference import REGION_BY_NAME
 from sales_stream.sinks.lake import LakeSink
 from sales_stream.stream import StreamRuntime, StreamState, StreamWorker
@@ -506,6 +506,17 @@ def test_cli_compact_and_tree(
     assert f"{len(source.events)} rows in" in out
     assert main(["lake", "compact", "--path", str(lake), "--before", "2999-01-01"]) == 2
     assert "partitions stay open" in capsys.readouterr().err
+
+
+def test_which_lake_needs_the_embedded_store(tmp_path: Path) -> None:
+    embedded = Settings(_env_file=None, mode="embedded", state_dir=tmp_path)
+    docker = Settings(_env_file=None, mode="docker", state_dir=tmp_path)
+    assert lake_url(embedded) == EMBEDDED_LAKE
+    assert on_embedded_store(embedded, EMBEDDED_LAKE)
+    assert lake_url(docker) == "lake"
+    assert lake_url(embedded, tmp_path) == str(tmp_path)
+    assert not on_embedded_store(embedded, str(tmp_path))  # a folder: no service needed
+    assert not on_embedded_store(docker, "s3://bucket/lake")  # a store of its own
 
 
 @pytest.mark.parametrize(

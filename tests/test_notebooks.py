@@ -153,8 +153,8 @@ def test_summaries_agree_in_number() -> None:
 
 
 def test_producer_texts_are_readable() -> None:
-    from sales_stream.generator import SimulatedClock
-    from sales_stream.producer import ProducerStats
+    from sales_stream.produce.generator import SimulatedClock
+    from sales_stream.produce.stats import ProducerStats
     from sales_stream.ui.producer_panel import clock_text, summary_text
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -198,9 +198,9 @@ def test_snapshot_formats_numbers_and_separates_blocks() -> None:
 
 
 def test_reasons_and_bad_kinds_have_french_labels() -> None:
-    from sales_stream.badevents import BadEventKind, verdicts
     from sales_stream.events import InvalidReason
-    from sales_stream.generator import SaleGenerator
+    from sales_stream.produce.badevents import BadEventKind, verdicts
+    from sales_stream.produce.generator import SaleGenerator
     from sales_stream.ui.tables import KIND_LABELS, REASON_LABELS, SERVICE_LABELS
 
     assert set(REASON_LABELS) == set(InvalidReason)

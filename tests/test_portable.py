@@ -8,6 +8,7 @@ tests do the same in their own interpreter (`_PORTABLE`).
 from __future__ import annotations
 
 import ast
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import psutil
 import pytest
 
 import sales_stream.infra
-from sales_stream.infra import embedded, process
+from sales_stream.infra import embedded, ports, process
 from sales_stream.infra.process import (
     pid_alive,
     pid_cmdline,
@@ -154,6 +155,8 @@ def test_a_killed_supervisor_leaves_no_server(tmp_path: Path, cleanup) -> None:
         str(state_dir),
         "--owner-pid",
         str(os.getpid()),
+        "--ports",
+        json.dumps(ports.stable_ports(state_dir, sql_port=None)),
     ]
     with (tmp_path / "supervisor.log").open("wb") as log:
         sup = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

@@ -21,10 +21,12 @@ from sales_stream.clients import consumer_config, ensure_topic
 from sales_stream.config import Settings
 from sales_stream.errors import InfraError
 from sales_stream.events import InvalidEvent, SaleEvent, decode
-from sales_stream.generator import SaleGenerator, SimulatedClock
 from sales_stream.infra.ports import free_port
 from sales_stream.infra.process import wait_until
-from sales_stream.producer import ProducerStats, ProducerThread, backfill, backfill_seed
+from sales_stream.produce.backfill import backfill, backfill_seed
+from sales_stream.produce.generator import SaleGenerator, SimulatedClock
+from sales_stream.produce.producer import ProducerThread
+from sales_stream.produce.stats import ProducerStats
 from sales_stream.ui.format import parse_percent
 from sales_stream.ui.producer_panel import producer_panel, sparkline, summary_text
 

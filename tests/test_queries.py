@@ -12,10 +12,10 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
 from sales_stream.deadletters import invalid_letter
 from sales_stream.events import InvalidEvent, SaleEvent, decode
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.read import mongo_queries as queries
 from sales_stream.read.mongo_queries import Filters
 from sales_stream.reference import REGION_BY_NAME

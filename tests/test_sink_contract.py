@@ -17,9 +17,9 @@ from sales_stream.app import Stack
 from sales_stream.config import Settings
 from sales_stream.deadletters import CONFLICTING_DUPLICATE, MISSING_KEY, DeadLetter, sha256_hex
 from sales_stream.events import SaleEvent, encode
-from sales_stream.generator import SaleGenerator
 from sales_stream.lake.read import read_dead_letters, read_lake
 from sales_stream.lake.tree import lake_stats
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sinks.rollups import totals
 from sales_stream.store import DAILY, DEAD_LETTERS, HOURLY, SALES
 

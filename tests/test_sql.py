@@ -19,7 +19,7 @@ from sales_stream.app import Stack
 from sales_stream.clients import mongo_client
 from sales_stream.config import Settings
 from sales_stream.events import SaleEvent, encode
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.read import mongo_queries as queries
 from sales_stream.read import sql_queries
 from sales_stream.read.mongo_queries import Filters

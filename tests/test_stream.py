@@ -11,8 +11,8 @@ import pytest
 
 from sales_stream.deadletters import MISSING_KEY, dead_letter
 from sales_stream.events import encode
-from sales_stream.generator import SaleGenerator
 from sales_stream.infra.process import wait_until
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.stream import (
     Batch,
     MemoryLog,

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import wait
 
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.stream import Batch, MemoryLog, MemorySource, SinkResult, SinkUnavailable
 from sales_stream.stream.accumulator import Accumulator
 from sales_stream.stream.checkpoint import Checkpoint

@@ -21,10 +21,10 @@ from sales_stream.app import Stack
 from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import Settings
 from sales_stream.events import encode
-from sales_stream.generator import SaleGenerator
 from sales_stream.infra import embedded
 from sales_stream.infra.health import kafka_ready, mongo_ready
 from sales_stream.infra.process import pid_alive, wait_until
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.store import SALES
 from sales_stream.stream import StreamWorker
 

@@ -37,6 +37,8 @@ _N = TypeVar("_N", int, float)
 MAX_POLL_INTERVAL_MS = 30_000
 #: A hung MongoDB must not block a write attempt forever.
 SOCKET_TIMEOUT_MS = 60_000
+#: The lake of embedded mode by default, on the embedded object store.
+EMBEDDED_LAKE = "s3://lake/"
 
 
 @dataclass
@@ -126,22 +128,19 @@ class Stack:
         )
 
     def lake_location(self, location: LakeLocation | None = None) -> Lake:
-        """The lake at ``location`` (default: ``settings.lake``), opened.
+        """The lake at ``location`` (default: `lake_url`), opened.
 
-        In embedded mode an ``s3://`` location (the default: ``s3://lake/``) is on the
-        embedded object store, with its credentials.
+        A lake `on_embedded_store` is opened with the object store's credentials.
         """
-        from sales_stream.config import Mode
         from sales_stream.lake.layout import Lake, open_lake
 
         if isinstance(location, Lake):
             return location
-        embedded = self.settings.mode is Mode.EMBEDDED
-        text = str(location or self.settings.lake or ("s3://lake/" if embedded else "lake"))
-        if embedded and text.startswith("s3://"):
-            root = text.removeprefix("s3://").rstrip("/")
-            return Lake(text, self.endpoints.s3_filesystem(), root)
-        return open_lake(text)
+        url = lake_url(self.settings, location)
+        if on_embedded_store(self.settings, url):
+            root = url.removeprefix("s3://").rstrip("/")
+            return Lake(url, self.endpoints.s3_filesystem(), root)
+        return open_lake(url)
 
     def lake_web_address(self, lake: Lake) -> str | None:
         """Where a person browses ``lake`` (the embedded store's filer), if anywhere."""
@@ -251,6 +250,24 @@ class Stack:
             max_write_share=max_write_share,
             commit_interval_s=commit_interval_s,
         )
+
+
+def lake_url(settings: Settings, location: str | Path | None = None) -> str:
+    """The lake's path or URL: ``location``, else ``settings.lake``, else the mode's default.
+
+    The default is `EMBEDDED_LAKE` in embedded mode, the local folder ``lake`` otherwise.
+    """
+    from sales_stream.config import Mode
+
+    default = EMBEDDED_LAKE if settings.mode is Mode.EMBEDDED else "lake"
+    return str(location or settings.lake or default)
+
+
+def on_embedded_store(settings: Settings, url: str) -> bool:
+    """Whether the lake ``url`` is on the embedded object store (``s3://`` in embedded mode)."""
+    from sales_stream.config import Mode
+
+    return settings.mode is Mode.EMBEDDED and url.startswith("s3://")
 
 
 def _or(value: _N | None, default: _N) -> _N:

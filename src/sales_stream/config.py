@@ -68,8 +68,7 @@ class Settings(BaseSettings):
     mongo_user: str | None = None
     mongo_password: SecretStr | None = None
     compose_file: Path = Path("docker-compose.yml")
-    #: The data lake: a path or URL; empty = the embedded object store's ``s3://lake/`` in
-    #: embedded mode, else the local folder ``lake``.
+    #: The data lake: a path or URL; empty = the mode's default (`sales_stream.app.lake_url`).
     lake: str = ""
     #: Where the notebooks write their extract, workbooks and figures (``make run``: ``out``),
     #: so two state directories never write into each other's files.

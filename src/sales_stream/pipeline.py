@@ -32,15 +32,16 @@ from sales_stream.errors import SalesStreamError
 from sales_stream.export.package import write_workbooks
 from sales_stream.export.workbook import write_live_workbook
 from sales_stream.extract import read_extract
-from sales_stream.generator import (
+from sales_stream.lake.tree import lake_stats
+from sales_stream.produce.backfill import backfill
+from sales_stream.produce.generator import (
     SaleGenerator,
     SimulatedClock,
     catch_up_clock,
     catch_up_run,
     live_rate,
 )
-from sales_stream.lake.tree import lake_stats
-from sales_stream.producer import ProducerThread, backfill
+from sales_stream.produce.producer import ProducerThread
 from sales_stream.sql.schema import setup_endpoint
 from sales_stream.store import DEAD_LETTERS, SALES
 from sales_stream.stream import StreamWorker

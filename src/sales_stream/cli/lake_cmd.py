@@ -63,21 +63,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _lake(args: argparse.Namespace) -> int:
     from sales_stream import infra
-    from sales_stream.app import Stack
+    from sales_stream.app import Stack, lake_url, on_embedded_store
     from sales_stream.config import load_settings
     from sales_stream.errors import InfraError
     from sales_stream.lake.layout import open_lake
 
     settings = load_settings()
-    local = args.action != "run" and args.path and not args.path.startswith("s3://")
-    if local:  # a folder or a URL of its own: no service needed to read or compact it
-        lake = open_lake(args.path)
+    url = lake_url(settings, args.path)
+    if args.action != "run" and not on_embedded_store(settings, url):
+        lake = open_lake(url)  # a folder or a store of its own: no service needed
         return _compact(lake, args.before) if args.action == "compact" else _tree(args, lake)
     endpoints = infra.status(settings)
     if endpoints is None:
         raise InfraError("not running; start the infrastructure with: python -m sales_stream up")
     stack = Stack(settings, endpoints)
-    lake = stack.lake_location(args.path)
+    lake = stack.lake_location(url)
     if args.action == "compact":
         return _compact(lake, args.before)
     if args.action == "tree":

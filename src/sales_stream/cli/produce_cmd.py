@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from sales_stream.cli.argtypes import positive_int
 
 if TYPE_CHECKING:  # the heavy modules load only when the command runs
-    from sales_stream.producer import ProducerStats
+    from sales_stream.produce.stats import ProducerStats
 
 PROGRESS_EVERY_S = 1.0
 
@@ -77,8 +77,9 @@ def _produce(args: argparse.Namespace) -> int:
     from sales_stream.clients import ensure_topic
     from sales_stream.config import Mode, load_settings
     from sales_stream.errors import InfraError
-    from sales_stream.generator import DEFAULT_EVENTS_PER_DAY
-    from sales_stream.producer import backfill, describe_error
+    from sales_stream.produce.backfill import backfill
+    from sales_stream.produce.delivery import describe_error
+    from sales_stream.produce.generator import DEFAULT_EVENTS_PER_DAY
 
     settings = load_settings()
     endpoints = infra.up(settings)
@@ -119,7 +120,7 @@ def _produce(args: argparse.Namespace) -> int:
 
 def _produce_live(args: argparse.Namespace, bootstrap: str, topic: str) -> ProducerStats:
     from sales_stream.errors import InfraError
-    from sales_stream.producer import ProducerThread
+    from sales_stream.produce.producer import ProducerThread
 
     thread = ProducerThread(
         bootstrap,

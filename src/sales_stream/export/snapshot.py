@@ -1,7 +1,7 @@
 """The committed workbook snapshot: a packaged workbook over a seeded, generated history.
 
 `write_snapshot` needs no server: it generates ``days`` days of sales with
-`sales_stream.generator.SaleGenerator` (fixed seed and end date, so the same arguments give
+`sales_stream.produce.generator.SaleGenerator` (fixed seed and end date, so the same arguments give
 the same rows), writes them to a Hyper extract with `sales_stream.extract.write_extract`
 (the extract layout of the live exporter) and packages it with the extract workbook. Command:
 ``python -m sales_stream export --snapshot tableau/ventes.twbx``.
@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tableauhyperapi import HyperProcess, Telemetry
-
 from sales_stream.export.package import write_packaged_workbook
-from sales_stream.extract import Writer, documents_to_arrow, write_extract
-from sales_stream.generator import SaleGenerator
+from sales_stream.extract import Writer, documents_to_arrow, start_hyper, write_extract
+from sales_stream.produce.generator import SaleGenerator
 
 __all__ = ["SNAPSHOT_DAYS", "SNAPSHOT_END", "SNAPSHOT_SEED", "Snapshot", "write_snapshot"]
 
@@ -60,8 +58,7 @@ def write_snapshot(
         raise ValueError(f"the generator produced {skipped} unexportable sale(s)")
     with tempfile.TemporaryDirectory(prefix="sales-stream-snapshot-") as scratch:
         extract = Path(scratch) / "ventes.hyper"
-        parameters = {"log_config": ""}
-        with HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=parameters) as hp:
-            write_extract(hp, extract, table, writer=Writer.SNAPSHOT)
+        with start_hyper() as hyper:
+            write_extract(hyper, extract, table, writer=Writer.SNAPSHOT)
         write_packaged_workbook(path, extract_path=extract)
     return Snapshot(path=path, rows=table.num_rows, first=events[0].ts, last=events[-1].ts)

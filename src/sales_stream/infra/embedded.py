@@ -147,7 +147,9 @@ def start(
             stop_file(state_dir).unlink(missing_ok=True)  # left by a `down` that died
             chosen = ports.stable_ports(state_dir, sql_port=settings.sql_port)
             ports.require_free(chosen, sql_host=settings.sql_host)
-            supervisor = _launch_supervisor(state_dir, settings, owner_pid or default_owner())
+            supervisor = _launch_supervisor(
+                state_dir, settings, owner_pid or default_owner(), service_ports=chosen
+            )
             started = True
         state = _wait_ready(state_dir, supervisor, timeout=timeout)
     services = _services(state, started_here=started)
@@ -361,7 +363,7 @@ def _prepare(state_dir: Path) -> Path:
 
 
 def _launch_supervisor(
-    state_dir: Path, settings: Settings, owner_pid: int
+    state_dir: Path, settings: Settings, owner_pid: int, *, service_ports: dict[str, int]
 ) -> subprocess.Popen[bytes]:
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "SALES_STREAM_SQL_PASSWORD"}
@@ -372,7 +374,7 @@ def _launch_supervisor(
         "--state-dir", str(state_dir),
         "--owner-pid", str(owner_pid),
         "--sql-host", settings.sql_host,
-        "--sql-port", str(settings.sql_port or 0),
+        "--ports", json.dumps(service_ports),
         "--sql-user", settings.sql_user,
         "--db", settings.db,
     ]  # fmt: skip

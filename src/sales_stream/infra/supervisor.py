@@ -1,8 +1,9 @@
 """The supervisor of the embedded servers: ``python -m sales_stream.infra.supervisor``.
 
-Started detached by `sales_stream.infra.embedded.start` (one per state directory), it starts
-the object store and the database, then the broker once the object store serves its bucket,
-records them in ``services.json``, then watches:
+Started detached by `sales_stream.infra.embedded.start` (one per state directory) on the
+ports it chose (`sales_stream.infra.ports.stable_ports`), it starts the object store and the
+database, then the broker once the object store serves its bucket, records them in
+``services.json``, then watches:
 
 * a server that exits is started again on the same ports and storage, and the others keep
   running; a server that dies before it ever answered is a start-up error instead;
@@ -16,6 +17,7 @@ Every event is one line on stdout (``logs/supervisor.log``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +29,6 @@ from typing import Any
 
 from sales_stream.infra import embedded, objectstore
 from sales_stream.infra.health import port_open
-from sales_stream.infra.ports import stable_ports
 from sales_stream.infra.process import pid_alive, pid_start_time, reap, terminate
 from sales_stream.store import DATABASE
 
@@ -42,14 +43,16 @@ def log(message: str) -> None:
 
 
 class Supervisor:
-    """Owns the two servers of one state directory."""
+    """Owns the servers of one state directory, on ``ports`` (service → port)."""
 
-    def __init__(self, state_dir: Path, *, owner_pid: int, config: dict[str, str], sql_port: int):
+    def __init__(
+        self, state_dir: Path, *, owner_pid: int, config: dict[str, str], ports: dict[str, int]
+    ):
         self.state_dir = state_dir
         self.owner_pid = owner_pid
         self.owner_start = pid_start_time(owner_pid)
         self.config = config
-        self.ports = stable_ports(state_dir, sql_port=sql_port)
+        self.ports = ports
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.entries: dict[str, Any] = {}
         self.ready: set[str] = set()
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--owner-pid", type=int, required=True)
     parser.add_argument("--sql-host", default="127.0.0.1")
-    parser.add_argument("--sql-port", type=int, default=0)
+    parser.add_argument("--ports", type=json.loads, required=True, help="JSON: service → port")
     parser.add_argument("--sql-user", default="tableau")
     parser.add_argument("--db", default=DATABASE)
     args = parser.parse_args(argv)
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         args.state_dir,
         owner_pid=args.owner_pid,
         config={"sql_host": args.sql_host, "sql_user": args.sql_user, "db": args.db},
-        sql_port=args.sql_port,
+        ports=args.ports,
     )
 
     def _on_signal(signum: int, _frame: object) -> None:

@@ -179,8 +179,19 @@ def revenue_by_region(db: Database, *, filters: Filters | None = None) -> pd.Dat
     )
 
 
+def row_count(n: int) -> int:
+    """``n``, the most rows a query returns (`top_products`, `latest_sales`…), checked.
+
+    Raises:
+        ValueError: If ``n`` is < 1.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return int(n)
+
+
 def top_products(db: Database, *, n: int = 10, filters: Filters | None = None) -> pd.DataFrame:
-    """The ``n`` products with the largest revenue.
+    """The ``n`` products with the largest revenue (`row_count`).
 
     Returns:
         Columns ``product``, ``category``, ``revenue``, ``sales``, ``quantity``; largest
@@ -189,8 +200,7 @@ def top_products(db: Database, *, n: int = 10, filters: Filters | None = None) -
     Raises:
         ValueError: If ``n`` is < 1.
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    limit = row_count(n)
     rows = _aggregate(
         db,
         filters,
@@ -205,7 +215,7 @@ def top_products(db: Database, *, n: int = 10, filters: Filters | None = None) -
                 }
             },
             {"$sort": {"revenue": -1, "_id": 1}},
-            {"$limit": n},
+            {"$limit": limit},
         ],
     )
     return top_frame(
@@ -256,8 +266,7 @@ def _aware(value: datetime) -> datetime:
 
 def _latest(collection: Collection, field: str, n: int) -> list[dict[str, Any]]:
     """The ``n`` documents with the largest ``field``, looking back over widening windows."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = row_count(n)
     now = datetime.now(UTC)
     window = _FIRST_WINDOW
     while True:

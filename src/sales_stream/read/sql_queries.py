@@ -25,7 +25,7 @@ import pandas as pd
 import psycopg
 
 from sales_stream.frames import region_frame, top_frame
-from sales_stream.read.mongo_queries import UNITS, Filters, Unit, filled
+from sales_stream.read.mongo_queries import UNITS, Filters, Unit, filled, row_count
 from sales_stream.store import DAILY, HOURLY, SALES
 
 
@@ -107,23 +107,14 @@ def revenue_by_region(conn: psycopg.Connection, *, filters: Filters | None = Non
 def top_products(
     conn: psycopg.Connection, *, n: int = 10, filters: Filters | None = None
 ) -> pd.DataFrame:
-    """The ``n`` products with the largest revenue.
-
-    Returns:
-        Columns ``product``, ``category``, ``revenue``, ``sales``, ``quantity``; largest
-        revenue first (ties by product name).
-
-    Raises:
-        ValueError: If ``n`` is < 1.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    """`sales_stream.read.mongo_queries.top_products` through the endpoint (same ``n``, frame)."""
+    limit = row_count(n)
     source = _choose(filters, (_DAILY,))
     where, params = _where(source, filters)
     rows = conn.execute(
         f"SELECT product, MIN(category) AS category, SUM(amount) AS revenue, "
         f"{source.sales} AS sales, SUM(quantity) AS quantity FROM {source.table}{where} "
-        f"GROUP BY product ORDER BY revenue DESC, product LIMIT {int(n)}",
+        f"GROUP BY product ORDER BY revenue DESC, product LIMIT {limit}",
         params,
     ).fetchall()
     return top_frame(

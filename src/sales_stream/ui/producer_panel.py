@@ -22,8 +22,10 @@ from typing import Any
 import ipywidgets as widgets
 
 from sales_stream.events import SaleEvent
-from sales_stream.generator import SimulatedClock
-from sales_stream.producer import ProducerStats, ProducerThread, backfill, topic_has_records
+from sales_stream.produce.backfill import backfill, topic_has_records
+from sales_stream.produce.generator import SimulatedClock
+from sales_stream.produce.producer import ProducerThread
+from sales_stream.produce.stats import ProducerStats
 from sales_stream.ui.format import (
     badge,
     counters,
@@ -73,7 +75,7 @@ def summary_text(stats: ProducerStats) -> str:
     """Return a French multi-line summary of producer stats, for static notebook outputs.
 
     Args:
-        stats: A snapshot from `ProducerThread.stats` or `sales_stream.producer.backfill`.
+        stats: A snapshot from `ProducerThread.stats` or `sales_stream.produce.backfill.backfill`.
 
     Returns:
         Three lines (four with an error): state and start time, counters, rates.

@@ -15,8 +15,8 @@ import pandas as pd
 from IPython.display import HTML
 from pandas.io.formats.style import Styler
 
-from sales_stream.badevents import BadEventKind
 from sales_stream.events import InvalidReason
+from sales_stream.produce.badevents import BadEventKind
 from sales_stream.ui.format import fr_float, fr_int
 
 #: French labels of the columns the queries return.

@@ -1,6 +1,6 @@
 """What a live producer sent: counters, the latest valid sales, its measured rate and time.
 
-Not thread-safe by itself: `sales_stream.producer.ProducerThread` calls it under its lock.
+Not thread-safe by itself: the live producer calls it under its lock (`run_state.RunState`).
 """
 
 from __future__ import annotations
