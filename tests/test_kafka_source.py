@@ -1,4 +1,4 @@
-"""The Kafka source: a group join stuck after JoinGroup is detected; a rebuilt member reads on."""
+"""The Kafka source: a stuck group join is detected; a rebuilt member reads on; rewinds."""
 
 from __future__ import annotations
 
@@ -87,3 +87,35 @@ def test_a_rebuilt_member_rejoins_and_reads_every_record(
     assert source.rebuilds == 1
     moves = [(kind, parts) for kind, parts in listener.events if parts]
     assert moves[:3] == [("assigned", {0, 1, 2}), ("revoked", {0, 1, 2}), ("assigned", {0, 1, 2})]
+
+
+def test_rewind_goes_back_to_the_groups_commit_or_the_start(
+    endpoints: infra.Endpoints, topic: str, group_id: str
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, acks="all")
+    for i in range(60):
+        producer.send(topic, value=str(i).encode(), partition=0)
+    producer.flush()
+    producer.close()
+    source = KafkaSource(endpoints.kafka_bootstrap, topic, group_id=group_id)
+    source.subscribe(_Listener())
+
+    def read(count: int) -> list[int]:
+        offsets: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(offsets) < count:
+            assert time.monotonic() < deadline, f"read {offsets}"
+            polled = source.poll(timeout_ms=200, max_records=count - len(offsets))
+            offsets += [r.offset for r in polled.get(0, [])]
+        return offsets
+
+    try:
+        assert read(20) == list(range(20))
+        source.rewind({0})  # nothing committed: from the start
+        assert read(30) == list(range(30))
+        source.commit({0: 25})
+        source.rewind({0})
+        assert read(10) == list(range(25, 35))
+        assert source.position(0) == 35
+    finally:
+        source.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from collections.abc import Iterable, Sequence
 
 import bson
 import pytest
@@ -26,6 +27,7 @@ from sales_stream.stream import (
     StreamWorker,
 )
 from sales_stream.stream.accumulator import flush_interval
+from sales_stream.stream.decoding import Record
 from sales_stream.stream.sink import Prepared
 
 
@@ -191,6 +193,48 @@ def test_batches_carry_the_commits_confirmed_before_they_were_sealed() -> None:
     firsts = [b.first_offsets[0] for b in sink.batches]
     assert all(c is None or c <= first for c, first in zip(commits, firsts, strict=True))
     assert (commits[-1] or 0) >= 30  # two batches in flight at most
+
+
+class KeptThroughRebalances(MemorySource):
+    """A member whose partitions come back to it (positions kept) at some of its polls."""
+
+    def __init__(self, log: MemoryLog, *, at: set[int], unanswered: int = 0) -> None:
+        super().__init__(log)
+        self.at, self.polls = at, 0
+        self.unanswered = unanswered  # rewinds the broker does not answer, at first
+
+    def poll(self, *, timeout_ms: int, max_records: int) -> dict[int, Sequence[Record]]:
+        self.polls += 1
+        if self.polls in self.at:
+            self.rebalance()
+        return super().poll(timeout_ms=timeout_ms, max_records=max_records)
+
+    def rewind(self, partitions: Iterable[int]) -> set[int]:
+        if self.unanswered:
+            self.unanswered -= 1
+            return set(partitions)
+        return super().rewind(partitions)
+
+
+@pytest.mark.parametrize(
+    ("max_batch", "flush_interval_s", "at", "unanswered"),
+    [(1000, 60.0, {2}, 0), (40, 0.05, set(range(2, 60, 3)), 0), (20, 0.0, {3}, 4)],
+    ids=["open-records", "many-rebalances", "rewind-retried"],
+)
+def test_partitions_kept_through_a_rebalance_are_read_again_from_the_commit(
+    max_batch: int, flush_interval_s: float, at: set[int], unanswered: int
+) -> None:
+    """What a revocation dropped is not skipped when the partition comes back to its member."""
+    log = MemoryLog()
+    ids = fill(log, 300)
+    sink = MemorySink()
+    source = KeptThroughRebalances(log, at=at, unanswered=unanswered)
+    StreamRuntime(
+        lambda: source, [sink], name="test", poll_timeout_ms=0,
+        max_batch=max_batch, flush_interval_s=flush_interval_s,
+    ).run(until_idle=0.1)  # fmt: skip
+    assert set(sink.ids) == set(ids)
+    assert log.committed == {p: len(log.partitions[p]) for p in log.partitions}
 
 
 def test_a_paced_runtime_leaves_the_writes_their_share_of_the_time() -> None:

@@ -85,6 +85,23 @@ class MemorySource:
         """Partitions assigned to this member."""
         return set(self._assigned)
 
+    def rebalance(self) -> None:
+        """A rebalance that gives this member its partitions back, positions kept.
+
+        As kafka-python (≥ 3) and the Java client do for a partition a member keeps: the
+        listener is told of the revocation, then of the assignment; the next poll goes on
+        where the last one stopped.
+        """
+        if self._listener is not None:
+            self._listener.revoked(set(self._assigned))
+            self._listener.assigned(set(self._assigned))
+
+    def rewind(self, partitions: Iterable[int]) -> set[int]:
+        """Read ``partitions`` again from the group's commit (the beginning without one)."""
+        for partition in partitions:
+            self._positions[partition] = self._log.committed.get(partition, 0)
+        return set()
+
     def pause(self, partitions: Iterable[int]) -> None:
         """Stop fetching ``partitions`` (the member stays in its group)."""
         self._paused |= set(partitions)

@@ -5,7 +5,9 @@ goes through every sink of the chain (`writer`), then its offsets are committed 
 a chain with a `DeferredSink` commits once it flushed. Records accumulate (`accumulator`) while
 the previous checkpoint is written; `health` says what the runtime does and waits for. On
 revocation the write in flight finishes, held records are flushed and every part drops the
-partitions; on assignment every sink reloads its resume state before the next write.
+partitions; on assignment every sink reloads its resume state before the next write, and a
+partition that comes back to this member is read again from the group's commit (its consumer
+kept its position, past the records dropped at the revocation).
 """
 
 from __future__ import annotations
@@ -174,6 +176,8 @@ class _Session:
         self._rebalance_lock = threading.Lock()
         self._revoked: set[int] = set()
         self._newly_assigned: set[int] = set()
+        self._given_up: set[int] = set()  # revoked at least once in this run
+        self._rewinding: set[int] = set()  # given back to this member, not rewound yet
         source.subscribe(self)
 
     # Rebalance listener (kafka-python calls it on its IO thread: record, apply on the loop).
@@ -195,18 +199,35 @@ class _Session:
         with self._rebalance_lock:
             self._newly_assigned |= partitions
 
-    def _apply_rebalance(self) -> None:
+    def _apply_rebalance(self) -> set[int]:
+        """Apply the rebalances reported since the last call (after each poll).
+
+        A partition assigned again to this member keeps its consumer position (kafka-python
+        ≥ 3, like the Java client, keeps a retained partition's state): the records dropped
+        at its revocation would be skipped, so it is rewound to the group's commit, as a new
+        owner would read it.
+
+        Returns:
+            The partitions whose records from the poll just made are stale (revoked, or
+            polled before their rewind, or still to rewind): the caller drops them.
+        """
         with self._rebalance_lock:
             revoked, self._revoked = self._revoked, set()
             assigned, self._newly_assigned = self._newly_assigned, set()
         if revoked:
             for part in (self._open, self._writer, self._checkpoint, self._health):
                 part.drop(revoked)
+            self._given_up |= revoked
+        self._rewinding = (self._rewinding - revoked) | (assigned & self._given_up)
+        stale = revoked | self._rewinding
+        if self._rewinding:  # those the broker did not answer for are tried after the next poll
+            self._rewinding = self._source.rewind(self._rewinding)
         if assigned:
             self._checkpoint.flushed()  # a first flush once the interval is over
             self._incarnation = self._source.incarnation()
             self._writer.assigned(assigned)
             self._idle_since = time.monotonic()
+        return stale
 
     # The loop.
 
@@ -298,8 +319,8 @@ class _Session:
         )
         records = source.poll(timeout_ms=timeout, max_records=limit) if limit else {}
         self._last_poll = time.monotonic()
+        records = _fresh(records, self._apply_rebalance())
         self._open.quiet = not records
-        self._apply_rebalance()
         if records:
             self._add(records)
         self._seal(force=False)
@@ -334,7 +355,7 @@ class _Session:
             source.pause(source.assignment())  # partitions newly assigned by a rebalance
             records = source.poll(timeout_ms=0, max_records=self._owner.max_batch)
             self._last_poll = time.monotonic()
-            self._apply_rebalance()
+            records = _fresh(records, self._apply_rebalance())
             if records:
                 self._add(records)
             self._refresh_lag()  # a stalled or waiting runtime still shows what it owes
@@ -367,3 +388,10 @@ class _Session:
         for partition, offset in self._open.first_offsets().items():
             first.setdefault(partition, offset)
         self._health.refresh_lag(self._source, first)
+
+
+def _fresh(records: dict[int, Sequence[Record]], stale: set[int]) -> dict[int, Sequence[Record]]:
+    """``records`` without the partitions in ``stale``."""
+    if not stale:
+        return records
+    return {p: r for p, r in records.items() if p not in stale}

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 #: A member still rebalancing this long after its JoinGroup succeeded is considered hung
 #: (the SyncGroup that follows takes milliseconds on a healthy broker).
 SYNC_STUCK_S = 15.0
+#: Longest wait for the group's commits of the partitions to rewind (then tried again later).
+REWIND_TIMEOUT_MS = 5000
 
 
 class JoinWatch:
@@ -86,6 +88,13 @@ class Source(Protocol):
     def resume_all(self) -> None:
         """Fetch every assigned partition again."""
 
+    def rewind(self, partitions: Iterable[int]) -> set[int]:
+        """Read ``partitions`` again from the group's commit (the beginning without one).
+
+        Returns:
+            The partitions not rewound (the broker did not answer): to try again.
+        """
+
     def commit(self, offsets: dict[int, int]) -> None:
         """Commit partition → next offset; `CommitRejected` on a rebalance."""
 
@@ -132,6 +141,7 @@ class KafkaSource:
         self._consumer = self._new_consumer()
         self._incarnation: str | None = None
         self._kafka_listener: Any = None
+        self._from_start: set[int] = set()  # sought to the start by a new incarnation
         self._join_watch = JoinWatch()
         #: How many times a stuck group join made this source rebuild its consumer.
         self.rebuilds = 0
@@ -159,6 +169,7 @@ class KafkaSource:
                     # memory-only broker restarts offsets at 0): read it from its start;
                     # re-read records are duplicates the sinks absorb.
                     source._consumer.seek_to_beginning(*assigned)
+                    source._from_start |= {tp.partition for tp in assigned}
                 listener.assigned({tp.partition for tp in assigned})
 
         self._kafka_listener = _Listener()
@@ -228,6 +239,34 @@ class KafkaSource:
         paused = self._consumer.paused()
         if paused:
             self._consumer.resume(*paused)
+
+    def rewind(self, partitions: Iterable[int]) -> set[int]:
+        """Read ``partitions`` again from the group's commit (the beginning without one).
+
+        A partition a new incarnation sent back to its start stays there.
+
+        Returns:
+            The partitions not rewound (the group's commits could not be read): to try again.
+        """
+        from kafka.errors import KafkaError
+
+        failed: set[int] = set()
+        for partition in partitions:
+            if partition in self._from_start:
+                self._from_start.discard(partition)
+                continue
+            tp = self._tp(partition)
+            try:
+                offset = self._consumer.committed(tp, timeout_ms=REWIND_TIMEOUT_MS)
+            except KafkaError as exc:
+                log.warning("cannot read the commit of %s to rewind it: %s", tp, exc)
+                failed.add(partition)
+                continue
+            if offset is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+        return failed
 
     def commit(self, offsets: dict[int, int]) -> None:
         """Commit partition → next offset; `CommitRejected` on a rebalance."""
