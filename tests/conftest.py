@@ -26,6 +26,7 @@ LONGEST_FIRST = (
     "test_pipeline.py",
     "test_browser.py",
     "test_consumer_faults.py",
+    "test_scale_out.py",
     "test_sink_contract.py",
     "test_lake.py",
     "test_supervision.py",
