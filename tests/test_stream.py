@@ -237,6 +237,44 @@ def test_partitions_kept_through_a_rebalance_are_read_again_from_the_commit(
     assert log.committed == {p: len(log.partitions[p]) for p in log.partitions}
 
 
+class SlowRebalance(MemorySource):
+    """A member whose partitions are revoked at its ``at``-th poll and given back ``after`` s on.
+
+    Meanwhile they are still listed but not fetched, as kafka-python does during a rebalance.
+    """
+
+    def __init__(self, log: MemoryLog, *, at: int, after: float) -> None:
+        super().__init__(log)
+        self.at, self.after, self.polls = at, after, 0
+        self.back_at: float | None = None
+
+    def poll(self, *, timeout_ms: int, max_records: int) -> dict[int, Sequence[Record]]:
+        self.polls += 1
+        if self.polls == self.at and self._listener is not None:
+            self._listener.revoked(self.assignment())
+            self.back_at = time.monotonic() + self.after
+        if self.back_at is not None:
+            if time.monotonic() < self.back_at:
+                return {}
+            self.back_at = None
+            if self._listener is not None:
+                self._listener.assigned(self.assignment())
+        return super().poll(timeout_ms=timeout_ms, max_records=max_records)
+
+
+def test_a_member_waiting_for_a_rebalance_is_not_idle() -> None:
+    """``until_idle`` does not stop a member whose partitions are being reassigned."""
+    log = MemoryLog()
+    ids = fill(log, 300)
+    sink = MemorySink()
+    source = SlowRebalance(log, at=3, after=0.5)
+    StreamRuntime(
+        lambda: source, [sink], name="test", poll_timeout_ms=0, max_batch=40
+    ).run(until_idle=0.1)  # fmt: skip
+    assert set(sink.ids) == set(ids)
+    assert log.committed == {p: len(log.partitions[p]) for p in log.partitions}
+
+
 def test_a_paced_runtime_leaves_the_writes_their_share_of_the_time() -> None:
     assert flush_interval(2.0, last_write_s=0.1, max_write_share=0.25) == 2.0  # light load
     assert flush_interval(2.0, last_write_s=1.0, max_write_share=0.25) == 3.0  # heavy load

@@ -178,6 +178,11 @@ class _Session:
         self._newly_assigned: set[int] = set()
         self._given_up: set[int] = set()  # revoked at least once in this run
         self._rewinding: set[int] = set()  # given back to this member, not rewound yet
+        # Revoked and not assigned yet (the eager protocol of the default assignors follows a
+        # revocation with an assignment): the partitions still listed are not fetched, so
+        # polls that bring nothing do not mean the member is idle.
+        self._rebalancing = False
+        self._reassigned = False  # an assignment (maybe empty) since the last apply
         source.subscribe(self)
 
     # Rebalance listener (kafka-python calls it on its IO thread: record, apply on the loop).
@@ -194,10 +199,13 @@ class _Session:
         with self._rebalance_lock:
             self._revoked |= partitions
             self._newly_assigned -= partitions
+            self._rebalancing = True
 
     def assigned(self, partitions: set[int]) -> None:
         with self._rebalance_lock:
             self._newly_assigned |= partitions
+            self._rebalancing = False
+            self._reassigned = True
 
     def _apply_rebalance(self) -> set[int]:
         """Apply the rebalances reported since the last call (after each poll).
@@ -214,6 +222,9 @@ class _Session:
         with self._rebalance_lock:
             revoked, self._revoked = self._revoked, set()
             assigned, self._newly_assigned = self._newly_assigned, set()
+            reassigned, self._reassigned = self._reassigned, False
+        if reassigned:  # idle from the assignment on (a member given nothing may stop)
+            self._idle_since = time.monotonic()
         if revoked:
             for part in (self._open, self._writer, self._checkpoint, self._health):
                 part.drop(revoked)
@@ -226,7 +237,6 @@ class _Session:
             self._checkpoint.flushed()  # a first flush once the interval is over
             self._incarnation = self._source.incarnation()
             self._writer.assigned(assigned)
-            self._idle_since = time.monotonic()
         return stale
 
     # The loop.
@@ -328,6 +338,9 @@ class _Session:
             health.reached()
             return
         health.kafka(connected=source.connected(), failed=self._writer.failed)
+        if self._rebalancing:
+            self._idle_since = None
+            return  # waiting for the rebalance's assignment
         if not source.assignment():
             return  # still joining the group
         if self._idle_since is None:
