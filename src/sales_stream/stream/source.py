@@ -141,7 +141,7 @@ class KafkaSource:
         self._consumer = self._new_consumer()
         self._incarnation: str | None = None
         self._kafka_listener: Any = None
-        self._from_start: set[int] = set()  # sought to the start by a new incarnation
+        self._from_start: set[int] = set()  # sent to the start by the last assignment
         self._join_watch = JoinWatch()
         #: How many times a stuck group join made this source rebuild its consumer.
         self.rebuilds = 0
@@ -164,6 +164,7 @@ class KafkaSource:
             def on_partitions_assigned(self, assigned: Any) -> None:
                 previous = source._incarnation
                 source._incarnation = None  # a broker restart forces a new assignment
+                source._from_start = set()
                 if previous is not None and assigned and source.incarnation() != previous:
                     # Positions of the old incarnation mean nothing in the new one (the
                     # memory-only broker restarts offsets at 0): read it from its start;
@@ -258,14 +259,13 @@ class KafkaSource:
             tp = self._tp(partition)
             try:
                 offset = self._consumer.committed(tp, timeout_ms=REWIND_TIMEOUT_MS)
-            except KafkaError as exc:
-                log.warning("cannot read the commit of %s to rewind it: %s", tp, exc)
+                if offset is None:
+                    self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, offset)
+            except (KafkaError, ValueError) as exc:  # no answer, or revoked meanwhile
+                log.warning("cannot rewind %s to its commit: %s", tp, exc)
                 failed.add(partition)
-                continue
-            if offset is None:
-                self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
         return failed
 
     def commit(self, offsets: dict[int, int]) -> None:
