@@ -33,15 +33,15 @@ from pymongo.database import Database
 import sales_stream
 from sales_stream import infra
 from sales_stream.app import Stack
-from sales_stream.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
 from sales_stream.clients import ensure_topic
 from sales_stream.config import Settings
 from sales_stream.drain import highwaters
 from sales_stream.events import SaleEvent, encode
-from sales_stream.generator import SaleGenerator
 from sales_stream.identity import kafka_key
 from sales_stream.infra.process import wait_until
 from sales_stream.lake.read import read_dead_letters, read_lake
+from sales_stream.produce.badevents import EXPECTED_REASON, BadEventKind, make_bad_payload
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.store import DAILY, DEAD_LETTERS, FENCES, HOURLY, SALES, Rollup
 
 pytestmark = pytest.mark.slow
