@@ -44,7 +44,7 @@ from sales_stream import infra
 from sales_stream.clients import ensure_topic, mongo_client
 from sales_stream.config import Settings
 from sales_stream.drain import highwaters
-from sales_stream.generator import SaleGenerator
+from sales_stream.produce.generator import SaleGenerator
 from sales_stream.sinks.rollups import totals
 from sales_stream.store import HOURLY, SALES
 
