@@ -45,9 +45,9 @@ async (path) => {
 """
 _OPEN_AND_RUN = f"""
 async ({{path, timeoutMs}}) => {{
-  const widget = await ({_OPEN})(path);
   const timer = new Promise((_, reject) =>
     setTimeout(() => reject(new Error(`Run All of ${{path}} timed out`)), timeoutMs));
+  const widget = await Promise.race([({_OPEN})(path), timer]);
   await Promise.race([window.jupyterapp.commands.execute('notebook:run-all-cells'), timer]);
   return widget.id;
 }}
@@ -60,7 +60,9 @@ _OUTPUTS = """
 """
 _SHOW_CELL = f"""
 async ({{path, marker}}) => {{
-  const widget = await ({_OPEN})(path);
+  const timer = new Promise((_, reject) =>
+    setTimeout(() => reject(new Error(`opening ${{path}} timed out`)), 60000));
+  const widget = await Promise.race([({_OPEN})(path), timer]);
   const notebook = widget.content;
   const index = notebook.widgets.findIndex(c => c.model.sharedModel.getSource().includes(marker));
   notebook.activeCellIndex = index;
