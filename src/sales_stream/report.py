@@ -107,6 +107,11 @@ def verdict(word: str, *, plural: bool = True) -> str:
     return ("tenus" if plural else "tenu") if met else ("non tenus" if plural else "non tenu")
 
 
+def _listed(items: Sequence[str]) -> str:
+    """``["a", "b", "c"]`` → ``a, b et c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} et {items[-1]}"
+
+
 def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
@@ -296,6 +301,21 @@ def bench_figures(root: Path) -> dict[str, str]:
     f["prod_x"] = ratio(float(thread_x))
     f["prod_date"] = bench_date(pr)
     (f["machine_coeurs"],) = ct.find(r"^\$ .*#.*?(\d+) cores")
+
+    so = bench(root, "scale_out")
+    f["echelle_date"] = bench_date(so)
+    sent, partitions = so.find(r"; ([\d,]+) sales produced once on (\d+) partitions")
+    f["echelle_ventes"], f["echelle_partitions"] = fr_int(int(_number(sent))), partitions
+    rows = so.find_all(
+        r"^(\d+) process(?:es)?\s+([\d,]+) sales/s \(median of (\d+)\)\s+([\d.]+)x 1 process"
+        r"\s+\(range-assignor bound ([\d.]+)x\)"
+    )
+    counts = [fr_int(int(k)) for k, *_ in rows]
+    f["echelle_processus"] = _listed(counts)
+    f["echelle_debits"] = " / ".join(fr_int(int(_number(rate))) for _, rate, *_ in rows)
+    f["echelle_tours"] = fr_int(int(rows[0][2]))
+    f["echelle_x"] = _listed([f"{ratio(float(x))} à {k}" for k, _, _, x, _ in rows[1:]])
+    f["echelle_bornes"] = _listed([f"{ratio(float(b))} à {k}" for k, *_, b in rows[1:]])
 
     dec = bench(root, "decode_speed")
     f["decode_debit"] = fr_int(int(_number(dec.find(r"^decode \(valid\):\s+([\d,]+)")[0])))
