@@ -313,7 +313,8 @@ def bench_figures(root: Path) -> dict[str, str]:
     counts = [fr_int(int(k)) for k, *_ in rows]
     f["echelle_processus"] = _listed(counts)
     f["echelle_debits"] = " / ".join(fr_int(int(_number(rate))) for _, rate, *_ in rows)
-    f["echelle_tours"] = fr_int(int(rows[0][2]))
+    rounds = int(rows[0][2])
+    f["echelle_tours"] = "un essai" if rounds == 1 else f"médianes de {fr_int(rounds)} essais"
     f["echelle_x"] = _listed([f"{ratio(float(x))} à {k}" for k, _, _, x, _ in rows[1:]])
     f["echelle_bornes"] = _listed([f"{ratio(float(b))} à {k}" for k, *_, b in rows[1:]])
 
