@@ -23,13 +23,15 @@ from pathlib import Path
 import psutil
 from kafka import KafkaProducer
 
+#: The extract observer (`common.ExtractObserver`) and its own Hyper: the instrument.
+OBSERVER = "extract observer"
 #: Process kinds, recognised in a command line (the first match wins).
 KINDS = (
     ("weed", "SeaweedFS"),
     ("tansu", "Tansu"),
     ("secantus", "SecantusDB"),
     ("hyperd", "Hyper"),
-    ("multiprocessing", "extract observer"),
+    ("multiprocessing", OBSERVER),
 )
 SELF = "pipeline (producer, 3 runtimes)"
 
@@ -145,7 +147,11 @@ def _kind(proc: psutil.Process) -> str:
         cmdline = " ".join(proc.cmdline())
     except psutil.NoSuchProcess:
         return "other"
-    return next((name for marker, name in KINDS if marker in cmdline), "supervisor")
+    kind = next((name for marker, name in KINDS if marker in cmdline), "supervisor")
+    parent = proc.parent()
+    if kind == "Hyper" and parent is not None and "multiprocessing" in " ".join(parent.cmdline()):
+        return OBSERVER  # the observer's own Hyper: part of the instrument, not the pipeline
+    return kind
 
 
 def count_freshness(
