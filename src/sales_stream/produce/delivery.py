@@ -32,9 +32,11 @@ if TYPE_CHECKING:
     from sales_stream.events import SaleEvent
 
 #: Client settings of the live producer: failures visible within seconds, and batches of
-#: up to 50 ms (``linger_ms``): the embedded broker's CPU per produce request grows with the
-#: topic's length while consumers wait at its tail (probe, 4 consumers, ~1,000 records/s: 63 %
-#: then 123 % of a core from 108k to 324k records with batches of 5 ms, 6-8 % with 50 ms).
+#: up to 250 ms (``linger_ms``). Each batch is one object in the durable broker's store, and
+#: every fetch that is not at the tail lists all of its partition's objects (Tansu's S3
+#: engine, ``dynostore.rs`` ``fetch``), so a fetch costs more as objects pile up: at 1,000
+#: sales/s on 3 partitions, batches of 50 ms make up to 60 objects/s (the hour's soak fell
+#: behind after 24 minutes, ``docs/bench/soak.txt``), batches of 250 ms up to 12.
 #: Idempotence is off: kafka-python 3.0 stops expiring batches of an idempotent producer
 #: that lost its broker (it waits for a new producer id first), so they would never fail;
 #: one request in flight per connection keeps the per-region order through retries, and the
@@ -43,8 +45,8 @@ LIVE_CONFIG: dict[str, Any] = {
     "acks": "all",
     "enable_idempotence": False,
     "max_in_flight_requests_per_connection": 1,
-    "linger_ms": 50,
-    "batch_size": 64 * 1024,
+    "linger_ms": 250,
+    "batch_size": 256 * 1024,
     "max_block_ms": 2_000,
     "request_timeout_ms": 3_000,
     "delivery_timeout_ms": 6_000,
