@@ -214,6 +214,10 @@ def write_extract(
         _store_state(conn, writer, watermark)
 
 
+#: Whether the extract holds the ``event_id`` of the row ``s`` (of a Parquet batch).
+_HELD = f"EXISTS (SELECT 1 FROM {EXTRACT_TABLE} AS e WHERE e.event_id = s.event_id)"
+
+
 def append_to_extract(
     hyper: HyperProcess,
     path: Path,
@@ -238,11 +242,7 @@ def append_to_extract(
     Returns:
         The number of rows added.
     """
-    anti_join = (
-        f" WHERE NOT EXISTS (SELECT 1 FROM {EXTRACT_TABLE} AS e WHERE e.event_id = s.event_id)"
-        if skip_known
-        else ""
-    )
+    anti_join = f" WHERE NOT {_HELD}" if skip_known else ""
     with Connection(hyper.endpoint, path) as conn, _parquet(path, table) as source:
         added = conn.execute_command(
             f"INSERT INTO {EXTRACT_TABLE} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} "
@@ -256,8 +256,7 @@ def held_ids(hyper: HyperProcess, path: Path, table: pa.Table) -> set[str]:
     """The ``event_id`` values of ``table`` that the extract ``path`` already holds."""
     with Connection(hyper.endpoint, path) as conn, _parquet(path, table) as source:
         rows = conn.execute_list_query(
-            f"SELECT s.event_id FROM external({source}, FORMAT => 'parquet') AS s "
-            f"WHERE EXISTS (SELECT 1 FROM {EXTRACT_TABLE} AS e WHERE e.event_id = s.event_id)"
+            f"SELECT s.event_id FROM external({source}, FORMAT => 'parquet') AS s WHERE {_HELD}"
         )
     return {row[0] for row in rows}
 
