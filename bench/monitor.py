@@ -106,7 +106,10 @@ class Monitor:
     def _sample_processes(self, now: float) -> None:
         for proc in _processes_of_run(self._state_dir):
             if proc.pid not in self._procs:
-                proc.cpu_percent(None)  # the first call starts the CPU clock
+                try:
+                    proc.cpu_percent(None)  # the first call starts the CPU clock
+                except psutil.NoSuchProcess:
+                    continue  # ended since it was listed
                 self._procs[proc.pid] = (_kind(proc), proc)
         totals: dict[str, list[float]] = {}
         for pid, (kind, proc) in list(self._procs.items()):
@@ -145,12 +148,12 @@ def _kind(proc: psutil.Process) -> str:
         return SELF
     try:
         cmdline = " ".join(proc.cmdline())
+        kind = next((name for marker, name in KINDS if marker in cmdline), "supervisor")
+        parent = proc.parent()
+        if kind == "Hyper" and parent and "multiprocessing" in " ".join(parent.cmdline()):
+            return OBSERVER  # the observer's own Hyper: part of the instrument, not the pipeline
     except psutil.NoSuchProcess:
         return "other"
-    kind = next((name for marker, name in KINDS if marker in cmdline), "supervisor")
-    parent = proc.parent()
-    if kind == "Hyper" and parent is not None and "multiprocessing" in " ".join(parent.cmdline()):
-        return OBSERVER  # the observer's own Hyper: part of the instrument, not the pipeline
     return kind
 
 
