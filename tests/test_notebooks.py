@@ -94,6 +94,9 @@ def test_english_in_outputs_catches_english_but_not_french(tmp_path: Path) -> No
         "<b>Partitions Kafka</b> 3 · lettres mortes · en attente · ventes enregistrées",
         "out/sales.twb (31 575 octets) · lat 47,24 · Smartphone premium · marketplace",
         '{"event_id":"04aede7f","lat":47.2378,"amount":14.49}',
+        # lake files: offsets, then a hex hash that may start with digits
+        "├── part-sales-0-185-185.00851005a55b.parquet (5,9 ko)",
+        "├── part-sales-1-7-7.12345678.parquet (5,9 ko)",
     )
     cell.outputs = [
         nbformat.v4.new_output("stream", name="stdout", text=text) for text in english + french

@@ -59,7 +59,7 @@ ENGLISH_IN_OUTPUTS = re.compile(
     r"not configured|sent|received)\b"
     r"|\bsales_(?!db\b|stream\b|live\b)\w+"
     r"|\w\(s\)"
-    r"|\d\.\d{6,}",
+    r"|(?<![\w-])\d+\.\d{6,}(?![\w.])",  # an unformatted float, not a file name's offsets and hash
     re.IGNORECASE,
 )
 
